@@ -1,0 +1,51 @@
+// mercatod: one process, one cluster node.
+
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+
+#include <pthread.h>
+
+#include "app/node.hpp"
+#include "config/settings.hpp"
+#include "telemetry/logging.hpp"
+
+int main(int argc, char** argv) {
+  // Block the stop signals before any thread exists, so every thread inherits the mask and only
+  // the sigwait below receives them: shutdown runs in one known place, in order.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  auto loaded = mercato::config::load(argc, argv, mercato::config::process_environment());
+  if (loaded.help_requested) {
+    std::cout << loaded.help_text;
+    return 0;
+  }
+  if (!loaded.errors.empty() || !loaded.value) {
+    for (const auto& e : loaded.errors) {
+      std::cerr << e.to_string() << '\n';
+    }
+    return 2;
+  }
+  const auto settings = *loaded.value;
+  mercato::telemetry::configure_logging(settings.log);
+
+  mercato::app::node node{settings};
+  try {
+    node.start();
+  } catch (const std::exception& e) {
+    mercato::telemetry::log_error("start-up failed", {{"error", e.what()}});
+    return 1;
+  }
+
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  mercato::telemetry::log_info("shutting down", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+  node.stop();
+  mercato::telemetry::log_info("stopped");
+  return 0;
+}

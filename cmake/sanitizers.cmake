@@ -1,0 +1,10 @@
+# MERCATO_SANITIZE="address;undefined" or "thread": applied to every target of the build.
+if(MERCATO_SANITIZE)
+  list(JOIN MERCATO_SANITIZE "," _mercato_san)
+  if(_mercato_san MATCHES "thread" AND _mercato_san MATCHES "address")
+    message(FATAL_ERROR "MERCATO_SANITIZE: thread and address cannot be combined")
+  endif()
+  add_compile_options(-fsanitize=${_mercato_san} -fno-omit-frame-pointer -fno-sanitize-recover=all)
+  add_link_options(-fsanitize=${_mercato_san})
+  message(STATUS "mercato: sanitizers ${_mercato_san}")
+endif()

@@ -1,0 +1,601 @@
+#include "settings.hpp"
+
+#include <CLI/CLI.hpp>
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <sstream>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <variant>
+
+#include <unistd.h>
+
+extern char** environ;  // POSIX declares it but <unistd.h> only does so with _GNU_SOURCE
+
+namespace mercato::config {
+
+namespace {
+
+// MERCATO_* names that are not settings but must not be reported as unknown.
+// MERCATO_SOURCE_DIR is exported by ctest to the script tests, which start mercatod with it still set.
+constexpr std::array<std::string_view, 2> allowed_variables = {"MERCATO_CONFIG", "MERCATO_SOURCE_DIR"};
+// Prefixes owned by other modules (test harnesses, the admin bootstrap account).
+constexpr std::array<std::string_view, 2> allowed_prefixes = {"MERCATO_TEST_", "MERCATO_ADMIN_"};
+
+constexpr std::string_view variable_prefix = "MERCATO_";
+constexpr std::array<std::string_view, 7> log_levels = {"trace", "debug", "info", "warn", "error", "critical", "off"};
+
+// Caps durations well below the point where converting milliseconds to nanoseconds for a deadline overflows.
+constexpr std::uint64_t max_timeout_ms = 86'400'000;
+constexpr std::uint64_t max_threads = 256;
+constexpr std::uint64_t max_size = std::numeric_limits<std::size_t>::max();
+
+enum class value_kind {
+  identifier,     // node id: shows up in logs, metrics labels and cluster messages
+  text,           // non-empty free text
+  optional_text,  // empty means "not configured"
+  count,          // unsigned integer within [min, max]
+  milliseconds,   // unsigned integer within [min, max]
+  boolean,
+  log_level,
+  log_format,
+};
+
+// What survived checking; the field's apply function knows which alternative its kind produces.
+using typed_value = std::variant<std::string, std::uint64_t, bool>;
+
+struct field_spec {
+  std::string_view key;    // dotted TOML path
+  std::string_view env;    // environment variable
+  std::string_view flag;   // command-line option, empty when there is none
+  std::string_view help;
+  value_kind kind;
+  std::uint64_t min;
+  std::uint64_t max;
+  void (*apply)(settings&, const typed_value&);
+};
+
+std::uint64_t as_number(const typed_value& v) { return std::get<std::uint64_t>(v); }
+const std::string& as_text(const typed_value& v) { return std::get<std::string>(v); }
+std::chrono::milliseconds as_ms(const typed_value& v) {
+  return std::chrono::milliseconds{static_cast<std::chrono::milliseconds::rep>(as_number(v))};
+}
+
+// One table drives the TOML walk, the environment, the command line and the --help text, so a setting
+// cannot be reachable from one source and silently missing from another.
+const std::array<field_spec, 19> fields = {{
+    {"node_id", "MERCATO_NODE_ID", "--node-id", "Node name, unique in the cluster", value_kind::identifier, 0, 0,
+     [](settings& s, const typed_value& v) { s.node_id = as_text(v); }},
+    {"scheduler_threads", "MERCATO_SCHEDULER_THREADS", "--scheduler-threads", "CAF worker threads (0 = cores)",
+     value_kind::count, 0, max_threads,
+     [](settings& s, const typed_value& v) { s.scheduler_threads = static_cast<unsigned>(as_number(v)); }},
+    {"rate_limits", "MERCATO_RATE_LIMITS", "--rate-limits", "Rate limiting on|off", value_kind::boolean, 0, 0,
+     [](settings& s, const typed_value& v) { s.rate_limits = std::get<bool>(v); }},
+    {"demo", "MERCATO_DEMO", "--demo", "Load the demo catalog when the catalog is empty", value_kind::boolean, 0, 0,
+     [](settings& s, const typed_value& v) { s.load_demo_catalog = std::get<bool>(v); }},
+    {"http.bind_address", "MERCATO_HTTP_ADDRESS", "--http-address", "HTTP listen address", value_kind::text, 0, 0,
+     [](settings& s, const typed_value& v) { s.http.bind_address = as_text(v); }},
+    {"http.port", "MERCATO_HTTP_PORT", "--http-port", "HTTP listen port", value_kind::count, 1, 65535,
+     [](settings& s, const typed_value& v) { s.http.port = static_cast<std::uint16_t>(as_number(v)); }},
+    {"http.threads", "MERCATO_HTTP_THREADS", "--http-threads", "HTTP I/O threads", value_kind::count, 1,
+     max_threads, [](settings& s, const typed_value& v) { s.http.threads = static_cast<unsigned>(as_number(v)); }},
+    {"http.max_body_bytes", "MERCATO_HTTP_MAX_BODY_BYTES", "", "", value_kind::count, 1, max_size,
+     [](settings& s, const typed_value& v) { s.http.max_body_bytes = static_cast<std::size_t>(as_number(v)); }},
+    {"http.max_header_bytes", "MERCATO_HTTP_MAX_HEADER_BYTES", "", "", value_kind::count, 1, max_size,
+     [](settings& s, const typed_value& v) { s.http.max_header_bytes = static_cast<std::size_t>(as_number(v)); }},
+    {"http.read_timeout_ms", "MERCATO_HTTP_READ_TIMEOUT_MS", "", "", value_kind::milliseconds, 1, max_timeout_ms,
+     [](settings& s, const typed_value& v) { s.http.read_timeout = as_ms(v); }},
+    {"http.idle_timeout_ms", "MERCATO_HTTP_IDLE_TIMEOUT_MS", "", "", value_kind::milliseconds, 1, max_timeout_ms,
+     [](settings& s, const typed_value& v) { s.http.idle_timeout = as_ms(v); }},
+    {"http.shutdown_grace_ms", "MERCATO_HTTP_SHUTDOWN_GRACE_MS", "", "", value_kind::milliseconds, 1,
+     max_timeout_ms, [](settings& s, const typed_value& v) { s.http.shutdown_grace = as_ms(v); }},
+    {"postgres.dsn", "MERCATO_PG_DSN", "--pg-dsn", "PostgreSQL connection string", value_kind::text, 0, 0,
+     [](settings& s, const typed_value& v) { s.postgres.dsn = as_text(v); }},
+    {"postgres.pool_size", "MERCATO_PG_POOL_SIZE", "--pg-pool-size", "PostgreSQL connections", value_kind::count, 1,
+     max_threads, [](settings& s, const typed_value& v) { s.postgres.pool_size = static_cast<unsigned>(as_number(v)); }},
+    {"postgres.statement_timeout_ms", "MERCATO_PG_STATEMENT_TIMEOUT_MS", "", "", value_kind::milliseconds, 1,
+     max_timeout_ms, [](settings& s, const typed_value& v) { s.postgres.statement_timeout = as_ms(v); }},
+    {"postgres.queue_limit", "MERCATO_PG_QUEUE_LIMIT", "", "", value_kind::count, 1, max_size,
+     [](settings& s, const typed_value& v) { s.postgres.queue_limit = static_cast<std::size_t>(as_number(v)); }},
+    {"redis.url", "MERCATO_REDIS_URL", "--redis-url", "Redis URL (empty = no Redis)", value_kind::optional_text, 0,
+     0,
+     [](settings& s, const typed_value& v) {
+       const auto& url = as_text(v);
+       s.redis.url = url.empty() ? std::nullopt : std::optional<std::string>{url};
+     }},
+    {"log.level", "MERCATO_LOG_LEVEL", "--log-level", "trace|debug|info|warn|error|critical|off",
+     value_kind::log_level, 0, 0, [](settings& s, const typed_value& v) { s.log.level = as_text(v); }},
+    {"log.format", "MERCATO_LOG_FORMAT", "--log-format", "text|json", value_kind::log_format, 0, 0,
+     [](settings& s, const typed_value& v) {
+       s.log.format = as_text(v) == "json" ? log_format::json : log_format::text;
+     }},
+}};
+
+bool starts_with(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
+}
+
+// Renders a user-supplied string so that control characters cannot break the one-line error message.
+std::string quote(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", static_cast<unsigned>(static_cast<unsigned char>(c)));
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  out += '"';
+  return out;
+}
+
+template <std::size_t N>
+std::string join(const std::array<std::string_view, N>& items) {
+  std::string out;
+  for (auto item : items) {
+    if (!out.empty()) out += ", ";
+    out += item;
+  }
+  return out;
+}
+
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      std::size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+// "; did you mean X?" for near misses, because a typo otherwise looks like an unexplained rejection.
+template <typename Names>
+std::string suggestion(std::string_view wrong, const Names& candidates) {
+  std::string_view best;
+  std::size_t best_distance = 3;  // more than two edits away is a different word, not a typo
+  for (std::string_view candidate : candidates) {
+    if (candidate.empty()) continue;
+    auto d = edit_distance(wrong, candidate);
+    if (d < best_distance) {
+      best = candidate;
+      best_distance = d;
+    }
+  }
+  return best.empty() ? std::string{} : "; did you mean " + std::string{best} + "?";
+}
+
+struct checked {
+  std::optional<typed_value> value;
+  std::string error;
+};
+
+checked fail(std::string message) { return {std::nullopt, std::move(message)}; }
+
+checked check_range(const field_spec& f, std::uint64_t n, bool negative, const std::string& shown) {
+  if (!negative && n >= f.min && n <= f.max) return {typed_value{n}, {}};
+  if (f.max == max_size) {
+    return fail("must be " + (f.min == 1 ? std::string{"greater than 0"} : "at least " + std::to_string(f.min)) +
+                ", got " + shown);
+  }
+  return fail("must be between " + std::to_string(f.min) + " and " + std::to_string(f.max) + ", got " + shown);
+}
+
+checked check_text(const field_spec& f, const std::string& text) {
+  switch (f.kind) {
+    case value_kind::identifier: {
+      bool ok = !text.empty() && text.size() <= 64 && std::all_of(text.begin(), text.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+               c == '_' || c == '.';
+      });
+      if (ok) return {typed_value{text}, {}};
+      return fail("must be 1 to 64 letters, digits, '-', '_' or '.', got " + quote(text));
+    }
+    case value_kind::text:
+      if (text.empty()) return fail("must not be empty");
+      return {typed_value{text}, {}};
+    case value_kind::optional_text:
+      return {typed_value{text}, {}};
+    case value_kind::count:
+    case value_kind::milliseconds: {
+      std::string_view digits = text;
+      bool negative = starts_with(digits, "-");
+      if (negative) digits.remove_prefix(1);
+      std::uint64_t n = 0;
+      auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
+      bool all_digits = !digits.empty() && std::all_of(digits.begin(), digits.end(),
+                                                       [](char c) { return c >= '0' && c <= '9'; });
+      if (!all_digits) return fail("must be an integer, got " + quote(text));
+      if (ec == std::errc::result_out_of_range || end != digits.data() + digits.size()) {
+        return check_range(f, std::numeric_limits<std::uint64_t>::max(), true, quote(text));
+      }
+      return check_range(f, n, negative && n != 0, quote(text));
+    }
+    case value_kind::boolean: {
+      std::string lower = text;
+      std::transform(lower.begin(), lower.end(), lower.begin(),
+                     [](char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; });
+      if (lower == "on" || lower == "true" || lower == "1") return {typed_value{true}, {}};
+      if (lower == "off" || lower == "false" || lower == "0") return {typed_value{false}, {}};
+      return fail("must be one of on, off, true, false, 1, 0, got " + quote(text));
+    }
+    case value_kind::log_level:
+      if (std::find(log_levels.begin(), log_levels.end(), text) != log_levels.end()) return {typed_value{text}, {}};
+      return fail("must be one of " + join(log_levels) + ", got " + quote(text));
+    case value_kind::log_format:
+      if (text == "text" || text == "json") return {typed_value{text}, {}};
+      return fail("must be text or json, got " + quote(text));
+  }
+  return fail("unsupported setting kind");
+}
+
+std::string describe(const toml::node& node) {
+  switch (node.type()) {
+    case toml::node_type::string: return "a string (" + quote(*node.value<std::string>()) + ")";
+    case toml::node_type::integer: return "an integer (" + std::to_string(*node.value<std::int64_t>()) + ")";
+    case toml::node_type::floating_point: return "a float";
+    case toml::node_type::boolean: return *node.value<bool>() ? "a boolean (true)" : "a boolean (false)";
+    case toml::node_type::date: return "a date";
+    case toml::node_type::time: return "a time";
+    case toml::node_type::date_time: return "a date-time";
+    case toml::node_type::array: return "an array";
+    case toml::node_type::table: return "a table";
+    case toml::node_type::none: break;
+  }
+  return "nothing";
+}
+
+std::string at_line(const toml::node& node) {
+  auto line = node.source().begin.line;
+  return line > 0 ? " (line " + std::to_string(line) + ")" : std::string{};
+}
+
+checked check_node(const field_spec& f, const toml::node& node) {
+  switch (f.kind) {
+    case value_kind::count:
+    case value_kind::milliseconds:
+      if (auto n = node.value_exact<std::int64_t>()) {
+        return check_range(f, static_cast<std::uint64_t>(std::max<std::int64_t>(*n, 0)), *n < 0,
+                           std::to_string(*n));
+      }
+      return fail("expected an integer, got " + describe(node));
+    case value_kind::boolean:
+      if (auto b = node.value_exact<bool>()) return {typed_value{*b}, {}};
+      return fail("expected a boolean (true or false), got " + describe(node));
+    case value_kind::identifier:
+    case value_kind::text:
+    case value_kind::optional_text:
+    case value_kind::log_level:
+    case value_kind::log_format:
+      if (auto s = node.value_exact<std::string>()) return check_text(f, *s);
+      return fail("expected a string, got " + describe(node));
+  }
+  return fail("unsupported setting kind");
+}
+
+const field_spec* field_by_key(std::string_view key) {
+  for (const auto& f : fields)
+    if (f.key == key) return &f;
+  return nullptr;
+}
+
+bool is_section(std::string_view name) {
+  return std::any_of(fields.begin(), fields.end(), [&](const field_spec& f) {
+    return f.key.size() > name.size() && starts_with(f.key, name) && f.key[name.size()] == '.';
+  });
+}
+
+std::vector<std::string_view> toml_names() {
+  std::vector<std::string_view> names;
+  for (const auto& f : fields) {
+    names.push_back(f.key);
+    if (auto dot = f.key.find('.'); dot != std::string_view::npos) names.push_back(f.key.substr(0, dot));
+  }
+  return names;
+}
+
+class toml_reader {
+ public:
+  toml_reader(settings& target, std::string source) : target_(target), source_(std::move(source)) {}
+
+  // Tables iterate in key order; errors are handed out in file order, which is how the user reads them.
+  std::vector<config_error> errors() const {
+    auto sorted = found_;
+    std::stable_sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::vector<config_error> out;
+    for (auto& [line, error] : sorted) out.push_back(std::move(error));
+    return out;
+  }
+
+  // Sections nest one level deep; anything deeper or unlisted is a typo or a setting this build lacks.
+  void read(const toml::table& table, std::string_view section = {}) {
+    for (const auto& [raw_key, node] : table) {
+      std::string_view name = raw_key.str();
+      std::string key = section.empty() ? std::string{name} : std::string{section} + "." + std::string{name};
+      // A quoted key may contain dots; it must not alias a nested setting.
+      bool plain = name.find('.') == std::string_view::npos;
+      if (plain && section.empty() && is_section(name)) {
+        if (const auto* sub = node.as_table()) {
+          read(*sub, name);
+        } else {
+          report(node, key, "expected a table ([" + key + "]), got " + describe(node));
+        }
+        continue;
+      }
+      const field_spec* f = plain ? field_by_key(key) : nullptr;
+      if (f == nullptr) {
+        const char* what = node.is_table() ? "unknown section" : "unknown key";
+        report(node, key, what + suggestion(key, toml_names()));
+        continue;
+      }
+      auto result = check_node(*f, node);
+      if (result.value) {
+        f->apply(target_, *result.value);
+      } else {
+        report(node, key, result.error);
+      }
+    }
+  }
+
+ private:
+  void report(const toml::node& node, std::string key, std::string message) {
+    found_.push_back({node.source().begin.line, {std::move(key), source_, std::move(message) + at_line(node)}});
+  }
+
+  settings& target_;
+  std::string source_;
+  std::vector<std::pair<toml::source_index, config_error>> found_;
+};
+
+// Reads the file ourselves rather than with toml::parse_file so that "cannot open" carries the OS reason.
+void read_file(const std::string& path, const std::string& named_by, settings& target,
+               std::vector<config_error>& errors) {
+  auto cannot_read = [&](const std::string& reason) {
+    errors.push_back({"config", named_by, "cannot read " + quote(path) + ": " + reason});
+  };
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) return cannot_read("is a directory");
+  errno = 0;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    int err = errno;
+    return cannot_read(err != 0 ? std::generic_category().message(err) : "cannot open file");
+  }
+  std::ostringstream content;
+  content << in.rdbuf();
+  if (in.bad()) return cannot_read("read error");
+
+  const std::string source = "file " + path;
+#if TOML_EXCEPTIONS
+  toml::table table;
+  try {
+    table = toml::parse(content.str(), path);
+  } catch (const toml::parse_error& e) {
+    const auto& where = e.source().begin;
+    errors.push_back({"", source,
+                      "invalid TOML at line " + std::to_string(where.line) + ", column " +
+                          std::to_string(where.column) + ": " + std::string{e.description()}});
+    return;
+  }
+#else
+  auto parsed = toml::parse(content.str(), path);
+  if (!parsed) {
+    const auto& where = parsed.error().source().begin;
+    errors.push_back({"", source,
+                      "invalid TOML at line " + std::to_string(where.line) + ", column " +
+                          std::to_string(where.column) + ": " + std::string{parsed.error().description()}});
+    return;
+  }
+  toml::table table = std::move(parsed).table();
+#endif
+  toml_reader reader{target, source};
+  reader.read(table);
+  auto found = reader.errors();
+  errors.insert(errors.end(), found.begin(), found.end());
+}
+
+bool allowed_variable(std::string_view name) {
+  return std::find(allowed_variables.begin(), allowed_variables.end(), name) != allowed_variables.end() ||
+         std::any_of(allowed_prefixes.begin(), allowed_prefixes.end(),
+                     [&](std::string_view prefix) { return starts_with(name, prefix); });
+}
+
+struct command_line {
+  std::vector<std::string> values = std::vector<std::string>(fields.size());
+  std::vector<bool> given = std::vector<bool>(fields.size(), false);
+  std::string config_path;
+  bool config_given = false;
+  bool parsed = false;
+};
+
+void parse_command_line(int argc, const char* const* argv, command_line& cli, load_result& result,
+                        std::vector<config_error>& errors) {
+  CLI::App app{"mercato e-commerce node. Settings: defaults < TOML file < MERCATO_* environment < flags.",
+               "mercatod"};
+  // Unknown arguments are collected and reported one by one instead of CLI11 stopping at the first.
+  app.allow_extras(true);
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+
+  auto* config_option =
+      app.add_option("--config", cli.config_path, "TOML settings file [env MERCATO_CONFIG]")->type_name("PATH");
+  std::vector<CLI::Option*> options(fields.size(), nullptr);
+  bool demo = false;
+  for (std::size_t i = 0; i < fields.size(); ++i) {
+    const auto& f = fields[i];
+    if (f.flag.empty()) continue;
+    std::string help = std::string{f.help} + " [env " + std::string{f.env} + ", file " + std::string{f.key} + "]";
+    if (f.key == "demo") {
+      options[i] = app.add_flag(std::string{f.flag}, demo, help);
+    } else {
+      options[i] = app.add_option(std::string{f.flag}, cli.values[i], help);
+      options[i]->type_name(f.kind == value_kind::boolean ? "on|off" : "VALUE");
+      // CLI11 reads "--redis-url=" as a missing value; for an optional setting it means "switch it off".
+      if (f.kind == value_kind::optional_text) options[i]->expected(0, 1);
+    }
+  }
+
+  // CLI11 wants the arguments reversed and without the program name.
+  std::vector<std::string> args;
+  for (int i = argc - 1; i >= 1; --i) args.emplace_back(argv[i] != nullptr ? argv[i] : "");
+  try {
+    app.parse(std::move(args));
+  } catch (const CLI::CallForHelp&) {
+    result.help_requested = true;
+    result.help_text = app.help();
+    return;
+  } catch (const CLI::CallForAllHelp&) {
+    result.help_requested = true;
+    result.help_text = app.help("", CLI::AppFormatMode::All);
+    return;
+  } catch (const CLI::ParseError& e) {
+    errors.push_back({"", "command line", e.what()});
+    return;
+  }
+
+  bool after_unknown_option = false;
+  for (const auto& extra : app.remaining()) {
+    if (starts_with(extra, "-") && extra != "-") {
+      std::string name = extra.substr(0, extra.find('='));
+      std::vector<std::string_view> flags{"--config", "--help"};
+      for (const auto& f : fields) flags.push_back(f.flag);
+      errors.push_back({"", "command line (" + name + ")", "unknown option" + suggestion(name, flags)});
+      after_unknown_option = extra.find('=') == std::string::npos;
+    } else if (after_unknown_option) {
+      after_unknown_option = false;  // most likely the unknown option's value; one error is enough
+    } else {
+      errors.push_back({"", "command line (" + extra + ")", "unexpected argument"});
+    }
+  }
+
+  cli.config_given = config_option->count() > 0;
+  for (std::size_t i = 0; i < fields.size(); ++i) {
+    if (options[i] == nullptr || options[i]->count() == 0) continue;
+    cli.given[i] = true;
+    if (fields[i].key == "demo") cli.values[i] = demo ? "true" : "false";
+  }
+  cli.parsed = true;
+}
+
+void load_into(load_result& result, int argc, const char* const* argv,
+               const std::map<std::string, std::string>& env) {
+  std::vector<config_error> cli_errors;
+  command_line cli;
+  parse_command_line(argc, argv, cli, result, cli_errors);
+  if (result.help_requested) return;
+
+  settings s;
+  std::vector<config_error> file_errors;
+  std::vector<config_error> env_errors;
+
+  // Without a parsed command line we cannot know whether --config named another file, so skip the file.
+  if (cli.parsed) {
+    if (cli.config_given) {
+      if (cli.config_path.empty()) {
+        file_errors.push_back({"config", "command line (--config)", "must not be empty"});
+      } else {
+        read_file(cli.config_path, "command line (--config)", s, file_errors);
+      }
+    } else if (auto it = env.find("MERCATO_CONFIG"); it != env.end() && !it->second.empty()) {
+      read_file(it->second, "environment (MERCATO_CONFIG)", s, file_errors);
+    }
+  }
+
+  std::vector<std::string_view> env_names;
+  for (const auto& f : fields) env_names.push_back(f.env);
+  for (const auto& [name, text] : env) {
+    if (!starts_with(name, variable_prefix) || allowed_variable(name)) continue;
+    std::string source = "environment (" + name + ")";
+    auto f = std::find_if(fields.begin(), fields.end(), [&](const field_spec& spec) { return spec.env == name; });
+    if (f == fields.end()) {
+      env_errors.push_back({"", source, "unknown variable" + suggestion(name, env_names)});
+      continue;
+    }
+    auto checked_value = check_text(*f, text);
+    if (checked_value.value) {
+      f->apply(s, *checked_value.value);
+    } else {
+      env_errors.push_back({std::string{f->key}, source, checked_value.error});
+    }
+  }
+
+  for (std::size_t i = 0; i < fields.size(); ++i) {
+    if (!cli.given[i]) continue;
+    const auto& f = fields[i];
+    auto checked_value = check_text(f, cli.values[i]);
+    if (checked_value.value) {
+      f.apply(s, *checked_value.value);
+    } else {
+      cli_errors.push_back({std::string{f.key}, "command line (" + std::string{f.flag} + ")", checked_value.error});
+    }
+  }
+
+  // Reported in precedence order so the list reads like the loading did.
+  for (auto* part : {&file_errors, &env_errors, &cli_errors})
+    result.errors.insert(result.errors.end(), part->begin(), part->end());
+  if (result.errors.empty()) result.value = std::move(s);
+}
+
+}  // namespace
+
+std::string config_error::to_string() const {
+  std::string out = "invalid configuration: ";
+  if (!key.empty()) out += key + " from ";
+  out += source + ": " + message;
+  return out;
+}
+
+load_result load(int argc, const char* const* argv, const std::map<std::string, std::string>& env) {
+  load_result result;
+  // The contract is "never throws": start-up code reports errors and exits 2, it has no handler to unwind to.
+  try {
+    load_into(result, argc, argv, env);
+  } catch (const std::exception& e) {
+    result.value.reset();
+    result.errors.push_back({"", "configuration loader", e.what()});
+  } catch (...) {
+    result.value.reset();
+    result.errors.push_back({"", "configuration loader", "unexpected failure"});
+  }
+  return result;
+}
+
+std::map<std::string, std::string> process_environment() {
+  std::map<std::string, std::string> env;
+  for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+    std::string_view line = *entry;
+    if (!starts_with(line, variable_prefix)) continue;
+    auto eq = line.find('=');
+    if (eq == std::string_view::npos) continue;
+    env.emplace(std::string{line.substr(0, eq)}, std::string{line.substr(eq + 1)});
+  }
+  return env;
+}
+
+const char* to_string(log_format f) {
+  switch (f) {
+    case log_format::text: return "text";
+    case log_format::json: return "json";
+  }
+  return "text";
+}
+
+}  // namespace mercato::config

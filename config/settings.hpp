@@ -1,0 +1,77 @@
+#pragma once
+// Node settings: defaults < TOML file (--config) < MERCATO_* environment < command-line flags.
+// Every value is validated once at start-up; an invalid one is reported with its key and source.
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mercato::config {
+
+enum class log_format { text, json };
+
+struct http_settings {
+  std::string bind_address = "127.0.0.1";
+  std::uint16_t port = 8080;
+  unsigned threads = 1;                        // Asio io_context threads
+  std::size_t max_body_bytes = 1024 * 1024;    // larger bodies -> 413
+  std::size_t max_header_bytes = 16 * 1024;
+  std::chrono::milliseconds read_timeout{10'000};
+  std::chrono::milliseconds idle_timeout{60'000};
+  std::chrono::milliseconds shutdown_grace{10'000};  // in-flight requests get this long on SIGTERM
+};
+
+struct postgres_settings {
+  std::string dsn = "postgresql://mercato@127.0.0.1:5432/mercato";
+  unsigned pool_size = 4;                       // dedicated blocking-I/O threads, one connection each
+  std::chrono::milliseconds statement_timeout{5'000};
+  std::size_t queue_limit = 10'000;             // jobs waiting for a connection before 503
+};
+
+struct redis_settings {
+  std::optional<std::string> url;               // empty: no Redis, L1 cache and local counters only
+};
+
+struct log_settings {
+  std::string level = "info";                   // trace, debug, info, warn, error, critical, off
+  log_format format = log_format::text;
+};
+
+struct settings {
+  std::string node_id = "node-1";
+  unsigned scheduler_threads = 0;               // CAF workers; 0 = number of cores
+  http_settings http;
+  postgres_settings postgres;
+  redis_settings redis;
+  log_settings log;
+  bool rate_limits = true;                      // MERCATO_RATE_LIMITS=off for load tests
+  bool load_demo_catalog = false;               // --demo: load the demo catalog when the catalog is empty
+};
+
+// Where a value came from, for error messages: "file mercato.toml", "environment", "command line", "default".
+struct config_error {
+  std::string key;      // e.g. "http.port"
+  std::string source;   // e.g. "environment (MERCATO_HTTP_PORT)"
+  std::string message;  // e.g. "must be between 1 and 65535, got 70000"
+  std::string to_string() const;
+};
+
+struct load_result {
+  std::optional<settings> value;
+  std::vector<config_error> errors;
+  bool help_requested = false;   // --help printed; caller exits 0
+  std::string help_text;
+};
+
+// Loads settings from argv and an environment map (tests pass their own environment).
+load_result load(int argc, const char* const* argv, const std::map<std::string, std::string>& env);
+
+// The process environment as a map (only MERCATO_* variables).
+std::map<std::string, std::string> process_environment();
+
+const char* to_string(log_format f);
+
+}  // namespace mercato::config

@@ -1,0 +1,30 @@
+#pragma once
+// Request bodies are parsed with simdjson. When a body is malformed, simdjson says what is wrong but
+// not where, so only on that error path Boost.JSON's incremental parser finds the offset.
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace simdjson::dom {
+class document;
+}
+
+namespace mercato::http {
+
+struct json_syntax_error {
+  std::size_t offset = 0;  // bytes consumed before the error
+  std::size_t line = 1;    // 1-based
+  std::size_t column = 1;  // 1-based, in bytes
+  std::string message;
+  std::string describe() const;  // "unexpected character at line 1, column 9 (offset 8)"
+};
+
+// Parses `body` into `doc`. Returns the error (with its position) when the body is not valid JSON.
+std::optional<json_syntax_error> parse_json(std::string_view body, simdjson::dom::document& doc);
+
+// Locates a syntax error in text already known to be invalid JSON.
+json_syntax_error locate_json_error(std::string_view body);
+
+}  // namespace mercato::http

@@ -1,0 +1,203 @@
+#include "http/pipeline.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <random>
+
+#include <boost/url/parse.hpp>
+#include <fmt/format.h>
+#include <simdjson.h>
+
+#include "http/json_body.hpp"
+#include "telemetry/logging.hpp"
+#include "telemetry/metrics.hpp"
+
+namespace mercato::http {
+namespace {
+
+std::mt19937_64& rng() {
+  thread_local std::mt19937_64 gen{std::random_device{}()};
+  return gen;
+}
+
+bool is_lower_hex(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+bool all_zero(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) { return c == '0'; });
+}
+
+bool is_json_media_type(std::string_view ct) {
+  // "application/json" with optional parameters (charset=utf-8), case-insensitive.
+  auto semi = ct.find(';');
+  auto type = ct.substr(0, semi);
+  while (!type.empty() && type.back() == ' ') {
+    type.remove_suffix(1);
+  }
+  constexpr std::string_view want = "application/json";
+  return type.size() == want.size() &&
+         std::equal(type.begin(), type.end(), want.begin(), [](char a, char b) {
+           return std::tolower(static_cast<unsigned char>(a)) == b;
+         });
+}
+
+bool parse_target(request_context& ctx) {
+  auto target = ctx.raw.target();
+  auto parsed = boost::urls::parse_origin_form({target.data(), target.size()});
+  if (!parsed) {
+    return false;
+  }
+  ctx.path = parsed->path();
+  for (auto p : parsed->params()) {
+    ctx.query.emplace_back(p.key, p.value);
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string random_hex(std::size_t chars) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out(chars, '0');
+  std::uint64_t bits = 0;
+  for (std::size_t i = 0; i < chars; ++i) {
+    if (i % 16 == 0) {
+      bits = rng()();
+    }
+    out[i] = digits[bits & 0xF];
+    bits >>= 4;
+  }
+  return out;
+}
+
+bool valid_request_id(std::string_view id) {
+  if (id.empty() || id.size() > 128) {
+    return false;
+  }
+  return std::all_of(id.begin(), id.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' || c == ':';
+  });
+}
+
+std::string generate_request_id() {
+  // A random (version 4) UUID.
+  std::string h = random_hex(32);
+  h[12] = '4';
+  h[16] = "89ab"[rng()() & 3];
+  return h.substr(0, 8) + '-' + h.substr(8, 4) + '-' + h.substr(12, 4) + '-' + h.substr(16, 4) + '-' + h.substr(20);
+}
+
+std::optional<std::pair<std::string, std::string>> parse_traceparent(std::string_view h) {
+  // version "-" trace-id "-" parent-id "-" flags, e.g. 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01
+  if (h.size() < 55 || h[2] != '-' || h[35] != '-' || h[52] != '-') {
+    return std::nullopt;
+  }
+  const auto version = h.substr(0, 2);
+  const auto trace = h.substr(3, 32);
+  const auto parent = h.substr(36, 16);
+  const auto flags = h.substr(53, 2);
+  if (!is_lower_hex(version) || version == "ff" || !is_lower_hex(trace) || !is_lower_hex(parent) ||
+      !is_lower_hex(flags) || all_zero(trace) || all_zero(parent)) {
+    return std::nullopt;
+  }
+  if (version == "00" && h.size() != 55) {
+    return std::nullopt;
+  }
+  return std::make_pair(std::string(trace), std::string(parent));
+}
+
+pipeline::pipeline(const router& routes, telemetry::metrics* metrics) : routes_(routes), metrics_(metrics) {}
+
+void pipeline::dispatch(std::shared_ptr<request_context> ctx, done_fn done) const {
+  ctx->received_at = std::chrono::steady_clock::now();
+  if (auto rid = ctx->header("X-Request-Id"); valid_request_id(rid)) {
+    ctx->request_id = std::string(rid);
+  } else {
+    ctx->request_id = generate_request_id();
+  }
+  if (auto tp = parse_traceparent(ctx->header("traceparent"))) {
+    ctx->trace_id = std::move(tp->first);
+  } else {
+    ctx->trace_id = random_hex(32);
+  }
+  ctx->span_id = random_hex(16);
+  if (metrics_) {
+    metrics_->http_in_flight.Increment();
+  }
+
+  // Everything leaves through here: identity headers, metrics, one access-log line.
+  auto finish = [ctx, done = std::move(done), metrics = metrics_](response r) {
+    r.with_header("X-Request-Id", ctx->request_id);
+    r.with_header("traceparent", "00-" + ctx->trace_id + "-" + ctx->span_id + "-01");
+    const auto elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - ctx->received_at).count();
+    const std::string route = ctx->route.empty() ? "unmatched" : ctx->route;
+    const auto method = ctx->raw.method_string();
+    if (metrics) {
+      metrics->http_in_flight.Decrement();
+      metrics->observe_http_request(route, {method.data(), method.size()}, r.status, elapsed);
+    }
+    if (telemetry::log_enabled(spdlog::level::info)) {
+      telemetry::log_info("request", {{"request_id", ctx->request_id},
+                                      {"trace_id", ctx->trace_id},
+                                      {"method", std::string_view{method.data(), method.size()}},
+                                      {"route", route},
+                                      {"path", ctx->path},
+                                      {"status", r.status},
+                                      {"bytes", r.body.size()},
+                                      {"duration_ms", elapsed * 1000.0}});
+    }
+    done(std::move(r));
+  };
+
+  if (!parse_target(*ctx)) {
+    finish(response::from(invalid_request("the request target is not a valid origin-form URI")));
+    return;
+  }
+  auto m = routes_.match(ctx->raw.method(), ctx->path);
+  if (m.outcome == route_match::kind::not_found) {
+    finish(response::from(not_found("no route for " + ctx->path)));
+    return;
+  }
+  if (m.outcome == route_match::kind::method_not_allowed) {
+    std::string allow;
+    for (auto v : m.allowed) {
+      if (!allow.empty()) {
+        allow += ", ";
+      }
+      allow += std::string(bhttp::to_string(v));
+    }
+    auto method = ctx->raw.method_string();
+    finish(response::from(method_not_allowed(fmt::format("{} is not allowed here; allowed: {}",
+                                                          std::string_view{method.data(), method.size()}, allow)))
+               .with_header("Allow", allow));
+    return;
+  }
+  ctx->route = m.matched->pattern;
+  ctx->path_params = std::move(m.params);
+
+  if (m.matched->options.json_body) {
+    const auto ct = ctx->header(bhttp::field::content_type);
+    if (!is_json_media_type(ct)) {
+      finish(response::from(unsupported_media_type(
+          ct.empty() ? "a JSON body with Content-Type: application/json is required"
+                     : "Content-Type must be application/json, got " + std::string(ct))));
+      return;
+    }
+    auto doc = std::make_unique<simdjson::dom::document>();
+    if (auto err = parse_json(ctx->raw.body(), *doc)) {
+      finish(response::from(malformed_json("the body is not valid JSON: " + err->describe())));
+      return;
+    }
+    ctx->body_doc = std::move(doc);
+  }
+
+  try {
+    m.matched->handle(ctx, responder{std::move(finish)});
+  } catch (const std::exception& e) {
+    // The handler threw before answering; the responder it dropped answers 500 (see responder::state).
+    telemetry::log_error("handler threw", {{"request_id", ctx->request_id}, {"error", e.what()}});
+  }
+}
+
+}  // namespace mercato::http

@@ -1,0 +1,35 @@
+#pragma once
+// RFC 9457 problem details: the one error shape every HTTP response uses (API.md "Errors").
+
+#include <string>
+#include <vector>
+
+namespace mercato::http {
+
+struct field_error {
+  std::string pointer;    // JSON pointer into the body ("/items/0/quantity") or "/query/<name>"
+  std::string message;
+};
+
+struct problem {
+  unsigned status = 500;
+  std::string code;     // stable, machine-readable: "not_found", "invalid_request", ...
+  std::string title;    // short, human-readable summary of the code
+  std::string detail;   // this occurrence
+  std::vector<field_error> errors;
+
+  // application/problem+json body
+  std::string to_json() const;
+};
+
+// The canonical problems; `detail` says what happened this time.
+problem not_found(std::string detail = "no such resource");
+problem method_not_allowed(std::string detail);
+problem invalid_request(std::string detail, std::vector<field_error> errors = {});
+problem malformed_json(std::string detail);
+problem unsupported_media_type(std::string detail);
+problem payload_too_large(std::string detail);
+problem service_unavailable(std::string code, std::string detail);
+problem internal_error(std::string detail);
+
+}  // namespace mercato::http

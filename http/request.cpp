@@ -1,0 +1,98 @@
+#include "http/request.hpp"
+
+#include <boost/json/serialize.hpp>
+#include <simdjson.h>
+
+#include "telemetry/logging.hpp"
+
+namespace mercato::http {
+
+response response::json(unsigned status, const boost::json::value& v) {
+  return json_text(status, boost::json::serialize(v));
+}
+
+response response::json_text(unsigned status, std::string body) {
+  response r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+response response::from(const problem& p) {
+  response r;
+  r.status = p.status;
+  r.content_type = "application/problem+json";
+  r.body = p.to_json();
+  return r;
+}
+
+response response::empty(unsigned status) {
+  response r;
+  r.status = status;
+  r.content_type.clear();
+  return r;
+}
+
+request_context::request_context() = default;
+request_context::~request_context() = default;
+
+simdjson::dom::element request_context::json() const { return body_doc->root(); }
+
+std::string_view request_context::header(bhttp::field f) const {
+  auto it = raw.find(f);
+  if (it == raw.end()) {
+    return {};
+  }
+  return {it->value().data(), it->value().size()};
+}
+
+std::string_view request_context::header(std::string_view name) const {
+  auto it = raw.find(boost::beast::string_view{name.data(), name.size()});
+  if (it == raw.end()) {
+    return {};
+  }
+  return {it->value().data(), it->value().size()};
+}
+
+const std::string* request_context::param(std::string_view name) const {
+  for (const auto& [k, v] : path_params) {
+    if (k == name) {
+      return &v;
+    }
+  }
+  return nullptr;
+}
+
+const std::string* request_context::query_param(std::string_view name) const {
+  for (const auto& [k, v] : query) {
+    if (k == name) {
+      return &v;
+    }
+  }
+  return nullptr;
+}
+
+struct responder::state {
+  explicit state(sink s) : out(std::move(s)) {}
+  ~state() {
+    // A handler that dropped its responder would leave the client hanging: answer for it.
+    if (!done.exchange(true)) {
+      telemetry::log_error("handler finished without answering");
+      out(response::from(internal_error("the request was not answered")));
+    }
+  }
+  std::atomic<bool> done{false};
+  sink out;
+};
+
+responder::responder(sink s) : st_(std::make_shared<state>(std::move(s))) {}
+
+void responder::operator()(response r) const {
+  if (st_->done.exchange(true)) {
+    telemetry::log_error("a request was answered twice; the second answer is dropped");
+    return;
+  }
+  st_->out(std::move(r));
+}
+
+}  // namespace mercato::http

@@ -1,0 +1,354 @@
+#include "http/server.hpp"
+
+#include <ctime>
+#include <stdexcept>
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/beast/version.hpp>
+
+#include "telemetry/logging.hpp"
+#include "telemetry/metrics.hpp"
+
+namespace mercato::http {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+using tcp = net::ip::tcp;
+
+namespace {
+
+// RFC 9110 IMF-fixdate, recomputed at most once a second per thread.
+const std::string& http_date() {
+  thread_local std::time_t cached_at = 0;
+  thread_local std::string cached;
+  const std::time_t now = std::time(nullptr);
+  if (now != cached_at) {
+    std::tm tm{};
+    gmtime_r(&now, &tm);
+    char buf[64];
+    std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    cached = buf;
+    cached_at = now;
+  }
+  return cached;
+}
+
+}  // namespace
+
+class session : public std::enable_shared_from_this<session> {
+ public:
+  session(tcp::socket&& socket, server& owner) : stream_(std::move(socket)), owner_(owner) {}
+
+  void start() {
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->do_read(); });
+  }
+
+  // Called on shutdown: an idle connection closes now, a busy one after its response.
+  void drain() {
+    net::post(stream_.get_executor(), [self = shared_from_this()] {
+      self->closing_ = true;
+      if (self->reading_ && !self->parser_->got_some()) {
+        self->close();
+      }
+    });
+  }
+
+  void force_close() {
+    net::post(stream_.get_executor(), [self = shared_from_this()] { self->close(); });
+  }
+
+  ~session() { owner_.unregister_session(this); }
+
+ private:
+  void do_read() {
+    if (closing_) {
+      close();
+      return;
+    }
+    parser_.emplace();
+    parser_->body_limit(owner_.settings().max_body_bytes);
+    parser_->header_limit(static_cast<std::uint32_t>(owner_.settings().max_header_bytes));
+    // Waiting for the next request on a kept-alive connection may take the idle timeout; a
+    // request whose bytes already started arriving must complete within the read timeout.
+    stream_.expires_after(buffer_.size() > 0 ? owner_.settings().read_timeout : owner_.settings().idle_timeout);
+    reading_ = true;
+    bhttp::async_read(stream_, buffer_, *parser_,
+                      [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+  }
+
+  void on_read(beast::error_code ec) {
+    reading_ = false;
+    if (ec == bhttp::error::end_of_stream || ec == net::error::operation_aborted || ec == beast::error::timeout ||
+        ec == net::error::connection_reset || ec == net::error::eof) {
+      close();
+      return;
+    }
+    if (ec == bhttp::error::body_limit) {
+      write_error_and_close(payload_too_large("the body exceeds the limit of " +
+                                              std::to_string(owner_.settings().max_body_bytes) + " bytes"));
+      return;
+    }
+    if (ec == bhttp::error::header_limit) {
+      problem p{431, "headers_too_large", "Request header fields too large",
+                "the request headers exceed " + std::to_string(owner_.settings().max_header_bytes) + " bytes", {}};
+      write_error_and_close(p);
+      return;
+    }
+    if (ec) {
+      write_error_and_close(invalid_request("malformed HTTP request: " + ec.message()));
+      return;
+    }
+
+    auto ctx = std::make_shared<request_context>();
+    ctx->raw = parser_->release();
+    keep_alive_ = ctx->raw.keep_alive();
+    head_ = ctx->raw.method() == bhttp::verb::head;
+    version_ = ctx->raw.version();
+    busy_ = true;
+    auto self = shared_from_this();
+    owner_.handler().dispatch(std::move(ctx), [self](response r) {
+      net::post(self->stream_.get_executor(), [self, r = std::move(r)]() mutable { self->write(std::move(r)); });
+    });
+  }
+
+  template <class Body>
+  std::shared_ptr<bhttp::response<Body>> make_response(const response& r, bool keep) const {
+    auto res = std::make_shared<bhttp::response<Body>>(static_cast<bhttp::status>(r.status), version_);
+    res->set(bhttp::field::server, "mercato");
+    res->set(bhttp::field::date, http_date());
+    if (!r.content_type.empty()) {
+      res->set(bhttp::field::content_type, r.content_type);
+    }
+    for (const auto& [k, v] : r.headers) {
+      res->insert(k, v);
+    }
+    res->keep_alive(keep);
+    return res;
+  }
+
+  void write(response r) {
+    const bool keep = keep_alive_ && !closing_ && !owner_.draining();
+    stream_.expires_after(owner_.settings().read_timeout);
+    auto on_write = [self = shared_from_this(), keep](beast::error_code ec, std::size_t) {
+      self->busy_ = false;
+      if (ec || !keep) {
+        self->close();
+        return;
+      }
+      self->do_read();
+    };
+    if (head_) {
+      // HEAD: the GET answer's headers, Content-Length included, and no body.
+      auto res = make_response<bhttp::empty_body>(r, keep);
+      if (r.status != 204 && r.status != 304) {
+        res->content_length(r.body.size());
+      }
+      bhttp::async_write(stream_, *res, [res, on_write](beast::error_code ec, std::size_t n) { on_write(ec, n); });
+      return;
+    }
+    auto res = make_response<bhttp::string_body>(r, keep);
+    res->body() = std::move(r.body);
+    res->prepare_payload();
+    bhttp::async_write(stream_, *res, [res, on_write](beast::error_code ec, std::size_t n) { on_write(ec, n); });
+  }
+
+  void write_error_and_close(const problem& p) {
+    auto res = std::make_shared<bhttp::response<bhttp::string_body>>(static_cast<bhttp::status>(p.status), 11);
+    res->set(bhttp::field::server, "mercato");
+    res->set(bhttp::field::date, http_date());
+    res->set(bhttp::field::content_type, "application/problem+json");
+    res->set("X-Request-Id", generate_request_id());
+    res->keep_alive(false);
+    res->body() = p.to_json();
+    res->prepare_payload();
+    if (owner_.metrics()) {
+      owner_.metrics()->observe_http_request("unmatched", "UNKNOWN", p.status, 0.0);
+    }
+    stream_.expires_after(owner_.settings().read_timeout);
+    bhttp::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code ec, std::size_t) {
+      if (ec) {
+        self->close();
+        return;
+      }
+      self->linger();
+    });
+  }
+
+  // After an error answer the client may still be sending: half-close, then discard what arrives
+  // for a moment, so the client reads our answer instead of a connection reset.
+  void linger() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream_.expires_after(std::chrono::seconds(1));
+    discard_ = std::make_shared<std::array<char, 16384>>();
+    stream_.async_read_some(net::buffer(*discard_), [self = shared_from_this()](beast::error_code e, std::size_t) {
+      if (e) {
+        self->close();
+      } else {
+        self->linger_more();
+      }
+    });
+  }
+
+  void linger_more() {
+    stream_.async_read_some(net::buffer(*discard_), [self = shared_from_this()](beast::error_code e, std::size_t) {
+      if (e) {
+        self->close();
+      } else {
+        self->linger_more();
+      }
+    });
+  }
+
+  void close() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.close();
+  }
+
+  beast::tcp_stream stream_;
+  server& owner_;
+  beast::flat_buffer buffer_;
+  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  std::shared_ptr<std::array<char, 16384>> discard_;
+  unsigned version_ = 11;
+  bool keep_alive_ = true;
+  bool head_ = false;
+  bool reading_ = false;
+  bool busy_ = false;
+  bool closing_ = false;
+};
+
+server::server(const config::http_settings& settings, const pipeline& handler, telemetry::metrics* metrics)
+    : settings_(settings),
+      pipeline_(handler),
+      metrics_(metrics),
+      ioc_(static_cast<int>(settings.threads)),
+      acceptor_(net::make_strand(ioc_)) {}
+
+server::~server() { shutdown(std::chrono::milliseconds(0)); }
+
+void server::start() {
+  beast::error_code ec;
+  const auto address = net::ip::make_address(settings_.bind_address, ec);
+  if (ec) {
+    throw std::runtime_error("invalid bind address " + settings_.bind_address + ": " + ec.message());
+  }
+  tcp::endpoint ep{address, settings_.port};
+  acceptor_.open(ep.protocol(), ec);
+  if (!ec) {
+    acceptor_.set_option(net::socket_base::reuse_address(true), ec);
+  }
+  if (!ec) {
+    acceptor_.bind(ep, ec);
+  }
+  if (!ec) {
+    acceptor_.listen(net::socket_base::max_listen_connections, ec);
+  }
+  if (ec) {
+    throw std::runtime_error("cannot listen on " + settings_.bind_address + ":" + std::to_string(settings_.port) +
+                             ": " + ec.message());
+  }
+  port_ = acceptor_.local_endpoint().port();
+  do_accept();
+  threads_.reserve(settings_.threads);
+  for (unsigned i = 0; i < settings_.threads; ++i) {
+    threads_.emplace_back([this] { ioc_.run(); });
+  }
+}
+
+void server::do_accept() {
+  acceptor_.async_accept(net::make_strand(ioc_), [this](beast::error_code ec, tcp::socket socket) {
+    if (ec == net::error::operation_aborted || !acceptor_.is_open()) {
+      return;
+    }
+    if (!ec && !draining()) {
+      beast::error_code opt_ec;
+      socket.set_option(tcp::no_delay(true), opt_ec);
+      auto s = std::make_shared<session>(std::move(socket), *this);
+      register_session(s);
+      s->start();
+    }
+    do_accept();
+  });
+}
+
+void server::register_session(const std::shared_ptr<session>& s) {
+  std::lock_guard<std::mutex> lock{sessions_mutex_};
+  sessions_[s.get()] = s;
+  if (metrics_) {
+    metrics_->http_connections.Set(static_cast<double>(sessions_.size()));
+  }
+}
+
+void server::unregister_session(const session* s) {
+  std::lock_guard<std::mutex> lock{sessions_mutex_};
+  sessions_.erase(s);
+  if (metrics_) {
+    metrics_->http_connections.Set(static_cast<double>(sessions_.size()));
+  }
+}
+
+std::size_t server::open_sessions() const {
+  std::lock_guard<std::mutex> lock{sessions_mutex_};
+  return sessions_.size();
+}
+
+std::size_t server::shutdown(std::chrono::milliseconds grace) {
+  if (stopped_) {
+    return 0;
+  }
+  stopped_ = true;
+  draining_.store(true, std::memory_order_release);
+  net::post(acceptor_.get_executor(), [this] {
+    beast::error_code ec;
+    acceptor_.close(ec);
+  });
+  auto live = [this] {
+    std::vector<std::shared_ptr<session>> out;
+    std::lock_guard<std::mutex> lock{sessions_mutex_};
+    for (auto& [ptr, weak] : sessions_) {
+      if (auto s = weak.lock()) {
+        out.push_back(std::move(s));
+      }
+    }
+    return out;
+  };
+  for (auto& s : live()) {
+    s->drain();
+  }
+  const auto deadline = std::chrono::steady_clock::now() + grace;
+  while (open_sessions() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  auto remaining = live();
+  const std::size_t cut = remaining.size();
+  for (auto& s : remaining) {
+    s->force_close();
+  }
+  remaining.clear();
+  // Give forced closes a moment to run before the io threads stop.
+  const auto hard_deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+  while (open_sessions() > 0 && std::chrono::steady_clock::now() < hard_deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ioc_.stop();
+  for (auto& t : threads_) {
+    if (t.joinable()) {
+      t.join();
+    }
+  }
+  threads_.clear();
+  return cut;
+}
+
+}  // namespace mercato::http

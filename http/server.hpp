@@ -1,0 +1,74 @@
+#pragma once
+// The Beast HTTP/1.1 edge: an acceptor, one session per connection on its own strand, keep-alive and
+// pipelining (requests are answered in order), timeouts and size limits on every read, and a
+// graceful drain on shutdown.
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include "config/settings.hpp"
+#include "http/pipeline.hpp"
+
+namespace mercato::telemetry {
+class metrics;
+}
+
+namespace mercato::http {
+
+class session;
+
+class server {
+ public:
+  server(const config::http_settings& settings, const pipeline& handler, telemetry::metrics* metrics);
+  ~server();
+  server(const server&) = delete;
+  server& operator=(const server&) = delete;
+
+  // Binds and starts the io threads. Throws std::runtime_error when the address cannot be bound.
+  void start();
+
+  // The bound port (useful with port 0 in tests).
+  std::uint16_t port() const { return port_; }
+
+  // Stops accepting, lets in-flight requests finish within `grace` (idle connections close at once,
+  // busy ones after their response), then stops the io threads. Returns the number of connections
+  // that had to be cut at the deadline. Blocking; call from outside the io threads.
+  std::size_t shutdown(std::chrono::milliseconds grace);
+
+  std::size_t open_sessions() const;
+
+  // Used by sessions.
+  void register_session(const std::shared_ptr<session>& s);
+  void unregister_session(const session* s);
+  bool draining() const { return draining_.load(std::memory_order_acquire); }
+  const config::http_settings& settings() const { return settings_; }
+  const pipeline& handler() const { return pipeline_; }
+  telemetry::metrics* metrics() const { return metrics_; }
+
+ private:
+  void do_accept();
+
+  config::http_settings settings_;
+  const pipeline& pipeline_;
+  telemetry::metrics* metrics_;
+  // Declared before the io_context: sessions still queued in it unregister while it is destroyed.
+  mutable std::mutex sessions_mutex_;
+  std::map<const session*, std::weak_ptr<session>> sessions_;
+  boost::asio::io_context ioc_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  std::vector<std::thread> threads_;
+  std::uint16_t port_ = 0;
+  std::atomic<bool> draining_{false};
+  bool stopped_ = false;
+};
+
+}  // namespace mercato::http

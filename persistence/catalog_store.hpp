@@ -1,0 +1,78 @@
+#pragma once
+// Catalog read model: products, categories and vendors as plain SQL over the projection tables.
+// Runs on pg_pool threads; knows nothing about HTTP (cursors arrive decoded, results leave as structs).
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <pqxx/connection>
+
+namespace mercato::persistence {
+
+enum class product_sort { newest, name, price_asc, price_desc, relevance };
+
+struct product_cursor {
+  std::string key;  // the sort key of the last row, as text (timestamp, name, price in minor units, rank)
+  std::string id;   // the last row's id: the tie-breaker
+};
+
+struct product_filter {
+  std::optional<std::string> query;        // full-text over name and description
+  std::optional<std::string> category_id;  // includes sub-categories
+  std::optional<std::string> vendor_id;
+  std::optional<std::int64_t> min_price;   // minor units, on current_price
+  std::optional<std::int64_t> max_price;
+  bool in_stock_only = false;
+};
+
+struct product_view {
+  std::string id;
+  std::string sku;
+  std::string name;
+  std::optional<std::string> description;
+  std::optional<std::string> category_id;
+  std::optional<std::string> vendor_id;
+  std::int64_t base_price = 0;     // minor units
+  std::int64_t current_price = 0;  // minor units
+  std::string currency;
+  std::int64_t on_hand = 0;
+  std::int64_t reserved = 0;
+  std::int64_t low_stock_threshold = 0;
+  std::optional<std::string> weight;      // decimal text, kilograms
+  std::optional<std::string> dimensions;  // JSON text
+  std::optional<std::string> attributes;  // JSON text
+  std::optional<std::string> images;      // JSON text
+  std::string status;
+  std::int64_t version = 0;
+  std::string created_at;  // RFC 3339 UTC
+  std::string updated_at;
+
+  std::int64_t available() const { return on_hand > reserved ? on_hand - reserved : 0; }
+  // in_stock, low_stock or out_of_stock
+  const char* stock_status() const;
+};
+
+struct product_page {
+  std::vector<product_view> items;
+  std::optional<product_cursor> next;  // set when more rows follow
+};
+
+struct category_node {
+  std::string id;
+  std::string name;
+  std::optional<std::string> parent_id;
+  std::vector<category_node> children;
+};
+
+class catalog_store {
+ public:
+  // limit is 1..100 (checked by the caller); one extra row is read to learn whether more follow.
+  static product_page list_products(pqxx::connection& conn, const product_filter& filter, product_sort sort,
+                                    const std::optional<product_cursor>& after, int limit);
+  static std::optional<product_view> find_product(pqxx::connection& conn, const std::string& id);
+  static std::vector<category_node> category_tree(pqxx::connection& conn);
+};
+
+}  // namespace mercato::persistence

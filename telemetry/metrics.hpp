@@ -1,0 +1,45 @@
+#pragma once
+// The node's Prometheus registry and the metric families every module reports into.
+// Modules get a reference at construction; /metrics serialises the registry in text format.
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+namespace mercato::telemetry {
+
+class metrics {
+ public:
+  metrics();
+  metrics(const metrics&) = delete;
+  metrics& operator=(const metrics&) = delete;
+
+  prometheus::Registry& registry() { return *registry_; }
+
+  // Prometheus text exposition format 0.0.4.
+  std::string scrape() const;
+
+  void observe_http_request(std::string_view route, std::string_view method, unsigned status, double seconds);
+
+  prometheus::Gauge& http_in_flight;
+  prometheus::Gauge& http_connections;
+  prometheus::Gauge& db_pool_size;
+  prometheus::Gauge& db_pool_in_use;
+  prometheus::Gauge& db_queue_depth;
+  prometheus::Counter& db_failures;
+  prometheus::Gauge& db_up;
+
+ private:
+  explicit metrics(std::shared_ptr<prometheus::Registry> reg);
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Counter>& http_requests_;
+  prometheus::Family<prometheus::Histogram>& http_duration_;
+};
+
+}  // namespace mercato::telemetry

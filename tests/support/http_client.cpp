@@ -1,0 +1,138 @@
+#include "support/http_client.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <stdexcept>
+#include <thread>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/json/parse.hpp>
+
+namespace mercato::test {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = beast::http;
+using tcp = net::ip::tcp;
+
+std::string http_reply::header(const std::string& name) const {
+  std::string lower = name;
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+  auto it = headers.find(lower);
+  return it == headers.end() ? std::string{} : it->second;
+}
+
+boost::json::value http_reply::json() const { return boost::json::parse(body); }
+
+struct http_client::impl {
+  std::string host;
+  std::uint16_t port;
+  net::io_context ioc;
+  std::unique_ptr<beast::tcp_stream> stream;
+  beast::flat_buffer buffer;
+
+  void connect() {
+    stream = std::make_unique<beast::tcp_stream>(ioc);
+    stream->expires_after(std::chrono::seconds(10));
+    stream->connect(tcp::endpoint(net::ip::make_address(host), port));
+    buffer.clear();
+  }
+
+  http_reply read_one() {
+    bhttp::response_parser<bhttp::string_body> parser;
+    parser.body_limit(64 * 1024 * 1024);
+    stream->expires_after(std::chrono::seconds(30));
+    bhttp::read(*stream, buffer, parser);
+    auto res = parser.release();
+    http_reply out;
+    out.status = res.result_int();
+    for (const auto& f : res) {
+      std::string name{f.name_string()};
+      std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+      out.headers[name] = std::string(f.value());
+    }
+    out.body = std::move(res.body());
+    if (!res.keep_alive()) {
+      stream.reset();
+    }
+    return out;
+  }
+};
+
+http_client::http_client(std::uint16_t port, std::string host) : impl_(std::make_unique<impl>()) {
+  if (host.rfind("127.", 0) != 0 && host != "::1") {
+    throw std::invalid_argument("tests talk to loopback only");
+  }
+  impl_->host = std::move(host);
+  impl_->port = port;
+}
+
+http_client::~http_client() = default;
+
+http_reply http_client::request(const std::string& method, const std::string& target, const std::string& body,
+                                const std::vector<std::pair<std::string, std::string>>& headers) {
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (!impl_->stream) {
+      impl_->connect();
+    }
+    bhttp::request<bhttp::string_body> req{bhttp::string_to_verb(method), target, 11};
+    req.set(bhttp::field::host, impl_->host);
+    for (const auto& [k, v] : headers) {
+      req.set(k, v);
+    }
+    if (!body.empty() || method == "POST" || method == "PUT" || method == "PATCH") {
+      req.body() = body;
+      req.prepare_payload();
+    }
+    try {
+      impl_->stream->expires_after(std::chrono::seconds(30));
+      bhttp::write(*impl_->stream, req);
+      return impl_->read_one();
+    } catch (const boost::system::system_error&) {
+      // The server may have closed an idle keep-alive connection: reconnect once.
+      impl_->stream.reset();
+      if (attempt == 1) {
+        throw;
+      }
+    }
+  }
+  throw std::logic_error("unreachable");
+}
+
+std::vector<http_reply> http_client::raw(const std::string& bytes, std::size_t responses) {
+  impl_->connect();
+  net::write(impl_->stream->socket(), net::buffer(bytes));
+  std::vector<http_reply> out;
+  for (std::size_t i = 0; i < responses; ++i) {
+    out.push_back(impl_->read_one());
+    if (!impl_->stream) {
+      break;
+    }
+  }
+  impl_->stream.reset();
+  return out;
+}
+
+bool wait_for_status(std::uint16_t port, const std::string& path, unsigned status, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    try {
+      http_client c{port};
+      if (c.get(path).status == status) {
+        return true;
+      }
+    } catch (const std::exception&) {
+      // not listening yet
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+}  // namespace mercato::test

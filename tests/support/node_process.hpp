@@ -1,0 +1,46 @@
+#pragma once
+// Runs mercatod as a child process for end-to-end tests: its own port, the test database, stderr
+// captured to a file, and a stop that sends a real signal.
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace mercato::test {
+
+// The test services' settings, from the environment scripts/test exports.
+std::string test_pg_dsn();
+std::string test_redis_url();  // empty when no Redis
+std::string services_script();  // scripts/services, for pg-stop / pg-start
+std::uint16_t free_port();
+
+class node_process {
+ public:
+  // Extra environment entries override the defaults (MERCATO_PG_DSN, MERCATO_HTTP_PORT, ...).
+  explicit node_process(std::vector<std::string> args = {"--demo"}, std::map<std::string, std::string> env = {});
+  ~node_process();
+  node_process(const node_process&) = delete;
+  node_process& operator=(const node_process&) = delete;
+
+  std::uint16_t port() const { return port_; }
+  int pid() const { return pid_; }
+  // Waits for GET /readyz 200.
+  bool wait_ready(std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  // Sends `sig` and waits for the exit; returns the exit status (or 128+signal when killed).
+  int stop(int sig, std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  bool running();
+  std::string log() const;  // everything it wrote to stderr and stdout so far
+
+ private:
+  int pid_ = -1;
+  std::uint16_t port_ = 0;
+  std::string log_path_;
+  int exit_status_ = -1;
+};
+
+// Runs a command, returns its exit code; output goes to the test's stderr.
+int run_command(const std::string& cmd);
+
+}  // namespace mercato::test

@@ -1,0 +1,64 @@
+#include <doctest/doctest.h>
+
+#include "http/codec.hpp"
+#include "http/pipeline.hpp"
+
+using namespace mercato::http;
+
+TEST_CASE("base64url round-trips any bytes without padding") {
+  for (std::string s : {std::string(""), std::string("a"), std::string("ab"), std::string("abc"),
+                        std::string("p1|name|Zed's \xff\x00 lamp|id", 27)}) {
+    auto enc = base64url_encode(s);
+    CHECK(enc.find('=') == std::string::npos);
+    CHECK(enc.find('+') == std::string::npos);
+    CHECK(enc.find('/') == std::string::npos);
+    if (!s.empty()) {
+      auto dec = base64url_decode(enc);
+      REQUIRE(dec.has_value());
+      CHECK(*dec == s);
+    }
+  }
+  CHECK_FALSE(base64url_decode("not base64!").has_value());
+  CHECK_FALSE(base64url_decode("").has_value());
+  CHECK_FALSE(base64url_decode("a").has_value());
+}
+
+TEST_CASE("UUID syntax") {
+  CHECK(is_uuid("64b081ce-35e4-5009-b9d6-bac4e78ec2af"));
+  CHECK(is_uuid("64B081CE-35E4-5009-B9D6-BAC4E78EC2AF"));
+  CHECK_FALSE(is_uuid("64b081ce35e45009b9d6bac4e78ec2af"));
+  CHECK_FALSE(is_uuid("64b081ce-35e4-5009-b9d6-bac4e78ec2ag"));
+  CHECK_FALSE(is_uuid("' OR 1=1 --"));
+}
+
+TEST_CASE("If-None-Match matching") {
+  CHECK(etag_matches("\"3\"", "\"3\""));
+  CHECK(etag_matches("W/\"3\"", "\"3\""));
+  CHECK(etag_matches("\"1\", \"3\"", "\"3\""));
+  CHECK(etag_matches("*", "\"3\""));
+  CHECK_FALSE(etag_matches("\"4\"", "\"3\""));
+  CHECK_FALSE(etag_matches("\"33\"", "\"3\""));
+  CHECK(etag_for_version(12) == "\"12\"");
+}
+
+TEST_CASE("request ids and traceparent") {
+  CHECK(valid_request_id("abc-123_x.y:z"));
+  CHECK_FALSE(valid_request_id(""));
+  CHECK_FALSE(valid_request_id("has space"));
+  CHECK_FALSE(valid_request_id(std::string(129, 'a')));
+  auto id = generate_request_id();
+  CHECK(is_uuid(id));
+  CHECK(id[14] == '4');
+  CHECK(generate_request_id() != id);
+
+  auto tp = parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+  REQUIRE(tp.has_value());
+  CHECK(tp->first == "4bf92f3577b34da6a3ce929d0e0e4736");
+  CHECK(tp->second == "00f067aa0ba902b7");
+  CHECK_FALSE(parse_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01").has_value());
+  CHECK_FALSE(parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01").has_value());
+  CHECK_FALSE(parse_traceparent("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").has_value());
+  CHECK_FALSE(parse_traceparent("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01").has_value());
+  CHECK_FALSE(parse_traceparent("garbage").has_value());
+  CHECK(random_hex(32).size() == 32);
+}

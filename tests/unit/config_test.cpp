@@ -1,0 +1,543 @@
+#include "config/settings.hpp"
+
+#include <doctest/doctest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+namespace cfg = mercato::config;
+namespace fs = std::filesystem;
+
+namespace {
+
+using env_map = std::map<std::string, std::string>;
+
+cfg::load_result run(std::vector<std::string> args, const env_map& env = {}) {
+  args.insert(args.begin(), "mercatod");
+  std::vector<const char*> argv;
+  for (const auto& a : args) argv.push_back(a.c_str());
+  return cfg::load(static_cast<int>(argv.size()), argv.data(), env);
+}
+
+// Each test case gets its own directory so cases never see each other's files.
+class temp_dir {
+ public:
+  temp_dir() {
+    static int counter = 0;
+    path_ = fs::temp_directory_path() /
+            ("mercato_config_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    fs::create_directories(path_);
+  }
+  ~temp_dir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+
+  std::string write(const std::string& name, const std::string& content) const {
+    auto file = path_ / name;
+    std::ofstream{file} << content;
+    return file.string();
+  }
+  std::string path(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  fs::path path_;
+};
+
+bool same(const cfg::settings& a, const cfg::settings& b) {
+  return a.node_id == b.node_id && a.scheduler_threads == b.scheduler_threads &&
+         a.http.bind_address == b.http.bind_address && a.http.port == b.http.port &&
+         a.http.threads == b.http.threads && a.http.max_body_bytes == b.http.max_body_bytes &&
+         a.http.max_header_bytes == b.http.max_header_bytes && a.http.read_timeout == b.http.read_timeout &&
+         a.http.idle_timeout == b.http.idle_timeout && a.http.shutdown_grace == b.http.shutdown_grace &&
+         a.postgres.dsn == b.postgres.dsn && a.postgres.pool_size == b.postgres.pool_size &&
+         a.postgres.statement_timeout == b.postgres.statement_timeout &&
+         a.postgres.queue_limit == b.postgres.queue_limit && a.redis.url == b.redis.url &&
+         a.log.level == b.log.level && a.log.format == b.log.format && a.rate_limits == b.rate_limits &&
+         a.load_demo_catalog == b.load_demo_catalog;
+}
+
+std::string all_errors(const cfg::load_result& r) {
+  std::string out;
+  for (const auto& e : r.errors) out += e.to_string() + "\n";
+  return out;
+}
+
+// The one error of a result that failed for a single reason.
+cfg::config_error only_error(const cfg::load_result& r) {
+  INFO(all_errors(r));
+  REQUIRE(r.errors.size() == 1);
+  CHECK_FALSE(r.value.has_value());
+  return r.errors.front();
+}
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+cfg::settings loaded(const cfg::load_result& r) {
+  INFO(all_errors(r));
+  REQUIRE(r.errors.empty());
+  REQUIRE(r.value.has_value());
+  return *r.value;
+}
+
+}  // namespace
+
+TEST_CASE("no file, environment or flags gives the documented defaults") {
+  const auto s = loaded(run({}));
+  CHECK(same(s, cfg::settings{}));
+  CHECK(s.node_id == "node-1");
+  CHECK(s.scheduler_threads == 0);
+  CHECK(s.http.bind_address == "127.0.0.1");
+  CHECK(s.http.port == 8080);
+  CHECK(s.http.threads == 1);
+  CHECK(s.http.max_body_bytes == 1024 * 1024);
+  CHECK(s.postgres.pool_size == 4);
+  CHECK_FALSE(s.redis.url.has_value());
+  CHECK(s.log.level == "info");
+  CHECK(s.log.format == cfg::log_format::text);
+  CHECK(s.rate_limits);
+  CHECK_FALSE(s.load_demo_catalog);
+}
+
+TEST_CASE("mercato.example.toml is valid and spells out exactly the defaults") {
+  const std::string example = std::string{MERCATO_SOURCE_DIR} + "/mercato.example.toml";
+  const auto s = loaded(run({"--config", example}));
+  CHECK(same(s, cfg::settings{}));
+}
+
+TEST_CASE("every key is read from the file") {
+  temp_dir dir;
+  auto file = dir.write("all.toml", R"(
+node_id = "eu-2"
+scheduler_threads = 3
+rate_limits = false
+demo = true
+[http]
+bind_address = "0.0.0.0"
+port = 9090
+threads = 4
+max_body_bytes = 2048
+max_header_bytes = 512
+read_timeout_ms = 11
+idle_timeout_ms = 12
+shutdown_grace_ms = 13
+[postgres]
+dsn = "postgresql://x@db/y"
+pool_size = 8
+statement_timeout_ms = 14
+queue_limit = 15
+[redis]
+url = "redis://cache:6379"
+[log]
+level = "debug"
+format = "json"
+)");
+  const auto s = loaded(run({"--config", file}));
+  CHECK(s.node_id == "eu-2");
+  CHECK(s.scheduler_threads == 3);
+  CHECK_FALSE(s.rate_limits);
+  CHECK(s.load_demo_catalog);
+  CHECK(s.http.bind_address == "0.0.0.0");
+  CHECK(s.http.port == 9090);
+  CHECK(s.http.threads == 4);
+  CHECK(s.http.max_body_bytes == 2048);
+  CHECK(s.http.max_header_bytes == 512);
+  CHECK(s.http.read_timeout == std::chrono::milliseconds{11});
+  CHECK(s.http.idle_timeout == std::chrono::milliseconds{12});
+  CHECK(s.http.shutdown_grace == std::chrono::milliseconds{13});
+  CHECK(s.postgres.dsn == "postgresql://x@db/y");
+  CHECK(s.postgres.pool_size == 8);
+  CHECK(s.postgres.statement_timeout == std::chrono::milliseconds{14});
+  CHECK(s.postgres.queue_limit == 15);
+  CHECK(s.redis.url == std::optional<std::string>{"redis://cache:6379"});
+  CHECK(s.log.level == "debug");
+  CHECK(s.log.format == cfg::log_format::json);
+}
+
+TEST_CASE("every MERCATO_* variable is read from the environment") {
+  const auto s = loaded(run({}, {{"MERCATO_NODE_ID", "n7"},
+                                  {"MERCATO_SCHEDULER_THREADS", "2"},
+                                  {"MERCATO_RATE_LIMITS", "off"},
+                                  {"MERCATO_DEMO", "1"},
+                                  {"MERCATO_HTTP_ADDRESS", "::1"},
+                                  {"MERCATO_HTTP_PORT", "8081"},
+                                  {"MERCATO_HTTP_THREADS", "2"},
+                                  {"MERCATO_HTTP_MAX_BODY_BYTES", "100"},
+                                  {"MERCATO_HTTP_MAX_HEADER_BYTES", "200"},
+                                  {"MERCATO_HTTP_READ_TIMEOUT_MS", "21"},
+                                  {"MERCATO_HTTP_IDLE_TIMEOUT_MS", "22"},
+                                  {"MERCATO_HTTP_SHUTDOWN_GRACE_MS", "23"},
+                                  {"MERCATO_PG_DSN", "postgresql://env/db"},
+                                  {"MERCATO_PG_POOL_SIZE", "3"},
+                                  {"MERCATO_PG_STATEMENT_TIMEOUT_MS", "24"},
+                                  {"MERCATO_PG_QUEUE_LIMIT", "25"},
+                                  {"MERCATO_REDIS_URL", "redis://r"},
+                                  {"MERCATO_LOG_LEVEL", "warn"},
+                                  {"MERCATO_LOG_FORMAT", "json"}}));
+  CHECK(s.node_id == "n7");
+  CHECK(s.scheduler_threads == 2);
+  CHECK_FALSE(s.rate_limits);
+  CHECK(s.load_demo_catalog);
+  CHECK(s.http.bind_address == "::1");
+  CHECK(s.http.port == 8081);
+  CHECK(s.http.threads == 2);
+  CHECK(s.http.max_body_bytes == 100);
+  CHECK(s.http.max_header_bytes == 200);
+  CHECK(s.http.read_timeout == std::chrono::milliseconds{21});
+  CHECK(s.http.idle_timeout == std::chrono::milliseconds{22});
+  CHECK(s.http.shutdown_grace == std::chrono::milliseconds{23});
+  CHECK(s.postgres.dsn == "postgresql://env/db");
+  CHECK(s.postgres.pool_size == 3);
+  CHECK(s.postgres.statement_timeout == std::chrono::milliseconds{24});
+  CHECK(s.postgres.queue_limit == 25);
+  CHECK(s.redis.url == std::optional<std::string>{"redis://r"});
+  CHECK(s.log.level == "warn");
+  CHECK(s.log.format == cfg::log_format::json);
+}
+
+TEST_CASE("every flag is read from the command line") {
+  const auto s = loaded(run({"--node-id", "cli", "--scheduler-threads", "5", "--http-address", "10.0.0.1",
+                              "--http-port=8082", "--http-threads", "3", "--pg-dsn", "postgresql://cli/db",
+                              "--pg-pool-size", "6", "--redis-url", "redis://cli", "--log-level", "error",
+                              "--log-format", "json", "--demo", "--rate-limits", "off"}));
+  CHECK(s.node_id == "cli");
+  CHECK(s.scheduler_threads == 5);
+  CHECK(s.http.bind_address == "10.0.0.1");
+  CHECK(s.http.port == 8082);
+  CHECK(s.http.threads == 3);
+  CHECK(s.postgres.dsn == "postgresql://cli/db");
+  CHECK(s.postgres.pool_size == 6);
+  CHECK(s.redis.url == std::optional<std::string>{"redis://cli"});
+  CHECK(s.log.level == "error");
+  CHECK(s.log.format == cfg::log_format::json);
+  CHECK(s.load_demo_catalog);
+  CHECK_FALSE(s.rate_limits);
+}
+
+TEST_CASE("file < environment < command line for the same key") {
+  temp_dir dir;
+  auto file = dir.write("p.toml", "[http]\nport = 1001\n[log]\nlevel = \"debug\"\n");
+  env_map env{{"MERCATO_HTTP_PORT", "1002"}, {"MERCATO_LOG_LEVEL", "warn"}};
+
+  CHECK(loaded(run({"--config", file})).http.port == 1001);
+  CHECK(loaded(run({"--config", file}, env)).http.port == 1002);
+  CHECK(loaded(run({"--config", file, "--http-port", "1003"}, env)).http.port == 1003);
+
+  CHECK(loaded(run({"--config", file})).log.level == "debug");
+  CHECK(loaded(run({"--config", file}, env)).log.level == "warn");
+  CHECK(loaded(run({"--config", file, "--log-level", "trace"}, env)).log.level == "trace");
+
+  SUBCASE("the last of a repeated flag wins") {
+    CHECK(loaded(run({"--http-port", "1", "--http-port", "2"})).http.port == 2);
+  }
+}
+
+TEST_CASE("MERCATO_CONFIG names the file unless --config does") {
+  temp_dir dir;
+  auto from_env = dir.write("env.toml", "node_id = \"from-env-file\"\n");
+  auto from_flag = dir.write("flag.toml", "node_id = \"from-flag-file\"\n");
+  CHECK(loaded(run({}, {{"MERCATO_CONFIG", from_env}})).node_id == "from-env-file");
+  CHECK(loaded(run({"--config", from_flag}, {{"MERCATO_CONFIG", from_env}})).node_id == "from-flag-file");
+  CHECK(loaded(run({}, {{"MERCATO_CONFIG", ""}})).node_id == "node-1");
+}
+
+TEST_CASE("an empty Redis URL means no Redis, whichever source sets it") {
+  temp_dir dir;
+  auto file = dir.write("r.toml", "[redis]\nurl = \"redis://file\"\n");
+  CHECK(loaded(run({"--config", file})).redis.url.has_value());
+  CHECK_FALSE(loaded(run({"--config", file}, {{"MERCATO_REDIS_URL", ""}})).redis.url.has_value());
+  CHECK_FALSE(loaded(run({"--config", file, "--redis-url="})).redis.url.has_value());
+}
+
+TEST_CASE("booleans accept on/off/true/false/1/0") {
+  for (const char* yes : {"on", "true", "1", "ON"}) {
+    CHECK(loaded(run({}, {{"MERCATO_RATE_LIMITS", "off"}, {"MERCATO_DEMO", yes}})).load_demo_catalog);
+    CHECK(loaded(run({"--rate-limits", yes}, {{"MERCATO_RATE_LIMITS", "off"}})).rate_limits);
+  }
+  for (const char* no : {"off", "false", "0"}) {
+    CHECK_FALSE(loaded(run({}, {{"MERCATO_RATE_LIMITS", no}})).rate_limits);
+    CHECK_FALSE(loaded(run({"--rate-limits", no})).rate_limits);
+  }
+  const auto e = only_error(run({"--rate-limits", "maybe"}));
+  CHECK(e.key == "rate_limits");
+  CHECK(e.source == "command line (--rate-limits)");
+  CHECK(contains(e.message, "got \"maybe\""));
+}
+
+TEST_CASE("an unknown key in the file is rejected with its line and a suggestion") {
+  temp_dir dir;
+  auto file = dir.write("k.toml", "[http]\nport = 8080\nprot = 8081\n");
+  const auto e = only_error(run({"--config", file}));
+  CHECK(e.key == "http.prot");
+  CHECK(e.source == "file " + file);
+  CHECK(contains(e.message, "unknown key"));
+  CHECK(contains(e.message, "line 3"));
+  CHECK(contains(e.message, "did you mean http.port?"));
+  CHECK(contains(e.to_string(), "http.prot from file " + file));
+}
+
+TEST_CASE("an unknown top-level key is rejected") {
+  temp_dir dir;
+  auto file = dir.write("t.toml", "node = \"x\"\n");
+  const auto e = only_error(run({"--config", file}));
+  CHECK(e.key == "node");
+  CHECK(contains(e.message, "unknown key"));
+}
+
+TEST_CASE("an unknown section is rejected") {
+  temp_dir dir;
+  auto file = dir.write("s.toml", "[database]\ndsn = \"x\"\n");
+  const auto e = only_error(run({"--config", file}));
+  CHECK(e.key == "database");
+  CHECK(contains(e.message, "unknown section"));
+}
+
+TEST_CASE("a nested table inside a known section is rejected") {
+  temp_dir dir;
+  auto file = dir.write("n.toml", "[http.tls]\ncert = \"x\"\n");
+  const auto e = only_error(run({"--config", file}));
+  CHECK(e.key == "http.tls");
+  CHECK(contains(e.message, "unknown section"));
+}
+
+TEST_CASE("a quoted key with a dot does not alias a nested setting") {
+  temp_dir dir;
+  auto file = dir.write("q.toml", "\"http.port\" = 9999\n");
+  const auto e = only_error(run({"--config", file}));
+  CHECK(e.key == "http.port");
+  CHECK(contains(e.message, "unknown key"));
+}
+
+TEST_CASE("a value of the wrong type is rejected") {
+  temp_dir dir;
+  SUBCASE("string where an integer belongs") {
+    auto file = dir.write("w.toml", "[http]\nport = \"8080\"\n");
+    const auto e = only_error(run({"--config", file}));
+    CHECK(e.key == "http.port");
+    CHECK(contains(e.message, "expected an integer, got a string (\"8080\")"));
+  }
+  SUBCASE("string where a boolean belongs") {
+    auto file = dir.write("w.toml", "rate_limits = \"off\"\n");
+    const auto e = only_error(run({"--config", file}));
+    CHECK(e.key == "rate_limits");
+    CHECK(contains(e.message, "expected a boolean"));
+  }
+  SUBCASE("integer where a string belongs") {
+    auto file = dir.write("w.toml", "[log]\nlevel = 3\n");
+    const auto e = only_error(run({"--config", file}));
+    CHECK(e.key == "log.level");
+    CHECK(contains(e.message, "expected a string, got an integer (3)"));
+  }
+  SUBCASE("float where an integer belongs") {
+    auto file = dir.write("w.toml", "scheduler_threads = 1.5\n");
+    const auto e = only_error(run({"--config", file}));
+    CHECK(contains(e.message, "expected an integer, got a float"));
+  }
+  SUBCASE("a value where a section belongs") {
+    auto file = dir.write("w.toml", "http = 5\n");
+    const auto e = only_error(run({"--config", file}));
+    CHECK(e.key == "http");
+    CHECK(contains(e.message, "expected a table"));
+  }
+}
+
+TEST_CASE("a port out of range is rejected from every source") {
+  temp_dir dir;
+  SUBCASE("file") {
+    auto file = dir.write("port.toml", "[http]\nport = 70000\n");
+    const auto e = only_error(run({"--config", file}));
+    CHECK(e.to_string() == "invalid configuration: http.port from file " + file +
+                               ": must be between 1 and 65535, got 70000 (line 2)");
+  }
+  SUBCASE("environment") {
+    const auto e = only_error(run({}, {{"MERCATO_HTTP_PORT", "70000"}}));
+    CHECK(e.key == "http.port");
+    CHECK(e.source == "environment (MERCATO_HTTP_PORT)");
+    CHECK(e.to_string() ==
+          "invalid configuration: http.port from environment (MERCATO_HTTP_PORT): must be between 1 and 65535, "
+          "got \"70000\"");
+  }
+  SUBCASE("command line") {
+    const auto e = only_error(run({"--http-port", "0"}));
+    CHECK(e.to_string() ==
+          "invalid configuration: http.port from command line (--http-port): must be between 1 and 65535, got \"0\"");
+  }
+  SUBCASE("negative, huge and non-numeric text") {
+    CHECK(contains(only_error(run({"--http-port=-1"})).message, "must be between 1 and 65535, got \"-1\""));
+    CHECK(contains(only_error(run({}, {{"MERCATO_HTTP_PORT", "99999999999999999999999"}})).message,
+                   "must be between 1 and 65535"));
+    CHECK(contains(only_error(run({}, {{"MERCATO_HTTP_PORT", "80a"}})).message, "must be an integer, got \"80a\""));
+    CHECK(contains(only_error(run({}, {{"MERCATO_HTTP_PORT", ""}})).message, "must be an integer, got \"\""));
+    CHECK(contains(only_error(run({}, {{"MERCATO_HTTP_PORT", " 80"}})).message, "must be an integer"));
+  }
+  SUBCASE("negative in the file") {
+    auto file = dir.write("neg.toml", "[http]\nport = -5\n");
+    CHECK(contains(only_error(run({"--config", file})).message, "got -5"));
+  }
+}
+
+TEST_CASE("thread counts, pool size, sizes and timeouts are range-checked") {
+  CHECK(loaded(run({"--scheduler-threads", "0"})).scheduler_threads == 0);
+  CHECK(loaded(run({"--scheduler-threads", "256"})).scheduler_threads == 256);
+  CHECK(contains(only_error(run({"--scheduler-threads", "257"})).message, "between 0 and 256"));
+  CHECK(contains(only_error(run({"--http-threads", "0"})).message, "between 1 and 256"));
+  CHECK(contains(only_error(run({"--http-threads", "257"})).message, "between 1 and 256"));
+  CHECK(contains(only_error(run({"--pg-pool-size", "0"})).message, "between 1 and 256"));
+  CHECK(contains(only_error(run({}, {{"MERCATO_HTTP_MAX_BODY_BYTES", "0"}})).message, "greater than 0"));
+  CHECK(contains(only_error(run({}, {{"MERCATO_HTTP_MAX_HEADER_BYTES", "0"}})).message, "greater than 0"));
+  CHECK(contains(only_error(run({}, {{"MERCATO_PG_QUEUE_LIMIT", "0"}})).message, "greater than 0"));
+  for (const char* timeout : {"MERCATO_HTTP_READ_TIMEOUT_MS", "MERCATO_HTTP_IDLE_TIMEOUT_MS",
+                              "MERCATO_HTTP_SHUTDOWN_GRACE_MS", "MERCATO_PG_STATEMENT_TIMEOUT_MS"}) {
+    CAPTURE(timeout);
+    CHECK(contains(only_error(run({}, {{timeout, "0"}})).message, "must be between 1 and"));
+  }
+}
+
+TEST_CASE("text settings must not be empty and the node id must be a plain name") {
+  CHECK(only_error(run({"--pg-dsn", ""})).message == "must not be empty");
+  CHECK(only_error(run({}, {{"MERCATO_HTTP_ADDRESS", ""}})).key == "http.bind_address");
+  const auto e = only_error(run({"--node-id", "node 1"}));
+  CHECK(e.key == "node_id");
+  CHECK(contains(e.message, "got \"node 1\""));
+}
+
+TEST_CASE("a bad log level or format is rejected from every source") {
+  temp_dir dir;
+  auto file = dir.write("l.toml", "[log]\nlevel = \"verbose\"\n");
+  const auto from_file = only_error(run({"--config", file}));
+  CHECK(from_file.key == "log.level");
+  CHECK(contains(from_file.message, "must be one of trace, debug, info, warn, error, critical, off, got \"verbose\""));
+
+  const auto from_env = only_error(run({}, {{"MERCATO_LOG_LEVEL", "INFO"}}));
+  CHECK(from_env.source == "environment (MERCATO_LOG_LEVEL)");
+
+  const auto format = only_error(run({"--log-format", "xml"}));
+  CHECK(format.key == "log.format");
+  CHECK(format.source == "command line (--log-format)");
+  CHECK(contains(format.message, "must be text or json, got \"xml\""));
+}
+
+TEST_CASE("an unknown MERCATO_* variable is rejected, other modules' variables are not") {
+  const auto e = only_error(run({}, {{"MERCATO_HTTP_PROT", "80"}}));
+  CHECK(e.source == "environment (MERCATO_HTTP_PROT)");
+  CHECK(contains(e.message, "unknown variable"));
+  CHECK(contains(e.message, "did you mean MERCATO_HTTP_PORT?"));
+  CHECK(contains(e.to_string(), "MERCATO_HTTP_PROT"));
+
+  loaded(run({}, {{"MERCATO_TEST_PG_DSN", "x"},
+                  {"MERCATO_ADMIN_EMAIL", "a@b.c"},
+                  {"MERCATO_ADMIN_PASSWORD", "secret"},
+                  {"MERCATOD_PATH", "/bin/true"},
+                  {"HOME", "/root"}}));
+}
+
+TEST_CASE("an unknown flag or stray argument is rejected") {
+  const auto e = only_error(run({"--http-prot", "80"}));
+  CHECK(e.source == "command line (--http-prot)");
+  CHECK(contains(e.message, "unknown option"));
+  CHECK(contains(e.message, "did you mean --http-port?"));
+
+  CHECK(only_error(run({"--verbose=3"})).source == "command line (--verbose)");
+  CHECK(only_error(run({"stray"})).message == "unexpected argument");
+  CHECK(run({"--bogus", "--also-bogus"}).errors.size() == 2);
+}
+
+TEST_CASE("a flag without its value is rejected") {
+  const auto e = only_error(run({"--http-port"}));
+  CHECK(e.source == "command line");
+  CHECK(contains(e.message, "--http-port"));
+}
+
+TEST_CASE("a config file that cannot be read is rejected, naming who named it") {
+  temp_dir dir;
+  SUBCASE("missing, from --config") {
+    auto missing = dir.path("missing.toml");
+    const auto e = only_error(run({"--config", missing}));
+    CHECK(e.key == "config");
+    CHECK(e.source == "command line (--config)");
+    CHECK(contains(e.message, "cannot read \"" + missing + "\""));
+    CHECK(contains(e.message, "No such file or directory"));
+  }
+  SUBCASE("missing, from MERCATO_CONFIG") {
+    const auto e = only_error(run({}, {{"MERCATO_CONFIG", dir.path("nope.toml")}}));
+    CHECK(e.source == "environment (MERCATO_CONFIG)");
+  }
+  SUBCASE("a directory") {
+    const auto e = only_error(run({"--config", dir.path("")}));
+    CHECK(contains(e.message, "is a directory"));
+  }
+  SUBCASE("an empty --config") {
+    CHECK(only_error(run({"--config", ""})).message == "must not be empty");
+  }
+}
+
+TEST_CASE("malformed TOML is rejected with line and column") {
+  temp_dir dir;
+  auto file = dir.write("bad.toml", "node_id = \"a\"\n[http\nport = 1\n");
+  const auto e = only_error(run({"--config", file}));
+  CHECK(e.source == "file " + file);
+  CHECK(contains(e.message, "invalid TOML at line 2, column"));
+  CHECK(contains(e.to_string(), "invalid configuration: file " + file + ": invalid TOML at line 2"));
+
+  SUBCASE("a duplicate key is a parse error too") {
+    auto dup = dir.write("dup.toml", "[http]\nport = 1\nport = 2\n");
+    CHECK(contains(only_error(run({"--config", dup})).message, "line 3"));
+  }
+}
+
+TEST_CASE("errors from all sources are collected, in precedence order") {
+  temp_dir dir;
+  auto file = dir.write("many.toml", "typo = 1\n[http]\nport = 0\n[log]\nformat = \"xml\"\n");
+  auto r = run({"--config", file, "--pg-pool-size", "0", "--unknown"},
+               {{"MERCATO_LOG_LEVEL", "loud"}, {"MERCATO_NOPE", "1"}});
+  INFO(all_errors(r));
+  CHECK_FALSE(r.value.has_value());
+  REQUIRE(r.errors.size() == 7);
+  // File errors come in line order, not in the order toml++ iterates its tables.
+  CHECK(r.errors[0].key == "typo");
+  CHECK(r.errors[1].key == "http.port");
+  CHECK(r.errors[2].key == "log.format");
+  CHECK(r.errors[2].source == "file " + file);
+  CHECK(contains(r.errors[3].source, "environment"));
+  CHECK(contains(r.errors[4].source, "environment"));
+  CHECK(contains(r.errors[5].source, "command line"));
+  CHECK(contains(r.errors[6].source, "command line"));
+}
+
+TEST_CASE("--help returns the usage text and no settings") {
+  auto r = run({"--help"}, {{"MERCATO_NOPE", "1"}});
+  CHECK(r.help_requested);
+  CHECK(r.errors.empty());
+  CHECK_FALSE(r.value.has_value());
+  CHECK(contains(r.help_text, "--http-port"));
+  CHECK(contains(r.help_text, "MERCATO_HTTP_PORT"));
+  CHECK(contains(r.help_text, "--config"));
+  CHECK(run({"-h"}).help_requested);
+}
+
+TEST_CASE("an argv with only the program name, or none, loads defaults") {
+  const char* const argv[] = {"mercatod"};
+  CHECK(cfg::load(1, argv, {}).value.has_value());
+  CHECK(cfg::load(0, nullptr, {}).value.has_value());
+}
+
+TEST_CASE("process_environment returns only MERCATO_* variables") {
+  REQUIRE(::setenv("MERCATO_TEST_CONFIG_PROBE", "a=b", 1) == 0);
+  auto env = cfg::process_environment();
+  ::unsetenv("MERCATO_TEST_CONFIG_PROBE");
+  CHECK(env.at("MERCATO_TEST_CONFIG_PROBE") == "a=b");
+  for (const auto& [name, value] : env) CHECK(name.rfind("MERCATO_", 0) == 0);
+}
+
+TEST_CASE("log_format has a name") {
+  CHECK(std::string{cfg::to_string(cfg::log_format::text)} == "text");
+  CHECK(std::string{cfg::to_string(cfg::log_format::json)} == "json");
+}

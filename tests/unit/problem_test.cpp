@@ -1,0 +1,63 @@
+#include <doctest/doctest.h>
+
+#include <boost/json/parse.hpp>
+
+#include "http/problem.hpp"
+#include "http/request.hpp"
+
+using namespace mercato::http;
+
+TEST_CASE("a problem renders as RFC 9457 JSON with a stable code") {
+  auto p = invalid_request("two fields are wrong", {{"/items/0/quantity", "must be positive"}, {"/query/limit", "x"}});
+  auto v = boost::json::parse(p.to_json()).as_object();
+  CHECK(v.at("status").as_int64() == 400);
+  CHECK(v.at("code").as_string() == "invalid_request");
+  CHECK(v.at("type").as_string() == "urn:mercato:problem:invalid_request");
+  CHECK(v.at("title").as_string() == "Invalid request");
+  CHECK(v.at("detail").as_string() == "two fields are wrong");
+  auto errs = v.at("errors").as_array();
+  REQUIRE(errs.size() == 2);
+  CHECK(errs[0].at("pointer").as_string() == "/items/0/quantity");
+  CHECK(errs[0].at("message").as_string() == "must be positive");
+}
+
+TEST_CASE("problem text is escaped, never spliced into JSON") {
+  auto p = not_found("no \"thing\" at \\path\n<script>");
+  auto v = boost::json::parse(p.to_json()).as_object();
+  CHECK(v.at("detail").as_string() == "no \"thing\" at \\path\n<script>");
+  CHECK_FALSE(v.contains("errors"));
+}
+
+TEST_CASE("each canonical problem has its status and code") {
+  CHECK(not_found().status == 404);
+  CHECK(method_not_allowed("x").status == 405);
+  CHECK(malformed_json("x").code == "malformed_json");
+  CHECK(malformed_json("x").status == 400);
+  CHECK(unsupported_media_type("x").status == 415);
+  CHECK(payload_too_large("x").status == 413);
+  CHECK(service_unavailable("overloaded", "x").status == 503);
+  CHECK(service_unavailable("overloaded", "x").code == "overloaded");
+  CHECK(internal_error("x").status == 500);
+}
+
+TEST_CASE("a response made from a problem is problem+json") {
+  auto r = response::from(not_found("gone"));
+  CHECK(r.status == 404);
+  CHECK(r.content_type == "application/problem+json");
+  CHECK(boost::json::parse(r.body).at("code").as_string() == "not_found");
+}
+
+TEST_CASE("responder answers once and answers 500 when dropped unanswered") {
+  std::vector<response> got;
+  {
+    responder r{[&](response x) { got.push_back(std::move(x)); }};
+    r(response::json_text(200, "{}"));
+    r(response::json_text(201, "{}"));
+  }
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].status == 200);
+  got.clear();
+  { responder r{[&](response x) { got.push_back(std::move(x)); }}; }
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].status == 500);
+}
