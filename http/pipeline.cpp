@@ -145,7 +145,7 @@ void pipeline::dispatch(std::shared_ptr<request_context> ctx, done_fn done) cons
                                       {"path", ctx->path},
                                       {"status", r.status},
                                       {"bytes", r.body.size()},
-                                      {"duration_ms", elapsed * 1000.0}});
+                                      {"duration_us", static_cast<std::int64_t>(elapsed * 1e6)}});
     }
     done(std::move(r));
   };
