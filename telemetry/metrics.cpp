@@ -54,6 +54,37 @@ metrics::metrics(std::shared_ptr<prometheus::Registry> reg)
                 .Help("1 while the last PostgreSQL connection attempt succeeded")
                 .Register(*reg)
                 .Add({})),
+      snapshot_batch_size(prometheus::BuildHistogram()
+                              .Name("mercato_snapshot_batch_size")
+                              .Help("Entity snapshots committed per transaction")
+                              .Register(*reg)
+                              .Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 5, 10, 25, 50, 100, 250, 500,
+                                                                               1000})),
+      snapshot_commit_seconds(prometheus::BuildHistogram()
+                                  .Name("mercato_snapshot_commit_seconds")
+                                  .Help("Time to commit one batch of snapshots, events and projections")
+                                  .Register(*reg)
+                                  .Add({}, latency_buckets())),
+      snapshot_queue_depth(prometheus::BuildGauge()
+                               .Name("mercato_snapshot_queue_depth")
+                               .Help("Snapshots waiting to be committed")
+                               .Register(*reg)
+                               .Add({})),
+      snapshot_fenced(prometheus::BuildCounter()
+                          .Name("mercato_snapshot_fenced_total")
+                          .Help("Snapshot writes rejected: stale version or lost shard lease")
+                          .Register(*reg)
+                          .Add({})),
+      snapshot_failed(prometheus::BuildCounter()
+                          .Name("mercato_snapshot_failed_total")
+                          .Help("Snapshot writes that failed (database unavailable past the deadline, or an error)")
+                          .Register(*reg)
+                          .Add({})),
+      snapshot_overloaded(prometheus::BuildCounter()
+                              .Name("mercato_snapshot_overloaded_total")
+                              .Help("Snapshot writes refused because the write queue was full")
+                              .Register(*reg)
+                              .Add({})),
       registry_(std::move(reg)),
       http_requests_(prometheus::BuildCounter()
                          .Name("mercato_http_requests_total")
@@ -62,7 +93,41 @@ metrics::metrics(std::shared_ptr<prometheus::Registry> reg)
       http_duration_(prometheus::BuildHistogram()
                          .Name("mercato_http_request_duration_seconds")
                          .Help("Time from request read to response written, by route")
-                         .Register(*registry_)) {}
+                         .Register(*registry_)),
+      entities_active_(prometheus::BuildGauge()
+                           .Name("mercato_entities_active")
+                           .Help("Entity actors currently active on this node, by kind")
+                           .Register(*registry_)),
+      entity_activations_(prometheus::BuildCounter()
+                              .Name("mercato_entity_activations_total")
+                              .Help("Entity activations (snapshot loaded or started empty), by kind")
+                              .Register(*registry_)),
+      entity_passivations_(prometheus::BuildCounter()
+                               .Name("mercato_entity_passivations_total")
+                               .Help("Entities stopped after being idle, by kind")
+                               .Register(*registry_)),
+      entity_restarts_(prometheus::BuildCounter()
+                           .Name("mercato_entity_restarts_total")
+                           .Help("Entities restarted from their last snapshot after a crash, by kind")
+                           .Register(*registry_)),
+      entity_poison_dropped_(prometheus::BuildCounter()
+                                 .Name("mercato_entity_poison_messages_total")
+                                 .Help("Messages dropped with entity_failed after crashing an entity repeatedly")
+                                 .Register(*registry_)) {}
+
+prometheus::Gauge& metrics::entities_active(const std::string& kind) { return entities_active_.Add({{"kind", kind}}); }
+prometheus::Counter& metrics::entity_activations(const std::string& kind) {
+  return entity_activations_.Add({{"kind", kind}});
+}
+prometheus::Counter& metrics::entity_passivations(const std::string& kind) {
+  return entity_passivations_.Add({{"kind", kind}});
+}
+prometheus::Counter& metrics::entity_restarts(const std::string& kind) {
+  return entity_restarts_.Add({{"kind", kind}});
+}
+prometheus::Counter& metrics::entity_poison_dropped(const std::string& kind) {
+  return entity_poison_dropped_.Add({{"kind", kind}});
+}
 
 std::string metrics::scrape() const {
   std::ostringstream out;

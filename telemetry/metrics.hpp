@@ -35,11 +35,31 @@ class metrics {
   prometheus::Counter& db_failures;
   prometheus::Gauge& db_up;
 
+  // Snapshot writer (group commit of entity state).
+  prometheus::Histogram& snapshot_batch_size;
+  prometheus::Histogram& snapshot_commit_seconds;
+  prometheus::Gauge& snapshot_queue_depth;
+  prometheus::Counter& snapshot_fenced;
+  prometheus::Counter& snapshot_failed;
+  prometheus::Counter& snapshot_overloaded;
+
+  // Entity runtime, by kind.
+  prometheus::Gauge& entities_active(const std::string& kind);
+  prometheus::Counter& entity_activations(const std::string& kind);
+  prometheus::Counter& entity_passivations(const std::string& kind);
+  prometheus::Counter& entity_restarts(const std::string& kind);
+  prometheus::Counter& entity_poison_dropped(const std::string& kind);
+
  private:
   explicit metrics(std::shared_ptr<prometheus::Registry> reg);
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>& http_requests_;
   prometheus::Family<prometheus::Histogram>& http_duration_;
+  prometheus::Family<prometheus::Gauge>& entities_active_;
+  prometheus::Family<prometheus::Counter>& entity_activations_;
+  prometheus::Family<prometheus::Counter>& entity_passivations_;
+  prometheus::Family<prometheus::Counter>& entity_restarts_;
+  prometheus::Family<prometheus::Counter>& entity_poison_dropped_;
 };
 
 }  // namespace mercato::telemetry

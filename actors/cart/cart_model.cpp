@@ -1,0 +1,261 @@
+#include "actors/cart/cart_model.hpp"
+
+#include <chrono>
+#include <ctime>
+#include <stdexcept>
+
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
+#include <fmt/format.h>
+
+namespace mercato::actors {
+namespace {
+
+using protocol::errc;
+
+std::string now_rfc3339() {
+  using namespace std::chrono;
+  const auto now = system_clock::now();
+  const auto secs = time_point_cast<seconds>(now);
+  const auto micros = duration_cast<microseconds>(now - secs).count();
+  const std::time_t t = system_clock::to_time_t(secs);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                     tm.tm_hour, tm.tm_min, tm.tm_sec, micros);
+}
+
+std::string str(const boost::json::object& o, const char* key) {
+  auto it = o.find(key);
+  if (it == o.end() || it->value().is_null()) {
+    return {};
+  }
+  return std::string(it->value().as_string());
+}
+
+std::int64_t num(const boost::json::object& o, const char* key) {
+  auto it = o.find(key);
+  if (it == o.end()) {
+    throw std::invalid_argument(std::string("cart snapshot lacks ") + key);
+  }
+  return it->value().to_number<std::int64_t>();
+}
+
+std::int64_t subtotal(const cart_model::state& s) {
+  std::int64_t sum = 0;
+  for (const auto& l : s.items) {
+    sum += l.unit_price * l.quantity;
+  }
+  return sum;
+}
+
+persistence::domain_event event(const protocol::command_meta& meta, const std::string& cart_id, const char* type,
+                                boost::json::object data) {
+  data["cart_id"] = cart_id;
+  boost::json::object metadata{{"correlation_id", meta.request_id},
+                               {"causation_id", meta.request_id},
+                               {"trace_id", meta.trace_id},
+                               {"user_id", meta.user_id},
+                               {"source", meta.source}};
+  return persistence::domain_event{{}, type, "1", boost::json::serialize(data), boost::json::serialize(metadata)};
+}
+
+protocol::cart_line* find_line(cart_model::state& s, const std::string& product_id) {
+  for (auto& l : s.items) {
+    if (l.product_id == product_id) {
+      return &l;
+    }
+  }
+  return nullptr;
+}
+
+auto view_reply(const std::string& id) {
+  return [id](const cart_model::state& s, std::int64_t v) { return cart_model::view(id, s, v); };
+}
+
+}  // namespace
+
+cart_model::state cart_model::empty(const std::string&) { return state{}; }
+
+cart_model::state cart_model::decode(const boost::json::value& v) {
+  const auto& o = v.as_object();
+  const auto schema = num(o, "schema");
+  state s;
+  if (schema == 1) {
+    // v1 (first release): {"schema":1,"owner":..., "lines":[{"product","sku","name","qty","price"}]}
+    s.owner_user_id = str(o, "owner");
+    for (const auto& l : o.at("lines").as_array()) {
+      const auto& lo = l.as_object();
+      s.items.push_back({str(lo, "product"), str(lo, "sku"), str(lo, "name"),
+                         static_cast<std::int32_t>(num(lo, "qty")), num(lo, "price")});
+    }
+    return s;
+  }
+  if (schema != 2) {
+    throw std::invalid_argument("unknown cart snapshot schema " + std::to_string(schema));
+  }
+  s.owner_user_id = str(o, "owner_user_id");
+  s.token_hash = str(o, "token_hash");
+  s.currency = str(o, "currency");
+  s.status = str(o, "status");
+  s.updated_at = str(o, "updated_at");
+  for (const auto& l : o.at("items").as_array()) {
+    const auto& lo = l.as_object();
+    s.items.push_back({str(lo, "product_id"), str(lo, "sku"), str(lo, "name"),
+                       static_cast<std::int32_t>(num(lo, "quantity")), num(lo, "unit_price")});
+  }
+  return s;
+}
+
+boost::json::value cart_model::encode(const state& s) {
+  boost::json::array items;
+  items.reserve(s.items.size());
+  for (const auto& l : s.items) {
+    items.push_back(boost::json::object{{"product_id", l.product_id},
+                                        {"sku", l.sku},
+                                        {"name", l.name},
+                                        {"quantity", l.quantity},
+                                        {"unit_price", l.unit_price}});
+  }
+  return boost::json::object{{"schema", schema_version}, {"owner_user_id", s.owner_user_id},
+                             {"token_hash", s.token_hash}, {"currency", s.currency},
+                             {"status", s.status},         {"items", std::move(items)},
+                             {"updated_at", s.updated_at}};
+}
+
+std::vector<persistence::projection_write> cart_model::project(const std::string& id, const state& s,
+                                                               std::int64_t version) {
+  std::int64_t count = 0;
+  for (const auto& l : s.items) {
+    count += l.quantity;
+  }
+  return {persistence::projection_write{
+      "INSERT INTO carts (id, owner_user_id, status, item_count, subtotal, currency, version, updated_at) "
+      "VALUES ($1, $2::uuid, $3, $4::integer, $5::bigint, $6, $7::bigint, $8::timestamptz) "
+      "ON CONFLICT (id) DO UPDATE SET owner_user_id = EXCLUDED.owner_user_id, status = EXCLUDED.status, "
+      "item_count = EXCLUDED.item_count, subtotal = EXCLUDED.subtotal, currency = EXCLUDED.currency, "
+      "version = EXCLUDED.version, updated_at = EXCLUDED.updated_at WHERE carts.version < EXCLUDED.version",
+      {id, s.owner_user_id.empty() ? std::nullopt : std::optional<std::string>(s.owner_user_id), s.status,
+       std::to_string(count), std::to_string(subtotal(s)), s.currency, std::to_string(version),
+       s.updated_at.empty() ? now_rfc3339() : s.updated_at}}};
+}
+
+protocol::cart_view cart_model::view(const std::string& id, const state& s, std::int64_t version) {
+  return protocol::cart_view{id, version, s.owner_user_id, s.currency, s.items, subtotal(s), s.status, s.updated_at};
+}
+
+bool cart_model::handle(supervisors::entity_context<cart_model>& ctx, const caf::message& msg) {
+  const auto& id = ctx.id();
+  if (msg.match_elements<protocol::cart_get>()) {
+    if (!ctx.exists()) {
+      ctx.reject(errc::not_found, "no cart " + id);
+    } else {
+      ctx.reply(view(id, ctx.state(), ctx.version()));
+    }
+    return true;
+  }
+  if (msg.match_elements<protocol::cart_open>()) {
+    const auto& cmd = msg.get_as<protocol::cart_open>(0);
+    if (ctx.exists()) {
+      ctx.reject(errc::conflict, "cart " + id + " exists already");
+      return true;
+    }
+    if (cmd.currency.size() != 3) {
+      ctx.reject(errc::invalid, "currency must be a three-letter code");
+      return true;
+    }
+    state next;
+    next.owner_user_id = cmd.owner_user_id;
+    next.token_hash = cmd.token_hash;
+    next.currency = cmd.currency;
+    next.updated_at = now_rfc3339();
+    ctx.commit(std::move(next), {event(cmd.meta, id, "CartOpened", {{"owner_user_id", cmd.owner_user_id}})},
+               view_reply(id));
+    return true;
+  }
+  if (msg.match_elements<protocol::cart_add_item>()) {
+    const auto& cmd = msg.get_as<protocol::cart_add_item>(0);
+    if (!ctx.exists()) {
+      ctx.reject(errc::not_found, "no cart " + id);
+      return true;
+    }
+    const auto& line = cmd.line;
+    if (line.product_id.empty() || line.quantity < 1 || line.quantity > max_quantity || line.unit_price <= 0) {
+      ctx.reject(errc::invalid, "a line needs a product, a quantity from 1 to 999 and a positive price");
+      return true;
+    }
+    state next = ctx.state();
+    if (auto* existing = find_line(next, line.product_id)) {
+      if (existing->quantity + line.quantity > max_quantity) {
+        ctx.reject(errc::invalid, "a line holds at most 999 units");
+        return true;
+      }
+      existing->quantity += line.quantity;
+      existing->unit_price = line.unit_price;
+      existing->name = line.name;
+      existing->sku = line.sku;
+    } else {
+      if (static_cast<int>(next.items.size()) >= max_lines) {
+        ctx.reject(errc::invalid, "a cart holds at most 100 lines");
+        return true;
+      }
+      next.items.push_back(line);
+    }
+    next.updated_at = now_rfc3339();
+    ctx.commit(std::move(next),
+               {event(cmd.meta, id, "CartItemAdded",
+                      {{"product_id", line.product_id}, {"quantity", line.quantity}, {"unit_price", line.unit_price}})},
+               view_reply(id));
+    return true;
+  }
+  if (msg.match_elements<protocol::cart_set_quantity>()) {
+    const auto& cmd = msg.get_as<protocol::cart_set_quantity>(0);
+    if (!ctx.exists()) {
+      ctx.reject(errc::not_found, "no cart " + id);
+      return true;
+    }
+    if (cmd.quantity < 0 || cmd.quantity > max_quantity) {
+      ctx.reject(errc::invalid, "quantity must be from 0 to 999");
+      return true;
+    }
+    state next = ctx.state();
+    auto* l = find_line(next, cmd.product_id);
+    if (!l) {
+      ctx.reject(errc::not_found, "the cart has no line for product " + cmd.product_id);
+      return true;
+    }
+    if (cmd.quantity == 0) {
+      next.items.erase(next.items.begin() + (l - next.items.data()));
+    } else {
+      l->quantity = cmd.quantity;
+    }
+    next.updated_at = now_rfc3339();
+    ctx.commit(std::move(next),
+               {event(cmd.meta, id, cmd.quantity == 0 ? "CartItemRemoved" : "CartItemQuantityChanged",
+                      {{"product_id", cmd.product_id}, {"quantity", cmd.quantity}})},
+               view_reply(id));
+    return true;
+  }
+  if (msg.match_elements<protocol::cart_remove_item>()) {
+    const auto& cmd = msg.get_as<protocol::cart_remove_item>(0);
+    if (!ctx.exists()) {
+      ctx.reject(errc::not_found, "no cart " + id);
+      return true;
+    }
+    state next = ctx.state();
+    auto* l = find_line(next, cmd.product_id);
+    if (!l) {
+      ctx.reject(errc::not_found, "the cart has no line for product " + cmd.product_id);
+      return true;
+    }
+    next.items.erase(next.items.begin() + (l - next.items.data()));
+    next.updated_at = now_rfc3339();
+    ctx.commit(std::move(next), {event(cmd.meta, id, "CartItemRemoved", {{"product_id", cmd.product_id}})},
+               view_reply(id));
+    return true;
+  }
+  return false;
+}
+
+}  // namespace mercato::actors

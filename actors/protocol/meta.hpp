@@ -1,0 +1,26 @@
+#pragma once
+// Who asked and why: carried by every command so events and logs can name their cause.
+
+#include <string>
+
+#include <caf/meta/type_name.hpp>
+
+namespace mercato::protocol {
+
+struct command_meta {
+  std::string request_id;  // correlation id (X-Request-Id)
+  std::string trace_id;    // W3C trace id
+  std::string user_id;     // empty for guests
+  std::string source = "http";
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, command_meta& x) {
+  return f(caf::meta::type_name("command_meta"), x.request_id, x.trace_id, x.user_id, x.source);
+}
+
+inline bool operator==(const command_meta& a, const command_meta& b) {
+  return a.request_id == b.request_id && a.trace_id == b.trace_id && a.user_id == b.user_id && a.source == b.source;
+}
+
+}  // namespace mercato::protocol

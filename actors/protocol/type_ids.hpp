@@ -1,0 +1,22 @@
+#pragma once
+// The one type-ID block of mercato. Names travel on the wire: renaming or reordering is a wire break
+// between nodes of different versions, so only append.
+
+#include <vector>
+
+#include <caf/type_id.hpp>
+
+#include "actors/protocol/cart_messages.hpp"
+#include "actors/protocol/meta.hpp"
+
+CAF_BEGIN_TYPE_ID_BLOCK(mercato, caf::first_custom_type_id)
+  CAF_ADD_TYPE_ID(mercato, (mercato::protocol::command_meta))
+  CAF_ADD_TYPE_ID(mercato, (mercato::protocol::cart_line))
+  CAF_ADD_TYPE_ID(mercato, (std::vector<mercato::protocol::cart_line>))
+  CAF_ADD_TYPE_ID(mercato, (mercato::protocol::cart_view))
+  CAF_ADD_TYPE_ID(mercato, (mercato::protocol::cart_open))
+  CAF_ADD_TYPE_ID(mercato, (mercato::protocol::cart_get))
+  CAF_ADD_TYPE_ID(mercato, (mercato::protocol::cart_add_item))
+  CAF_ADD_TYPE_ID(mercato, (mercato::protocol::cart_set_quantity))
+  CAF_ADD_TYPE_ID(mercato, (mercato::protocol::cart_remove_item))
+CAF_END_TYPE_ID_BLOCK(mercato)

@@ -1,0 +1,145 @@
+#pragma once
+// Durable entity state. Entities hand their new snapshot (with its domain events and projection
+// rows) to the writer; the writer group-commits many of them per transaction in multi-row
+// statements on its own threads and calls back once the transaction is committed (or failed).
+// Knows no CAF types: callbacks are plain functions the actor layer turns into messages.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <pqxx/connection>
+
+namespace mercato::telemetry {
+class metrics;
+}
+
+namespace mercato::persistence {
+
+// A domain event (ARCHITECTURE.md event schema), appended to the outbox in the snapshot's transaction.
+struct domain_event {
+  std::string id;              // UUID, unique: handlers deduplicate by it
+  std::string event_type;      // "CartItemAdded", ...
+  std::string event_version = "1";
+  std::string data_json;       // JSON object text ("" is stored as {})
+  std::string metadata_json;   // {"correlation_id","causation_id","user_id","source"} as JSON text ("" = {})
+};
+
+// One statement that keeps a query table in step with the entity (same transaction as the snapshot).
+// Only the newest version of an entity in a batch has its projections applied: a projection is a
+// function of the state, so older ones would be overwritten anyway.
+struct projection_write {
+  std::string sql;                                // parameterised: $1, $2, ...
+  std::vector<std::optional<std::string>> params;  // text values, nullopt = NULL
+};
+
+struct snapshot {
+  std::string kind;      // "cart"
+  std::string id;        // entity id
+  std::int64_t version;  // > 0, strictly increasing per entity
+  std::int64_t owner_epoch;
+  int shard;             // the shard whose lease owner_epoch refers to (not stored: load_snapshot gives -1)
+  std::string state_json;
+};
+
+enum class write_outcome {
+  committed,    // durable
+  fenced,       // rejected: a newer version is stored, or owner_epoch no longer holds the shard lease
+  unavailable,  // PostgreSQL could not be reached within the commit deadline
+  overloaded,   // the queue was full (returned by enqueue, never via callback)
+  failed,       // any other error (constraint violation in a projection, ...): the batch was retried
+                // without this write, so only this write failed
+};
+
+const char* to_string(write_outcome o);
+
+struct pending_write {
+  snapshot snap;
+  std::vector<domain_event> events;
+  std::vector<projection_write> projections;
+  // Called exactly once, on a writer thread, after the outcome is known.
+  std::function<void(write_outcome)> done;
+};
+
+struct snapshot_writer_options {
+  std::string dsn;
+  std::string node_id;                              // must match shard_leases.owner_node
+  unsigned threads = 2;                             // writer threads, one connection each
+  std::size_t max_batch = 1000;                     // writes per transaction
+  std::chrono::microseconds linger{2000};           // wait this long for a batch to fill
+  std::size_t queue_limit = 100'000;                // pending writes (all threads) before overloaded
+  std::chrono::milliseconds commit_deadline{5000};  // keep retrying an outage this long, then unavailable
+};
+
+// Counters since construction (tests and benchmarks; the metrics carry the same in Prometheus form).
+struct snapshot_writer_stats {
+  std::uint64_t transactions = 0;   // transactions committed (a batch, or one write when a batch is split)
+  std::uint64_t snapshot_rows = 0;  // entity_snapshots rows inserted or updated
+  std::uint64_t events = 0;         // outbox rows inserted
+  std::uint64_t committed = 0;      // writes acknowledged with each outcome
+  std::uint64_t fenced = 0;
+  std::uint64_t failed = 0;
+  std::uint64_t unavailable = 0;
+};
+
+class snapshot_writer {
+ public:
+  snapshot_writer(snapshot_writer_options opts, telemetry::metrics* metrics);
+  ~snapshot_writer();
+  snapshot_writer(const snapshot_writer&) = delete;
+  snapshot_writer& operator=(const snapshot_writer&) = delete;
+
+  // Never blocks. Writes of one (kind, id) always go to the same thread, in order. Returns
+  // write_outcome::overloaded (and does not call `done`) when the queue is full, else committed
+  // meaning "accepted"; the real outcome arrives through `done`.
+  write_outcome enqueue(pending_write w);
+
+  // Commits what is queued (bounded by the commit deadline), then stops the threads.
+  void stop();
+
+  // Writes accepted and not yet acknowledged (queued or in a transaction), all threads.
+  std::size_t queue_depth() const { return depth_.load(std::memory_order_relaxed); }
+
+  snapshot_writer_stats stats() const;
+
+ private:
+  struct lane;
+  struct batch_item;
+  void run_lane(lane& l);
+  void process(lane& l, std::vector<batch_item>& batch);
+  void finish(batch_item& item, write_outcome o);
+
+  struct stat_counters {
+    std::atomic<std::uint64_t> transactions{0}, snapshot_rows{0}, events{0};
+    std::atomic<std::uint64_t> committed{0}, fenced{0}, failed{0}, unavailable{0};
+  };
+
+  snapshot_writer_options opts_;
+  telemetry::metrics* metrics_;
+  std::atomic<std::size_t> depth_{0};
+  std::atomic<bool> stopping_{false};
+  std::mutex stop_mutex_;
+  stat_counters stats_;
+  std::vector<std::unique_ptr<lane>> lanes_;
+};
+
+// Reads one snapshot (blocking; call on a pool thread). nullopt when the entity was never stored.
+// `shard` is not stored with the snapshot and comes back as -1: the caller's placement knows it.
+std::optional<snapshot> load_snapshot(pqxx::connection& conn, const std::string& kind, const std::string& id);
+
+// Takes (or renews) the lease of every shard of `kind` for `node_id` and returns the epoch to write
+// with. Until the cluster arrives one node holds them all; a node restarting bumps the epoch, so a
+// write from an earlier incarnation of the node is fenced.
+std::int64_t acquire_all_leases(pqxx::connection& conn, const std::string& kind, int shards,
+                                const std::string& node_id);
+
+}  // namespace mercato::persistence

@@ -1,0 +1,30 @@
+#pragma once
+// An entity host owns the live entities of one kind (a share of them, when a kind has several
+// hosts): (kind, id) -> actor. It activates on the first message (exactly once, since the host
+// handles one message at a time), passivates idle entities, restarts crashed ones from their last
+// snapshot with exponential backoff, drops a message that crashes an entity K times with
+// entity_failed, and escalates (quits with restart_limit) past N restarts within T.
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <caf/all.hpp>
+
+#include "supervisors/entity_env.hpp"
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(caf::response_promise)  // crash reports stay on the node
+
+namespace mercato::supervisors {
+
+// Spawns one entity actor for `id`, linked to and monitored by `host`.
+using entity_spawner =
+    std::function<caf::actor(caf::event_based_actor* host, const std::string& id, std::shared_ptr<const entity_env>)>;
+
+// Host protocol:
+//   (to_entity_atom, std::string id, caf::message command) -> whatever the entity answers
+//   (idle_atom, caf::timespan)  passivate entities idle at least that long (tests, operators)
+//   (stats_atom) -> (active: uint64, buffered: uint64)
+caf::behavior entity_host(caf::event_based_actor* self, std::shared_ptr<const entity_env> env, entity_spawner spawn);
+
+}  // namespace mercato::supervisors

@@ -1,0 +1,145 @@
+#include "supervisors/entity_router.hpp"
+
+#include <deque>
+#include <vector>
+
+#include "actors/protocol/atoms.hpp"
+#include "actors/protocol/errors.hpp"
+#include "telemetry/logging.hpp"
+
+namespace mercato::supervisors {
+namespace {
+
+struct held {
+  std::string id;
+  caf::message command;
+  caf::response_promise promise;
+};
+
+struct router_state {
+  std::shared_ptr<const entity_env> env;
+  entity_spawner spawn;
+  std::vector<caf::actor> hosts;
+  std::vector<std::deque<held>> held_for;  // messages for a host that is restarting
+  std::vector<int> restarts;               // consecutive restarts per host, for the backoff
+};
+
+std::size_t host_index(const std::string& id, std::size_t hosts) {
+  // Any stable spread will do; shard_of already is one.
+  return static_cast<std::size_t>(shard_of(id, 1 << 16)) % hosts;
+}
+
+}  // namespace
+
+caf::behavior entity_router(caf::event_based_actor* self, std::shared_ptr<const entity_env> env,
+                            entity_spawner spawn, int host_count) {
+  auto st = std::make_shared<router_state>();
+  st->env = env;
+  st->spawn = std::move(spawn);
+  const auto n = static_cast<std::size_t>(std::max(1, host_count));
+  st->hosts.resize(n);
+  st->held_for.resize(n);
+  st->restarts.resize(n, 0);
+
+  auto start_host = [self, st](std::size_t i) {
+    // Linked: when the router stops (node shutdown), its hosts and their entities stop too.
+    st->hosts[i] = self->spawn<caf::monitored + caf::linked>(entity_host, st->env, st->spawn);
+    while (!st->held_for[i].empty()) {
+      auto h = std::move(st->held_for[i].front());
+      st->held_for[i].pop_front();
+      h.promise.delegate(st->hosts[i], protocol::to_entity_atom::value, std::move(h.id), std::move(h.command));
+    }
+  };
+  for (std::size_t i = 0; i < n; ++i) {
+    start_host(i);
+  }
+
+  self->set_exit_handler([self](caf::exit_msg& em) {
+    // A host's exit arrives through the link too; only the router's own supervisor may stop it.
+    if (em.source != self->address() && em.reason == caf::exit_reason::user_shutdown) {
+      self->quit(em.reason);
+    }
+  });
+
+  self->set_down_handler([self, st](caf::down_msg& dm) {
+    for (std::size_t i = 0; i < st->hosts.size(); ++i) {
+      if (st->hosts[i].address() != dm.source) {
+        continue;
+      }
+      st->hosts[i] = caf::actor{};
+      const int attempt = ++st->restarts[i];
+      auto backoff = st->env->limits.backoff_initial * (1 << std::min(attempt, 16));
+      if (backoff > st->env->limits.backoff_max) {
+        backoff = st->env->limits.backoff_max;
+      }
+      telemetry::log_error("entity host stopped; restarting",
+                           {{"kind", st->env->kind}, {"host", i}, {"reason", self->system().render(dm.reason)},
+                            {"backoff_ms", std::chrono::duration_cast<std::chrono::milliseconds>(backoff).count()}});
+      self->delayed_send(self, backoff, protocol::restart_atom::value, static_cast<std::uint64_t>(i));
+      return;
+    }
+  });
+
+  return {
+      [self, st](protocol::to_entity_atom, std::string& id, caf::message& command) {
+        auto rp = self->make_response_promise();
+        const auto i = host_index(id, st->hosts.size());
+        if (!st->hosts[i]) {
+          st->held_for[i].push_back({std::move(id), std::move(command), rp});
+          return rp;
+        }
+        rp.delegate(st->hosts[i], protocol::to_entity_atom::value, std::move(id), std::move(command));
+        return rp;
+      },
+      [st, start_host](protocol::restart_atom, std::uint64_t i) {
+        if (i < st->hosts.size() && !st->hosts[i]) {
+          start_host(i);
+        }
+      },
+      [self, st](protocol::idle_atom, caf::timespan idle_for) {
+        auto rp = self->make_response_promise<std::uint64_t>();
+        auto total = std::make_shared<std::uint64_t>(0);
+        auto left = std::make_shared<std::size_t>(st->hosts.size());
+        for (auto& h : st->hosts) {
+          if (!h) {
+            if (--*left == 0) rp.deliver(*total);
+            continue;
+          }
+          self->request(h, std::chrono::seconds(10), protocol::idle_atom::value, idle_for)
+              .then(
+                  [rp, total, left](std::uint64_t asked) mutable {
+                    *total += asked;
+                    if (--*left == 0) rp.deliver(*total);
+                  },
+                  [rp, total, left](caf::error&) mutable {
+                    if (--*left == 0) rp.deliver(*total);
+                  });
+        }
+        return rp;
+      },
+      [self, st](protocol::stats_atom) {
+        auto rp = self->make_response_promise<std::uint64_t, std::uint64_t>();
+        auto sums = std::make_shared<std::pair<std::uint64_t, std::uint64_t>>(0, 0);
+        auto left = std::make_shared<std::size_t>(st->hosts.size());
+        for (auto& h : st->hosts) {
+          if (!h) {
+            if (--*left == 0) rp.deliver(sums->first, sums->second);
+            continue;
+          }
+          self->request(h, std::chrono::seconds(10), protocol::stats_atom::value)
+              .then(
+                  [rp, sums, left](std::uint64_t active, std::uint64_t waiting) mutable {
+                    sums->first += active;
+                    sums->second += waiting;
+                    if (--*left == 0) rp.deliver(sums->first, sums->second);
+                  },
+                  [rp, sums, left](caf::error&) mutable {
+                    if (--*left == 0) rp.deliver(sums->first, sums->second);
+                  });
+        }
+        return rp;
+      },
+  };
+}
+
+}  // namespace mercato::supervisors
