@@ -157,7 +157,11 @@ class session : public std::enable_shared_from_this<session> {
     }
     auto res = make_response<bhttp::string_body>(r, keep);
     res->body() = std::move(r.body);
-    res->prepare_payload();
+    if (r.status == 304 || r.status == 204) {
+      res->content_length(boost::none);
+    } else {
+      res->prepare_payload();
+    }
     bhttp::async_write(stream_, *res, [res, on_write](beast::error_code ec, std::size_t n) { on_write(ec, n); });
   }
 
@@ -167,6 +171,7 @@ class session : public std::enable_shared_from_this<session> {
     res->set(bhttp::field::date, http_date());
     res->set(bhttp::field::content_type, "application/problem+json");
     res->set("X-Request-Id", generate_request_id());
+    res->set("traceparent", "00-" + random_hex(32) + "-" + random_hex(16) + "-01");
     res->keep_alive(false);
     res->body() = p.to_json();
     res->prepare_payload();
@@ -260,6 +265,7 @@ void server::start() {
   }
   port_ = acceptor_.local_endpoint().port();
   do_accept();
+  work_.emplace(ioc_.get_executor());
   threads_.reserve(settings_.threads);
   for (unsigned i = 0; i < settings_.threads; ++i) {
     threads_.emplace_back([this] { ioc_.run(); });
@@ -341,6 +347,7 @@ std::size_t server::shutdown(std::chrono::milliseconds grace) {
   while (open_sessions() > 0 && std::chrono::steady_clock::now() < hard_deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
+  work_.reset();
   ioc_.stop();
   for (auto& t : threads_) {
     if (t.joinable()) {

@@ -9,9 +9,11 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
@@ -65,6 +67,9 @@ class server {
   std::map<const session*, std::weak_ptr<session>> sessions_;
   boost::asio::io_context ioc_;
   boost::asio::ip::tcp::acceptor acceptor_;
+  // Keeps the io threads running while answers to in-flight requests are still on their way from
+  // the database or an actor (during a drain, nothing else may be pending).
+  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
   std::vector<std::thread> threads_;
   std::uint16_t port_ = 0;
   std::atomic<bool> draining_{false};

@@ -58,6 +58,9 @@ enum class write_outcome {
   overloaded,   // the queue was full (returned by enqueue, never via callback)
   failed,       // any other error (constraint violation in a projection, ...): the batch was retried
                 // without this write, so only this write failed
+  // A write that does not commit also settles the writes of the same entity that were queued behind
+  // it before its outcome was reported: they get its outcome without being written, since their
+  // state builds on it.
 };
 
 const char* to_string(write_outcome o);
@@ -103,7 +106,8 @@ class snapshot_writer {
   // meaning "accepted"; the real outcome arrives through `done`.
   write_outcome enqueue(pending_write w);
 
-  // Commits what is queued (bounded by the commit deadline), then stops the threads.
+  // Commits what is queued (bounded by the commit deadline), then stops the threads. Idempotent;
+  // not from inside a `done` callback (it joins the thread running it).
   void stop();
 
   // Writes accepted and not yet acknowledged (queued or in a transaction), all threads.

@@ -135,6 +135,16 @@ caf::behavior entity_actor(caf::stateful_actor<entity_data<Model>>* self, std::s
                            std::shared_ptr<const entity_env> env, caf::actor host) {
   self->state.id = std::move(id);
   self->set_default_handler(caf::skip);  // buffer commands until the snapshot is loaded
+  // Anything thrown outside a command (a runtime message) still counts as a crash for the host.
+  self->set_exception_handler([](caf::scheduled_actor*, std::exception_ptr& ep) -> caf::error {
+    try {
+      std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      return caf::make_error(protocol::errc::crashed, e.what());
+    } catch (...) {
+      return caf::make_error(protocol::errc::crashed, "unknown exception");
+    }
+  });
 
   auto ctx = std::make_shared<entity_context<Model>>(self, *env);
 
@@ -143,6 +153,12 @@ caf::behavior entity_actor(caf::stateful_actor<entity_data<Model>>* self, std::s
   auto dispatch = [self, ctx, env, host](caf::scheduled_actor*, caf::message_view& view) -> caf::result<caf::message> {
     caf::message msg = view.move_content_to_message();
     try {
+      if (msg.match_elements<protocol::fault_atom>()) {
+        if (!env->limits.fault_injection) {
+          return caf::make_error(protocol::errc::invalid, "fault injection is disabled");
+        }
+        throw std::runtime_error("injected fault");
+      }
       if (!Model::handle(*ctx, msg)) {
         return caf::make_error(protocol::errc::invalid, std::string("not a ") + Model::kind + " command");
       }
@@ -189,12 +205,6 @@ caf::behavior entity_actor(caf::stateful_actor<entity_data<Model>>* self, std::s
       [self, finish_passivation](protocol::passivate_atom) {
         self->state.passivating = true;
         finish_passivation();
-      },
-      [self, env](protocol::fault_atom) -> caf::result<void> {
-        if (!env->limits.fault_injection) {
-          return caf::make_error(protocol::errc::invalid, "fault injection is disabled");
-        }
-        throw std::runtime_error("injected fault");
       },
   };
 

@@ -70,9 +70,10 @@ caf::behavior entity_host(caf::event_based_actor* self, std::shared_ptr<const en
   };
 
   // Entities are linked so that they die with their host; their own exits are handled via
-  // down_msg. Only a shutdown from the router stops the host.
+  // down_msg. Entities stop with `normal` or a mercato reason; an exit_reason (user_shutdown,
+  // unreachable, kill) can only come from the router going away, and then the host goes too.
   self->set_exit_handler([self](caf::exit_msg& em) {
-    if (em.reason == caf::exit_reason::user_shutdown || em.reason == caf::exit_reason::kill) {
+    if (em.reason && em.reason.category() == caf::atom("exit") && em.reason != caf::exit_reason::normal) {
       self->quit(em.reason);
     }
   });
@@ -93,7 +94,8 @@ caf::behavior entity_host(caf::event_based_actor* self, std::shared_ptr<const en
     set_active_gauge(*st, -1);
     const auto& env = *st->env;
     // mercato reasons other than `crashed` (unavailable, fenced, ...) are orderly stops.
-    const bool ours = dm.reason.category() == caf::atom("mercato");
+    // (An empty caf::error has no category: check it first.)
+    const bool ours = dm.reason && dm.reason.category() == caf::atom("mercato");
     const bool crashed = ours && dm.reason.code() == static_cast<std::uint8_t>(protocol::errc::crashed);
     const bool abnormal = !ours && dm.reason && dm.reason != caf::exit_reason::normal;
     if (crashed || abnormal) {

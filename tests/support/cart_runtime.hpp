@@ -1,0 +1,69 @@
+#pragma once
+// A cart entity runtime on a real PostgreSQL database, in-process: pool, snapshot writer, leases,
+// an actor system and the cart router. Tests talk to it through `ask`.
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <caf/all.hpp>
+
+#include "actors/protocol/cart_messages.hpp"
+#include "persistence/pg_pool.hpp"
+#include "persistence/snapshot_writer.hpp"
+#include "supervisors/entity_env.hpp"
+#include "telemetry/metrics.hpp"
+
+namespace mercato::test {
+
+struct cart_runtime_options {
+  std::string dsn;
+  std::string node_id = "test-node";
+  supervisors::runtime_limits limits{};
+  int hosts = 2;
+  std::size_t writer_queue_limit = 100'000;
+  std::chrono::milliseconds commit_deadline{5'000};
+};
+
+class cart_runtime {
+ public:
+  explicit cart_runtime(cart_runtime_options opts);
+  ~cart_runtime();
+
+  // Sends `cmd` to cart `id` and waits for the answer (or the error).
+  template <class Command>
+  caf::expected<protocol::cart_view> ask(const std::string& id, Command cmd,
+                                         std::chrono::milliseconds timeout = std::chrono::seconds(15)) {
+    return ask_message(id, caf::make_message(std::move(cmd)), timeout);
+  }
+  caf::expected<protocol::cart_view> ask_message(const std::string& id, caf::message cmd,
+                                                 std::chrono::milliseconds timeout);
+
+  // Asks every host to passivate entities idle at least `idle_for`; returns how many were asked.
+  std::uint64_t passivate_idle(std::chrono::milliseconds idle_for = std::chrono::milliseconds(0));
+  // (active, waiting) over all hosts.
+  std::pair<std::uint64_t, std::uint64_t> stats();
+
+  caf::actor_system& system() { return *system_; }
+  caf::actor router() const { return router_; }
+  telemetry::metrics& metrics() { return metrics_; }
+  std::int64_t epoch() const { return env_->epoch; }
+  double counter(const std::string& family) const;  // sum of a counter family for kind=cart
+
+ private:
+  cart_runtime_options opts_;
+  telemetry::metrics metrics_;
+  std::unique_ptr<persistence::pg_pool> pool_;
+  std::unique_ptr<persistence::snapshot_writer> writer_;
+  std::shared_ptr<supervisors::entity_env> env_;
+  std::unique_ptr<caf::actor_system_config> cfg_;
+  std::unique_ptr<caf::actor_system> system_;
+  caf::actor router_;
+};
+
+// A cart line for product `n`.
+protocol::cart_line demo_line(int n, std::int32_t quantity = 1);
+std::string error_code(const caf::error& e);  // "overloaded", "not_found", ... or CAF's rendering
+
+}  // namespace mercato::test
