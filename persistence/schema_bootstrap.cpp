@@ -26,6 +26,9 @@ bool schema_bootstrap::attempt() {
       const int added = load_demo_catalog(*conn);
       telemetry::log_info("demo catalog loaded", {{"products_added", added}});
     }
+    if (opts_.after_migrations) {
+      opts_.after_migrations(*conn);
+    }
     done_.store(true, std::memory_order_release);
     return true;
   } catch (...) {

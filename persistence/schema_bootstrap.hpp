@@ -5,9 +5,12 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
+
+#include <pqxx/connection>
 
 namespace mercato::persistence {
 
@@ -17,6 +20,9 @@ class schema_bootstrap {
     std::string dsn;
     bool load_demo_catalog = false;
     std::chrono::milliseconds retry_interval{1'000};
+    // Runs after the migrations, in the same attempt (e.g. taking the shard leases); throwing makes
+    // the attempt fail and retry.
+    std::function<void(pqxx::connection&)> after_migrations;
   };
 
   explicit schema_bootstrap(options opts);

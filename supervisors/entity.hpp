@@ -85,7 +85,7 @@ class entity_context {
     auto rp = self_->make_response_promise();
     const std::int64_t v = st.version + 1;
     persistence::pending_write w;
-    w.snap = persistence::snapshot{Model::kind, st.id, v, env_.epoch, shard_of(st.id, env_.shards),
+    w.snap = persistence::snapshot{Model::kind, st.id, v, env_.epoch.load(std::memory_order_relaxed), shard_of(st.id, env_.shards),
                                    boost::json::serialize(Model::encode(next))};
     for (auto& e : events) {
       if (e.id.empty()) {

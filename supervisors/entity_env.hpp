@@ -2,6 +2,7 @@
 // What every entity of one kind on this node shares: where it loads from, where it writes to,
 // which lease epoch it writes under, and the runtime's limits.
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -33,7 +34,8 @@ struct runtime_limits {
 struct entity_env {
   std::string kind;
   int shards = 64;
-  std::int64_t epoch = 0;  // lease epoch snapshots are written under
+  // Lease epoch snapshots are written under; 0 until the node holds its leases (writes are fenced).
+  std::atomic<std::int64_t> epoch{0};
   persistence::pg_pool* pool = nullptr;
   persistence::snapshot_writer* writer = nullptr;
   telemetry::metrics* metrics = nullptr;

@@ -13,13 +13,19 @@ const std::vector<embedded_file>& bundled_openapi();
 namespace mercato::http {
 namespace {
 
-response readiness(bool postgres_ok, bool schema_ok, const std::string& node_id) {
-  const bool ready = postgres_ok && schema_ok;
+struct checks {
+  bool schema = false;
+  bool leases = false;
+};
+
+response readiness(bool postgres_ok, checks c, const std::string& node_id) {
+  const bool ready = postgres_ok && c.schema && c.leases;
   boost::json::object body{
       {"status", ready ? "ready" : "not_ready"},
       {"node_id", node_id},
       {"checks", boost::json::object{{"postgres", postgres_ok ? "ok" : "unavailable"},
-                                     {"migrations", schema_ok ? "applied" : "pending"}}}};
+                                     {"migrations", c.schema ? "applied" : "pending"},
+                                     {"leases", c.leases ? "held" : "pending"}}}};
   auto r = response::json(ready ? 200 : 503, body);
   r.with_header("Cache-Control", "no-store");
   return r;
@@ -33,7 +39,7 @@ void add_ops_routes(router& routes, ops_dependencies deps) {
   });
 
   routes.add(bhttp::verb::get, "/readyz", [deps](auto, responder respond) {
-    const bool schema_ok = deps.schema_ready && deps.schema_ready();
+    const checks schema_ok{deps.schema_ready && deps.schema_ready(), deps.leases_held && deps.leases_held()};
     const std::string node_id = deps.node_id;
     // A live round trip through the same pool the API uses: if requests cannot reach PostgreSQL,
     // neither does this check.

@@ -16,6 +16,7 @@ struct ops_dependencies {
   persistence::pg_pool* pool = nullptr;
   telemetry::metrics* metrics = nullptr;
   std::function<bool()> schema_ready;  // migrations applied
+  std::function<bool()> leases_held;   // this node holds its shard leases
   std::string node_id;
 };
 
