@@ -195,21 +195,15 @@ class session : public std::enable_shared_from_this<session> {
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
     stream_.expires_after(std::chrono::seconds(1));
     discard_ = std::make_shared<std::array<char, 16384>>();
-    stream_.async_read_some(net::buffer(*discard_), [self = shared_from_this()](beast::error_code e, std::size_t) {
-      if (e) {
-        self->close();
-      } else {
-        self->linger_more();
-      }
-    });
+    discard_more();
   }
 
-  void linger_more() {
+  void discard_more() {
     stream_.async_read_some(net::buffer(*discard_), [self = shared_from_this()](beast::error_code e, std::size_t) {
       if (e) {
         self->close();
       } else {
-        self->linger_more();
+        self->discard_more();
       }
     });
   }

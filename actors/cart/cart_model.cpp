@@ -174,12 +174,19 @@ bool cart_model::handle(supervisors::entity_context<cart_model>& ctx, const caf:
                view_reply(id));
     return true;
   }
+  const bool cart_command = msg.match_elements<protocol::cart_add_item>() ||
+                            msg.match_elements<protocol::cart_set_quantity>() ||
+                            msg.match_elements<protocol::cart_remove_item>();
+  if (!cart_command) {
+    return false;
+  }
+  // Every remaining command changes an existing cart.
+  if (!ctx.exists()) {
+    ctx.reject(errc::not_found, "no cart " + id);
+    return true;
+  }
   if (msg.match_elements<protocol::cart_add_item>()) {
     const auto& cmd = msg.get_as<protocol::cart_add_item>(0);
-    if (!ctx.exists()) {
-      ctx.reject(errc::not_found, "no cart " + id);
-      return true;
-    }
     const auto& line = cmd.line;
     if (line.product_id.empty() || line.quantity < 1 || line.quantity > max_quantity || line.unit_price <= 0) {
       ctx.reject(errc::invalid, "a line needs a product, a quantity from 1 to 999 and a positive price");
@@ -211,10 +218,6 @@ bool cart_model::handle(supervisors::entity_context<cart_model>& ctx, const caf:
   }
   if (msg.match_elements<protocol::cart_set_quantity>()) {
     const auto& cmd = msg.get_as<protocol::cart_set_quantity>(0);
-    if (!ctx.exists()) {
-      ctx.reject(errc::not_found, "no cart " + id);
-      return true;
-    }
     if (cmd.quantity < 0 || cmd.quantity > max_quantity) {
       ctx.reject(errc::invalid, "quantity must be from 0 to 999");
       return true;
@@ -239,10 +242,6 @@ bool cart_model::handle(supervisors::entity_context<cart_model>& ctx, const caf:
   }
   if (msg.match_elements<protocol::cart_remove_item>()) {
     const auto& cmd = msg.get_as<protocol::cart_remove_item>(0);
-    if (!ctx.exists()) {
-      ctx.reject(errc::not_found, "no cart " + id);
-      return true;
-    }
     state next = ctx.state();
     auto* l = find_line(next, cmd.product_id);
     if (!l) {

@@ -158,6 +158,12 @@ TEST_CASE_FIXTURE(fixture, "a crash restarts the entity from its snapshot; a poi
   auto crashed = rt.ask_message("cart-c", caf::make_message(protocol::fault_atom::value), 15s);
   REQUIRE_FALSE(crashed);
   CHECK(error_code(crashed.error()) == "entity_failed");
+  // The answer goes out when the third crash is reported; the host counts that restart when the
+  // entity's down message follows, so wait for it.
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (rt.counter("mercato_entity_restarts_total") < 3 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(5ms);
+  }
   CHECK(rt.counter("mercato_entity_restarts_total") == 3);
   CHECK(rt.counter("mercato_entity_poison_messages_total") == 1);
 
