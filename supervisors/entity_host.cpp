@@ -69,12 +69,20 @@ caf::behavior entity_host(caf::event_based_actor* self, std::shared_ptr<const en
     }
   };
 
-  // Entities are linked so that they die with their host; their own exits are handled via
-  // down_msg. Entities stop with `normal` or a mercato reason; an exit_reason (user_shutdown,
-  // unreachable, kill) can only come from the router going away, and then the host goes too.
+  // An exit_reason (user_shutdown, unreachable, kill) can only come from the router going away;
+  // then the host goes too.
   self->set_exit_handler([self](caf::exit_msg& em) {
     if (em.reason && em.reason.category() == caf::atom("exit") && em.reason != caf::exit_reason::normal) {
       self->quit(em.reason);
+    }
+  });
+  // However the host ends (shutdown, escalation, a crash), its entities end with it, so a restarted
+  // host can never meet a second live activation of the same id.
+  self->attach_functor([st] {
+    for (auto& [id, e] : st->entities) {
+      if (e.handle) {
+        caf::anon_send_exit(e.handle, caf::exit_reason::user_shutdown);
+      }
     }
   });
 

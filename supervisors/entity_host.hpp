@@ -17,7 +17,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(caf::response_promise)  // crash reports stay on t
 
 namespace mercato::supervisors {
 
-// Spawns one entity actor for `id`, linked to and monitored by `host`.
+// Spawns one entity actor for `id`, monitored by `host`.
 using entity_spawner =
     std::function<caf::actor(caf::event_based_actor* host, const std::string& id, std::shared_ptr<const entity_env>)>;
 

@@ -54,9 +54,11 @@ caf::behavior entity_router(caf::event_based_actor* self, std::shared_ptr<const 
     start_host(i);
   }
 
+  // Hosts are linked, so their exits arrive here too (handled via down_msg). A shutdown
+  // (user_shutdown or kill) stops the router. CAF 0.17.6's anon_send_exit sets the source to the
+  // receiver itself, so the source cannot tell a shutdown from a host's exit; the reason can.
   self->set_exit_handler([self](caf::exit_msg& em) {
-    // A host's exit arrives through the link too; only the router's own supervisor may stop it.
-    if (em.source != self->address() && em.reason == caf::exit_reason::user_shutdown) {
+    if (em.reason == caf::exit_reason::user_shutdown || em.reason == caf::exit_reason::kill) {
       self->quit(em.reason);
     }
   });
