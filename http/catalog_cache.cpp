@@ -1,6 +1,5 @@
 #include "http/catalog_cache.hpp"
 
-#include <openssl/evp.h>
 
 #include <algorithm>
 #include <array>
@@ -10,6 +9,7 @@
 #include <utility>
 
 #include "persistence/redis_client.hpp"
+#include "security/jwt.hpp"
 #include "telemetry/logging.hpp"
 
 namespace mercato::http {
@@ -21,19 +21,7 @@ using persistence::redis_value;
 
 constexpr std::chrono::milliseconds kMaxL1Ttl = std::chrono::minutes(5);
 
-std::string sha256_hex(std::string_view s) {
-  std::array<unsigned char, EVP_MAX_MD_SIZE> md{};
-  unsigned int len = 0;
-  EVP_Digest(s.data(), s.size(), md.data(), &len, EVP_sha256(), nullptr);
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(len * 2);
-  for (unsigned int i = 0; i < len; ++i) {
-    out.push_back(hex[md[i] >> 4]);
-    out.push_back(hex[md[i] & 0xF]);
-  }
-  return out;
-}
+using security::sha256_hex;
 
 // SCAN MATCH is a glob: a prefix is matched literally by escaping the glob metacharacters.
 std::string glob_escape(std::string_view s) {

@@ -1,6 +1,5 @@
 #include "http/rate_limiter.hpp"
 
-#include <openssl/evp.h>
 
 #include <algorithm>
 #include <array>
@@ -12,6 +11,7 @@
 #include <vector>
 
 #include "persistence/redis_client.hpp"
+#include "security/jwt.hpp"
 #include "telemetry/logging.hpp"
 
 namespace mercato::http {
@@ -32,19 +32,7 @@ std::chrono::seconds ceil_seconds_us(std::int64_t us) {
   return std::chrono::seconds((us + 999'999) / 1'000'000);
 }
 
-std::string sha256_hex(std::string_view s) {
-  std::array<unsigned char, EVP_MAX_MD_SIZE> md{};
-  unsigned int len = 0;
-  EVP_Digest(s.data(), s.size(), md.data(), &len, EVP_sha256(), nullptr);
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(len * 2);
-  for (unsigned int i = 0; i < len; ++i) {
-    out.push_back(hex[md[i] >> 4]);
-    out.push_back(hex[md[i] & 0xF]);
-  }
-  return out;
-}
+using security::sha256_hex;
 
 // Caller keys are used as they are (IP, user id) unless long: then hashed so a Redis key stays small.
 std::string bounded_key(std::string_view key) {

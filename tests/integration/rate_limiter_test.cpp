@@ -28,6 +28,7 @@
 #include "http/rate_limiter.hpp"
 #include "persistence/redis_client.hpp"
 #include "support/node_process.hpp"
+#include "support/redis_servers.hpp"
 
 using namespace mercato;
 using namespace std::chrono_literals;
@@ -38,6 +39,8 @@ using http::rate_limiter;
 using http::rate_limiter_options;
 using persistence::redis_client;
 using persistence::redis_options;
+using test::blackhole;
+using test::private_redis;
 
 namespace {
 
@@ -68,82 +71,6 @@ struct shared_redis {
     o.key_prefix = prefix;
     return o;
   }
-};
-
-class private_redis {
- public:
-  private_redis() : port_(test::free_port()) {}
-  ~private_redis() { stop(); }
-  static bool installed() { return std::system("command -v redis-server >/dev/null 2>&1") == 0; }
-  bool start() {
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-      const int devnull = ::open("/dev/null", O_RDWR);
-      ::dup2(devnull, 1);
-      ::dup2(devnull, 2);
-      const std::string port = std::to_string(port_);
-      ::execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning", static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
-    // Raw hiredis, so that waiting does not log "redis unavailable" on every attempt.
-    const auto deadline = steady::now() + 10s;
-    while (steady::now() < deadline) {
-      redisContext* c = redisConnectWithTimeout("127.0.0.1", port_, timeval{0, 200'000});
-      bool up = false;
-      if (c != nullptr && c->err == 0) {
-        auto* reply = static_cast<redisReply*>(redisCommand(c, "PING"));
-        up = reply != nullptr && reply->type == REDIS_REPLY_STATUS;
-        if (reply != nullptr) {
-          freeReplyObject(reply);
-        }
-      }
-      if (c != nullptr) {
-        redisFree(c);
-      }
-      if (up) {
-        return true;
-      }
-      std::this_thread::sleep_for(20ms);
-    }
-    return false;
-  }
-  void stop() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      int status = 0;
-      ::waitpid(pid_, &status, 0);
-      pid_ = -1;
-    }
-  }
-  std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_); }
-
- private:
-  std::uint16_t port_;
-  pid_t pid_ = -1;
-};
-
-// Accepts connections (kernel backlog) and never answers: every command times out.
-class blackhole {
- public:
-  blackhole() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-    REQUIRE(::listen(fd_, 128) == 0);
-    socklen_t len = sizeof addr;
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
-  }
-  ~blackhole() { ::close(fd_); }
-  std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_); }
-
- private:
-  int fd_ = -1;
-  std::uint16_t port_ = 0;
 };
 
 template <class Pred>
