@@ -563,6 +563,22 @@ catalog_cache::value_ptr catalog_cache::get_or_load(const std::string& key, cons
   return v;
 }
 
+catalog_cache::value_ptr catalog_cache::peek(const std::string& key) {
+  auto& m = *impl_;
+  if (m.redis) {
+    // The same test as maybe_poll: when a poll is due, get_or_load makes it (and replays pending
+    // invalidations) before reading L1, so the peek must not answer.
+    if (steady::now().time_since_epoch().count() >= m.next_poll.load(std::memory_order_relaxed)) {
+      return nullptr;
+    }
+  }
+  auto v = m.l1.get(key, steady::now());
+  if (v) {
+    m.l1_hits.fetch_add(1, std::memory_order_relaxed);
+  }
+  return v;
+}
+
 std::string catalog_cache::product_key(std::string_view id) { return "product:" + std::string(id); }
 
 std::string catalog_cache::category_children_key(std::string_view id) {

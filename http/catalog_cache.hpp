@@ -35,6 +35,12 @@
 // from pool threads, never from Asio io threads or CAF workers. The loader runs on the calling thread
 // without any cache lock held; concurrent misses of one key may each run the loader (no single
 // flight). Exceptions thrown by the loader propagate to the caller; nothing is cached then.
+// peek never touches Redis (one L1 shard mutex, no I/O): it is the io-thread fast path, see below.
+//
+// Counting (stats): every read is one L1 lookup, a hit or a miss; every L1 miss with Redis
+// configured is one L2 lookup, a hit, a miss or an error. A peek that hits counts an L1 hit; a peek
+// that misses counts nothing, because the caller then runs get_or_load, which counts its own L1
+// lookup (so a read that goes peek → get_or_load is counted once).
 
 #include <atomic>
 #include <chrono>
@@ -89,6 +95,14 @@ class catalog_cache {
 
   // Null when the loader returned nullopt.
   value_ptr get_or_load(const std::string& key, const loader_fn& loader);
+
+  // Non-blocking, L1 only: the value when this node's L1 holds it and the cross-node generation
+  // check (with the replay of invalidations Redis missed) is not due; otherwise null, and the caller
+  // goes on with get_or_load on a pool thread (which runs that check first). So a peek hit
+  // is exactly what get_or_load would answer at that moment without any Redis round trip, and the
+  // invalidation guarantees above hold unchanged (another node's invalidation is seen within about
+  // one check interval). Safe on Asio io threads.
+  value_ptr peek(const std::string& key);
 
   static std::string product_key(std::string_view id);
   static std::string category_children_key(std::string_view id);

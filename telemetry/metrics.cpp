@@ -1,5 +1,6 @@
 #include "telemetry/metrics.hpp"
 
+#include <algorithm>
 #include <sstream>
 
 #include <prometheus/text_serializer.h>
@@ -113,7 +114,48 @@ metrics::metrics(std::shared_ptr<prometheus::Registry> reg)
       entity_poison_dropped_(prometheus::BuildCounter()
                                  .Name("mercato_entity_poison_messages_total")
                                  .Help("Messages dropped with entity_failed after crashing an entity repeatedly")
-                                 .Register(*registry_)) {}
+                                 .Register(*registry_)),
+      cache_requests_(prometheus::BuildCounter()
+                          .Name("mercato_cache_requests_total")
+                          .Help("Catalog cache lookups by level (l1 in-process, l2 Redis) and result (hit, miss, "
+                                "error: Redis unavailable)")
+                          .Register(*registry_)),
+      cache_l1_hit_(cache_requests_.Add({{"level", "l1"}, {"result", "hit"}})),
+      cache_l1_miss_(cache_requests_.Add({{"level", "l1"}, {"result", "miss"}})),
+      cache_l2_hit_(cache_requests_.Add({{"level", "l2"}, {"result", "hit"}})),
+      cache_l2_miss_(cache_requests_.Add({{"level", "l2"}, {"result", "miss"}})),
+      cache_l2_error_(cache_requests_.Add({{"level", "l2"}, {"result", "error"}})),
+      cache_loads_(prometheus::BuildCounter()
+                       .Name("mercato_cache_loads_total")
+                       .Help("Catalog reads that missed both cache levels and were loaded from PostgreSQL")
+                       .Register(*registry_)
+                       .Add({})),
+      cache_l1_evictions_(prometheus::BuildCounter()
+                              .Name("mercato_cache_l1_evictions_total")
+                              .Help("Entries evicted from the in-process cache to stay within its bounds")
+                              .Register(*registry_)
+                              .Add({})),
+      cache_remote_invalidations_(prometheus::BuildCounter()
+                                      .Name("mercato_cache_remote_invalidations_total")
+                                      .Help("Cache invalidations made by other nodes that this node applied")
+                                      .Register(*registry_)
+                                      .Add({})),
+      cache_hit_ratio_(prometheus::BuildGauge()
+                           .Name("mercato_cache_hit_ratio")
+                           .Help("Catalog cache hits (either level) over lookups since the node started; 0 "
+                                 "before the first lookup")
+                           .Register(*registry_)
+                           .Add({})),
+      cache_l1_entries_(prometheus::BuildGauge()
+                            .Name("mercato_cache_l1_entries")
+                            .Help("Entries in the in-process catalog cache")
+                            .Register(*registry_)
+                            .Add({})),
+      cache_l1_bytes_(prometheus::BuildGauge()
+                          .Name("mercato_cache_l1_bytes")
+                          .Help("Approximate memory held by the in-process catalog cache")
+                          .Register(*registry_)
+                          .Add({})) {}
 
 prometheus::Gauge& metrics::entities_active(const std::string& kind) { return entities_active_.Add({{"kind", kind}}); }
 prometheus::Counter& metrics::entity_activations(const std::string& kind) {
@@ -127,6 +169,32 @@ prometheus::Counter& metrics::entity_restarts(const std::string& kind) {
 }
 prometheus::Counter& metrics::entity_poison_dropped(const std::string& kind) {
   return entity_poison_dropped_.Add({{"kind", kind}});
+}
+
+void metrics::report_cache(const cache_counts& c) {
+  std::lock_guard<std::mutex> lk(cache_mu_);
+  auto advance = [](prometheus::Counter& counter, std::uint64_t now, std::uint64_t& last) {
+    if (now > last) {
+      counter.Increment(static_cast<double>(now - last));
+      last = now;
+    }
+  };
+  advance(cache_l1_hit_, c.l1_hits, cache_last_.l1_hits);
+  advance(cache_l1_miss_, c.l1_misses, cache_last_.l1_misses);
+  advance(cache_l2_hit_, c.l2_hits, cache_last_.l2_hits);
+  advance(cache_l2_miss_, c.l2_misses, cache_last_.l2_misses);
+  advance(cache_l2_error_, c.l2_errors, cache_last_.l2_errors);
+  advance(cache_loads_, c.loads, cache_last_.loads);
+  advance(cache_l1_evictions_, c.l1_evictions, cache_last_.l1_evictions);
+  advance(cache_remote_invalidations_, c.remote_invalidations, cache_last_.remote_invalidations);
+  // Every read starts with one L1 lookup, so L1 lookups are all lookups; an L2 hit is a hit too.
+  const auto lookups = c.l1_hits + c.l1_misses;
+  // (The counts are read one by one while reads go on, so clamp a momentary excess.)
+  cache_hit_ratio_.Set(lookups == 0 ? 0.0
+                                    : std::min(1.0, static_cast<double>(c.l1_hits + c.l2_hits) /
+                                                        static_cast<double>(lookups)));
+  cache_l1_entries_.Set(static_cast<double>(c.l1_entries));
+  cache_l1_bytes_.Set(static_cast<double>(c.l1_bytes));
 }
 
 std::string metrics::scrape() const {

@@ -2,7 +2,9 @@
 // The node's Prometheus registry and the metric families every module reports into.
 // Modules get a reference at construction; /metrics serialises the registry in text format.
 
+#include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 
@@ -43,6 +45,24 @@ class metrics {
   prometheus::Counter& snapshot_failed;
   prometheus::Counter& snapshot_overloaded;
 
+  // The catalog cache's own counters (monotonic since start) and sizes, as the cache reports them.
+  struct cache_counts {
+    std::uint64_t l1_hits = 0;
+    std::uint64_t l1_misses = 0;
+    std::uint64_t l2_hits = 0;
+    std::uint64_t l2_misses = 0;
+    std::uint64_t l2_errors = 0;
+    std::uint64_t loads = 0;
+    std::uint64_t l1_evictions = 0;
+    std::uint64_t remote_invalidations = 0;
+    std::size_t l1_entries = 0;
+    std::size_t l1_bytes = 0;
+  };
+  // Brings the cache series up to date (counters advance by the difference to the last report; the
+  // hit ratio and the L1 size are set). Called by the /metrics handler before it scrapes, so the
+  // cache knows nothing of Prometheus. Thread-safe.
+  void report_cache(const cache_counts& c);
+
   // Entity runtime, by kind.
   prometheus::Gauge& entities_active(const std::string& kind);
   prometheus::Counter& entity_activations(const std::string& kind);
@@ -60,6 +80,22 @@ class metrics {
   prometheus::Family<prometheus::Counter>& entity_passivations_;
   prometheus::Family<prometheus::Counter>& entity_restarts_;
   prometheus::Family<prometheus::Counter>& entity_poison_dropped_;
+
+  // Catalog cache: mercato_cache_requests_total{level, result} and friends.
+  prometheus::Family<prometheus::Counter>& cache_requests_;
+  prometheus::Counter& cache_l1_hit_;
+  prometheus::Counter& cache_l1_miss_;
+  prometheus::Counter& cache_l2_hit_;
+  prometheus::Counter& cache_l2_miss_;
+  prometheus::Counter& cache_l2_error_;
+  prometheus::Counter& cache_loads_;
+  prometheus::Counter& cache_l1_evictions_;
+  prometheus::Counter& cache_remote_invalidations_;
+  prometheus::Gauge& cache_hit_ratio_;
+  prometheus::Gauge& cache_l1_entries_;
+  prometheus::Gauge& cache_l1_bytes_;
+  std::mutex cache_mu_;
+  cache_counts cache_last_;  // guarded by cache_mu_
 };
 
 }  // namespace mercato::telemetry

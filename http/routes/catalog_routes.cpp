@@ -1,10 +1,37 @@
 #include "http/routes/catalog_routes.hpp"
 
+// Caching (issue 5, seed "Caching Strategy"): every read goes through the two-level catalog_cache.
+//
+//   GET /products/{id}   key product:{id}              value "p1 <version>\n<body>"
+//   GET /categories      key category:root:children    value the body (the whole tree)
+//   GET /products        key search:{sha256(canonical)} value the body (one page)
+//
+// The seed keys a category's children as category:{id}:children; the tree is the children of the
+// virtual root, hence category:root:children (invalidate_categories drops every category:* key).
+// The canonical listing query is a JSON array in a fixed order: a format tag, the normalised search
+// terms (websearch_to_tsquery ignores case and runs of whitespace, so "Red  SHOES" and "red shoes"
+// are one query), category, vendor, min and max price, in_stock, the effective sort, the page size
+// and the decoded cursor (key, id); absent filters are null. Cached values are the exact bytes the
+// uncached code answers, and the product's version travels with its body so the ETag, and a 304 for
+// a matching If-None-Match, come from a cached entry as well.
+//
+// Not found is not cached: product ids are chosen by clients, so caching 404s would let anyone fill
+// L1 (evicting real entries) and Redis with junk keys, and a product created after a cached 404 would
+// stay invisible until the entry expired; a 404 costs one primary-key lookup.
+//
+// Threading: the handler runs on the Asio io thread and only peeks at L1 (no Redis, no I/O); a hit
+// is answered at once. On a miss the read moves to a PostgreSQL pool thread (run_db), where
+// get_or_load asks L2 (Redis; bounded by its command timeout, fail-fast while it is down) and then
+// loads through that thread's connection. A PostgreSQL failure in the loader is the usual 503, and
+// nothing is cached then.
+
 #include <charconv>
+#include <functional>
 
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 
 #include "http/codec.hpp"
 #include "http/routes/db_call.hpp"
@@ -14,6 +41,76 @@ namespace mercato::http {
 namespace {
 
 using persistence::product_sort;
+
+// One cached read: what to load on a miss and how to answer from a value.
+struct cached_read {
+  std::string key;
+  // On a pool thread: the value to cache, or nullopt when there is nothing (not cached).
+  std::function<std::optional<std::string>(pqxx::connection&)> load;
+  // The response for a value; nullopt when the value cannot be read (not a format this code writes).
+  std::function<std::optional<response>(const std::string&)> answer;
+  // The response when the loader found nothing.
+  std::function<response()> absent;
+};
+
+// See the top of the file: peek on the io thread, get_or_load on a pool thread.
+void serve(persistence::pg_pool& pool, const std::shared_ptr<catalog_cache>& cache, const responder& respond,
+           std::shared_ptr<const cached_read> rd) {
+  if (cache) {
+    if (auto v = cache->peek(rd->key)) {
+      if (auto r = rd->answer(*v)) {
+        respond(std::move(*r));
+        return;
+      }
+    }
+  }
+  run_db(pool, respond, [cache, rd](pqxx::connection& conn) -> response {
+    catalog_cache::value_ptr v;
+    if (cache) {
+      v = cache->get_or_load(rd->key, [&] { return rd->load(conn); });
+    } else if (auto loaded = rd->load(conn)) {
+      v = std::make_shared<const std::string>(std::move(*loaded));
+    }
+    if (!v) {
+      return rd->absent();
+    }
+    if (auto r = rd->answer(*v)) {
+      return std::move(*r);
+    }
+    // An entry this code cannot read (another format in Redis): answer from PostgreSQL instead.
+    auto fresh = rd->load(conn);
+    if (!fresh) {
+      return rd->absent();
+    }
+    if (auto r = rd->answer(*fresh)) {
+      return std::move(*r);
+    }
+    return response::from(internal_error("the catalog entry could not be encoded"));
+  });
+}
+
+// "p1 <version>\n<body>": the product's representation and the version its ETag comes from.
+std::string encode_product_entry(std::int64_t version, const std::string& body) {
+  return "p1 " + std::to_string(version) + "\n" + body;
+}
+
+std::optional<std::pair<std::int64_t, std::string_view>> decode_product_entry(std::string_view entry) {
+  if (entry.substr(0, 3) != "p1 ") {
+    return std::nullopt;
+  }
+  const auto nl = entry.find('\n');
+  if (nl == std::string_view::npos) {
+    return std::nullopt;
+  }
+  std::int64_t version = 0;
+  const char* first = entry.data() + 3;
+  const char* last = entry.data() + nl;
+  auto [p, ec] = std::from_chars(first, last, version);
+  if (ec != std::errc{} || p != last || first == last) {
+    return std::nullopt;
+  }
+  return std::make_pair(version, entry.substr(nl + 1));
+}
 
 boost::json::value money(std::int64_t amount, const std::string& currency) {
   return boost::json::object{{"amount", amount}, {"currency", currency}};
@@ -109,7 +206,30 @@ std::optional<persistence::product_cursor> decode_cursor(std::string_view text, 
   return c;
 }
 
-void list_products(persistence::pg_pool& pool, std::shared_ptr<request_context> ctx, responder respond) {
+// The listing's cache key input: every parameter that shapes the page, in a fixed order (see the top).
+std::string search_canonical(const persistence::product_filter& f, product_sort sort,
+                             const std::optional<persistence::product_cursor>& after, int limit) {
+  auto text = [](const std::optional<std::string>& v) { return v ? boost::json::value(*v) : boost::json::value(nullptr); };
+  auto number = [](const std::optional<std::int64_t>& v) {
+    return v ? boost::json::value(*v) : boost::json::value(nullptr);
+  };
+  const boost::json::array canonical{
+      "products/1",
+      f.query ? boost::json::value(catalog_cache::normalize_search_terms(*f.query)) : boost::json::value(nullptr),
+      text(f.category_id),
+      text(f.vendor_id),
+      number(f.min_price),
+      number(f.max_price),
+      f.in_stock_only,
+      sort_name(sort),
+      limit,
+      after ? boost::json::value(after->key) : boost::json::value(nullptr),
+      after ? boost::json::value(after->id) : boost::json::value(nullptr)};
+  return boost::json::serialize(canonical);
+}
+
+void list_products(persistence::pg_pool& pool, const std::shared_ptr<catalog_cache>& cache,
+                   std::shared_ptr<request_context> ctx, responder respond) {
   query_reader q{*ctx};
   const int limit = static_cast<int>(q.integer("limit", 20, 1, 100));
   auto filter = persistence::product_filter{};
@@ -141,7 +261,9 @@ void list_products(persistence::pg_pool& pool, std::shared_ptr<request_context> 
     respond(q.to_problem());
     return;
   }
-  run_db(pool, respond, [filter, sort, after, limit](pqxx::connection& conn) {
+  auto rd = std::make_shared<cached_read>();
+  rd->key = catalog_cache::search_key(search_canonical(filter, sort, after, limit));
+  rd->load = [filter, sort, after, limit](pqxx::connection& conn) -> std::optional<std::string> {
     auto page = persistence::catalog_store::list_products(conn, filter, sort, after, limit);
     boost::json::array data;
     data.reserve(page.items.size());
@@ -151,38 +273,59 @@ void list_products(persistence::pg_pool& pool, std::shared_ptr<request_context> 
     boost::json::object meta{{"next_cursor", page.next ? boost::json::value(encode_cursor(sort, *page.next))
                                                        : boost::json::value(nullptr)},
                              {"has_more", page.next.has_value()}};
-    return response::json(200, boost::json::object{{"data", std::move(data)}, {"meta", std::move(meta)}});
-  });
+    return boost::json::serialize(boost::json::object{{"data", std::move(data)}, {"meta", std::move(meta)}});
+  };
+  rd->answer = [](const std::string& body) -> std::optional<response> { return response::json_text(200, body); };
+  rd->absent = [] { return response::from(internal_error("the product listing could not be read")); };
+  serve(pool, cache, respond, std::move(rd));
 }
 
-void get_product(persistence::pg_pool& pool, std::shared_ptr<request_context> ctx, responder respond) {
+void get_product(persistence::pg_pool& pool, const std::shared_ptr<catalog_cache>& cache,
+                 std::shared_ptr<request_context> ctx, responder respond) {
   const std::string id = *ctx->param("id");
   if (!is_uuid(id)) {
     respond(invalid_request("the product id is not a UUID", {{"/path/id", "must be a UUID"}}));
     return;
   }
   const std::string if_none_match{ctx->header(bhttp::field::if_none_match)};
-  run_db(pool, respond, [id, if_none_match](pqxx::connection& conn) {
+  auto rd = std::make_shared<cached_read>();
+  rd->key = catalog_cache::product_key(id);
+  rd->load = [id](pqxx::connection& conn) -> std::optional<std::string> {
     auto p = persistence::catalog_store::find_product(conn, id);
     if (!p) {
-      return response::from(not_found("no product " + id));
+      return std::nullopt;  // not cached: see the top of the file
     }
-    const auto etag = etag_for_version(p->version);
+    return encode_product_entry(p->version, boost::json::serialize(product_json(*p)));
+  };
+  rd->answer = [if_none_match](const std::string& entry) -> std::optional<response> {
+    const auto decoded = decode_product_entry(entry);
+    if (!decoded) {
+      return std::nullopt;
+    }
+    const auto etag = etag_for_version(decoded->first);
     if (!if_none_match.empty() && etag_matches(if_none_match, etag)) {
       return response::empty(304).with_header("ETag", etag);
     }
-    return response::json(200, product_json(*p)).with_header("ETag", etag);
-  });
+    return response::json_text(200, std::string(decoded->second)).with_header("ETag", etag);
+  };
+  rd->absent = [id] { return response::from(not_found("no product " + id)); };
+  serve(pool, cache, respond, std::move(rd));
 }
 
-void list_categories(persistence::pg_pool& pool, std::shared_ptr<request_context>, responder respond) {
-  run_db(pool, respond, [](pqxx::connection& conn) {
+void list_categories(persistence::pg_pool& pool, const std::shared_ptr<catalog_cache>& cache,
+                     std::shared_ptr<request_context>, responder respond) {
+  auto rd = std::make_shared<cached_read>();
+  rd->key = catalog_cache::category_children_key("root");
+  rd->load = [](pqxx::connection& conn) -> std::optional<std::string> {
     boost::json::array tree;
     for (const auto& c : persistence::catalog_store::category_tree(conn)) {
       tree.push_back(category_json(c));
     }
-    return response::json(200, tree);
-  });
+    return boost::json::serialize(tree);
+  };
+  rd->answer = [](const std::string& body) -> std::optional<response> { return response::json_text(200, body); };
+  rd->absent = [] { return response::from(internal_error("the category tree could not be read")); };
+  serve(pool, cache, respond, std::move(rd));
 }
 
 }  // namespace
@@ -209,13 +352,13 @@ boost::json::object product_json(const persistence::product_view& p) {
   };
 }
 
-void add_catalog_routes(router& routes, persistence::pg_pool& pool) {
+void add_catalog_routes(router& routes, persistence::pg_pool& pool, std::shared_ptr<catalog_cache> cache) {
   routes.add(bhttp::verb::get, "/api/v1/products",
-             [&pool](auto ctx, responder r) { list_products(pool, std::move(ctx), std::move(r)); });
+             [&pool, cache](auto ctx, responder r) { list_products(pool, cache, std::move(ctx), std::move(r)); });
   routes.add(bhttp::verb::get, "/api/v1/products/{id}",
-             [&pool](auto ctx, responder r) { get_product(pool, std::move(ctx), std::move(r)); });
+             [&pool, cache](auto ctx, responder r) { get_product(pool, cache, std::move(ctx), std::move(r)); });
   routes.add(bhttp::verb::get, "/api/v1/categories",
-             [&pool](auto ctx, responder r) { list_categories(pool, std::move(ctx), std::move(r)); });
+             [&pool, cache](auto ctx, responder r) { list_categories(pool, cache, std::move(ctx), std::move(r)); });
 }
 
 }  // namespace mercato::http

@@ -710,3 +710,102 @@ TEST_CASE("catalog cache: concurrent readers and invalidations") {
   CHECK(s.l1_hits + s.l1_misses == static_cast<std::uint64_t>(calls.load()));
   CHECK(s.l2_hits + s.l2_misses + s.l2_errors == s.l1_misses);
 }
+
+// --- peek: the non-blocking L1 look-up the HTTP io threads use ---------------------------------------
+
+TEST_CASE("catalog cache: peek answers from L1 only, and only while no generation check is due") {
+  shared_redis r;
+  catalog_cache_options o;
+  o.key_prefix = r.prefix;
+  o.generation_check_interval = 200ms;
+  catalog_cache c(r.client, o);
+  loader l("v");
+  const auto key = catalog_cache::product_key("peek");
+
+  // Nothing in L1 (and the first check is due): a miss, and a missed peek is not counted.
+  CHECK_FALSE(static_cast<bool>(c.peek(key)));
+  CHECK(c.stats().l1_hits == 0);
+  CHECK(c.stats().l1_misses == 0);
+
+  // get_or_load polls, loads and fills L1: now peek hits and counts an L1 hit.
+  REQUIRE(*c.get_or_load(key, l.fn()) == "v");
+  auto v = c.peek(key);
+  REQUIRE(static_cast<bool>(v));
+  CHECK(*v == "v");
+  CHECK(c.stats().l1_hits == 1);
+  CHECK(c.stats().l1_misses == 1);  // the get_or_load's own lookup
+  CHECK(c.stats().l2_hits + c.stats().l2_misses == 1);  // peeks never reach L2
+  CHECK_FALSE(static_cast<bool>(c.peek(catalog_cache::product_key("absent"))));
+
+  // Once the check interval has passed without a get_or_load, peek refuses (a Redis round trip is
+  // due); a get_or_load makes the check and answers from L1; then peek hits again.
+  std::this_thread::sleep_for(250ms);
+  CHECK_FALSE(static_cast<bool>(c.peek(key)));
+  const auto before = c.stats();
+  REQUIRE(*c.get_or_load(key, l.fn()) == "v");
+  CHECK(c.stats().l1_hits == before.l1_hits + 1);
+  CHECK(l.calls == 1);
+  CHECK(static_cast<bool>(c.peek(key)));
+}
+
+TEST_CASE("catalog cache: peek never serves another node's invalidated entry past one check interval") {
+  shared_redis r;
+  catalog_cache_options o;
+  o.key_prefix = r.prefix;
+  o.generation_check_interval = 300ms;
+  catalog_cache a(r.client, o);
+  catalog_cache b(r.another_client(), o);
+  loader l("old");
+  const auto pk = catalog_cache::product_key("9");
+  REQUIRE(*b.get_or_load(pk, l.fn()) == "old");
+  REQUIRE(*b.peek(pk) == "old");
+
+  l.value = "new";
+  const auto t0 = steady::now();
+  a.invalidate_product("9");
+  // Until b's next check is due, its peek may still answer "old"; after that it must refuse.
+  bool refused = false;
+  while (steady::now() - t0 < 2s) {
+    auto v = b.peek(pk);
+    if (!v) {
+      refused = true;
+      break;
+    }
+    CHECK(*v == "old");
+    std::this_thread::sleep_for(5ms);
+  }
+  REQUIRE(refused);
+  CHECK(steady::now() - t0 < 300ms + 300ms);  // one interval, plus slack for a loaded machine
+  // The pool-thread path catches up and loads the new value; then peek serves that.
+  CHECK(*b.get_or_load(pk, l.fn()) == "new");
+  REQUIRE(static_cast<bool>(b.peek(pk)));
+  CHECK(*b.peek(pk) == "new");
+}
+
+TEST_CASE("catalog cache: peek does not block when Redis is unreachable or absent") {
+  redis_options ro;
+  ro.backoff_min = 1s;
+  auto dead = std::make_shared<redis_client>("redis://127.0.0.1:1", ro);
+  catalog_cache_options o;
+  o.generation_check_interval = 100ms;
+  catalog_cache c(dead, o);
+  loader l("v");
+  const auto key = catalog_cache::product_key("1");
+  REQUIRE(*c.get_or_load(key, l.fn()) == "v");  // L2 error, loaded, kept in L1
+  CHECK(c.stats().l2_errors == 1);
+  const auto t0 = steady::now();
+  int hits = 0;
+  for (int i = 0; i < 10'000; ++i) {
+    hits += c.peek(key) ? 1 : 0;
+  }
+  CHECK(steady::now() - t0 < 200ms);
+  CHECK(hits > 0);
+  CHECK(c.stats().l2_errors == 1);  // peek never tried Redis
+
+  catalog_cache none(nullptr, o);
+  CHECK_FALSE(static_cast<bool>(none.peek(key)));
+  REQUIRE(*none.get_or_load(key, l.fn()) == "v");
+  std::this_thread::sleep_for(150ms);  // no Redis: no check is ever due
+  REQUIRE(static_cast<bool>(none.peek(key)));
+  CHECK(none.stats().l1_hits == 1);
+}
