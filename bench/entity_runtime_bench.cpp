@@ -3,6 +3,7 @@
 //
 //   mercato_entity_bench [--dsn URI] [--quick | --scale F] [--json] [--only 1,2,3,4] [--mem-entities M]
 //                        [--mem-seconds S] [--mem-passivate-max P] [--passivate-seconds S] [--pool N]
+//                        [--park-after MS]
 //
 // See bench/README.md ("Entity runtime benchmark") for what each row means.
 
@@ -80,6 +81,7 @@ struct options {
   double passivate_seconds = 240;
   unsigned pool = 8;
   unsigned hot_senders = 32;
+  long long park_after_ms = -1;  // -1: the runtime's default (runtime_limits::park_after); 0: no parking
 
   std::size_t n(std::size_t full) const {
     return std::max<std::size_t>(1, static_cast<std::size_t>(std::llround(static_cast<double>(full) * scale)));
@@ -104,7 +106,9 @@ void usage() {
                "                     passivate P entities in a fresh runtime instead (default 50000 x scale)\n"
                "  --passivate-seconds S  give up waiting for a passivation after S seconds (default 240)\n"
                "  --pool N           pg_pool size of the runtime (default 8)\n"
-               "  --hot-senders K    concurrent senders on the hot entity (default 32)\n";
+               "  --hot-senders K    concurrent senders on the hot entity (default 32)\n"
+               "  --park-after MS    park entities quiet for MS ms (default: the runtime's, 5000); 0 = never park,\n"
+               "                     one live actor per active entity\n";
 }
 
 options parse(int argc, char** argv) {
@@ -146,6 +150,8 @@ options parse(int argc, char** argv) {
       o.pool = static_cast<unsigned>(std::stoul(value()));
     } else if (a == "--hot-senders") {
       o.hot_senders = static_cast<unsigned>(std::stoul(value()));
+    } else if (a == "--park-after") {
+      o.park_after_ms = std::stoll(value());
     } else if (a == "-h" || a == "--help") {
       usage();
       std::exit(0);
@@ -674,7 +680,7 @@ void measure_writer(const options& opt, const std::string& dsn) {
 
 class runtime {
  public:
-  runtime(const std::string& dsn, unsigned pool_size) {
+  runtime(const std::string& dsn, unsigned pool_size, long long park_after_ms = -1) {
     pool_ = std::make_unique<persistence::pg_pool>(
         persistence::pg_pool_options{dsn, pool_size, 100'000, std::chrono::milliseconds(5000),
                                      std::chrono::milliseconds(2000), std::chrono::milliseconds(10'000)},
@@ -696,6 +702,9 @@ class runtime {
     // No passivation by idleness while measuring: the memory set is filled for up to 3 minutes, longer than the
     // default 60 s, and the idle scan would start passivating it meanwhile (see README, "Findings").
     env_->limits.passivate_after = std::chrono::hours(1);
+    if (park_after_ms >= 0) {
+      env_->limits.park_after = std::chrono::milliseconds(park_after_ms);
+    }
     cfg_ = std::make_unique<caf::actor_system_config>();
     protocol::register_protocol(*cfg_);
     cfg_->set("scheduler.max-threads", static_cast<std::size_t>(std::max(1u, std::thread::hardware_concurrency())));
@@ -746,6 +755,19 @@ class runtime {
     self->request(router_, std::chrono::seconds(60), protocol::stats_atom::value)
         .receive([&](std::uint64_t a, std::uint64_t w) { out = {a, w}; },
                  [&](caf::error& e) { progress("stats failed: " + error_code(e)); });
+    return out;
+  }
+
+  bool parking() const { return env_->limits.park_after.count() > 0; }
+  std::chrono::milliseconds park_after() const { return env_->limits.park_after; }
+
+  // (active, parked, unparks) over all hosts; active includes the parked entities.
+  std::array<std::uint64_t, 3> park_stats() {
+    caf::scoped_actor self{*system_};
+    std::array<std::uint64_t, 3> out{UINT64_MAX, UINT64_MAX, UINT64_MAX};
+    self->request(router_, std::chrono::seconds(60), protocol::stats_atom::value, supervisors::parked_atom::value)
+        .receive([&](std::uint64_t a, std::uint64_t p, std::uint64_t u) { out = {a, p, u}; },
+                 [&](caf::error& e) { progress("park stats failed: " + error_code(e)); });
     return out;
   }
 
@@ -1256,7 +1278,7 @@ void passivation_round(const options& opt, std::unique_ptr<runtime>& rt, std::si
 }
 
 void measure_memory(const options& opt, const std::string& dsn) {
-  auto rt = std::make_unique<runtime>(dsn, opt.pool);
+  auto rt = std::make_unique<runtime>(dsn, opt.pool, opt.park_after_ms);
   const std::size_t m = opt.mem_entities;
   progress("3. memory: activate up to " + std::to_string(m) + " carts (cart_get on new ids, <= 2000 in flight, <= " +
            fmt_num(opt.mem_seconds) + " s)");
@@ -1269,24 +1291,88 @@ void measure_memory(const options& opt, const std::string& dsn) {
   const std::size_t rss1 = rss_bytes();
   const std::size_t heap1 = heap_in_use();
   const auto active = f.active;
-  const double per = active ? (static_cast<double>(rss1) - static_cast<double>(rss0)) / static_cast<double>(active) : 0;
-  const double heap_per =
-      active ? (static_cast<double>(heap1) - static_cast<double>(heap0)) / static_cast<double>(active) : 0;
+  auto per_entity = [active](std::size_t x, std::size_t base) {
+    return active ? (static_cast<double>(x) - static_cast<double>(base)) / static_cast<double>(active) : 0;
+  };
   const bool complete = f.load.issued >= m;
-  {
-    auto& r = add_row("rss_per_active_entity_bytes", "3. resident memory per active cart entity", per, "bytes", "", 0,
-                      "<= 1024",
-                      std::to_string(active) + " active" +
-                          (complete ? "" : " (time limit reached before " + std::to_string(m) + ")") + "; RSS " +
-                          fmt_num(static_cast<double>(rss0) / 1048576) + " -> " +
-                          fmt_num(static_cast<double>(rss1) / 1048576) + " MiB; malloc'd " + fmt_num(heap_per) +
-                          " B/entity; took " + fmt_num(f.load.seconds) + " s");
+  const std::string count_note = std::to_string(active) + " active" +
+                                 (complete ? "" : " (time limit reached before " + std::to_string(m) + ")");
+  auto fill_note = [&](std::size_t rss, std::size_t heap) {
+    return "RSS " + fmt_num(static_cast<double>(rss0) / 1048576) + " -> " + fmt_num(static_cast<double>(rss) / 1048576) +
+           " MiB; malloc'd " + fmt_num(per_entity(heap, heap0)) + " B/entity; fill took " + fmt_num(f.load.seconds) +
+           " s";
+  };
+  // With parking, the steady state of a node holding `active` quiet carts is "all parked": wait for it (the
+  // entities activated last are still live actors at the end of the fill), then measure row 3 there; row 3f is the
+  // figure at the end of the fill. Without parking, row 3 is taken at the end of the fill (every entity is a live
+  // actor).
+  bool all_parked = false;
+  if (rt->parking()) {
+    const auto ps0 = rt->park_stats();
+    {
+      auto& r = add_row("rss_per_active_entity_end_of_fill_bytes",
+                        "3f. resident memory per active cart entity at the end of the fill (parking on)",
+                        per_entity(rss1, rss0), "bytes", "", 0, "",
+                        count_note + ", " + std::to_string(ps0[1]) + " of them parked, the rest live actors; " +
+                            fill_note(rss1, heap1));
+      r.extra["parked"] = ps0[1];
+      r.extra["rss_active_bytes"] = rss1;
+      r.extra["heap_bytes_per_entity"] = per_entity(heap1, heap0);
+    }
+    progress("3. waiting for the entities to park (" + std::to_string(ps0[1]) + " of " + std::to_string(active) +
+             " parked)");
+    const auto limit = steady::now() + rt->park_after() + std::chrono::seconds(60);
+    auto ps = ps0;
+    while (steady::now() < limit) {
+      ps = rt->park_stats();
+      if (ps[1] == active && ps[0] == active) {
+        all_parked = true;
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the last actors finish their cleanup
+    const std::size_t rss2 = rss_bytes();
+    const std::size_t heap2 = heap_in_use();
+    malloc_trim(0);
+    const std::size_t rss3 = rss_bytes();
+    auto& r = add_row("rss_per_active_entity_bytes",
+                      "3. resident memory per active cart entity (parked, " + fmt_num(rt->park_after().count()) +
+                          " ms quiet)",
+                      per_entity(rss2, rss0), "bytes", "", 0, "<= 1024",
+                      count_note + ", " + std::to_string(ps[1]) + " parked" +
+                          (all_parked ? "" : " (NOT all parked in time)") + "; " + fill_note(rss2, heap2) +
+                          "; after malloc_trim(0): " + fmt_num(per_entity(rss3, rss0)) + " B/entity");
+    r.extra["active"] = active;
+    r.extra["parked"] = ps[1];
+    r.extra["target_count"] = m;
+    r.extra["complete"] = complete;
+    r.extra["rss_baseline_bytes"] = rss0;
+    r.extra["rss_active_bytes"] = rss2;
+    r.extra["rss_active_trim_bytes"] = rss3;
+    r.extra["heap_bytes_per_entity"] = per_entity(heap2, heap0);
+    r.extra["seconds"] = f.load.seconds;
+    // Unparking: one command to each of a sample of the parked carts brings it back without a database read.
+    const std::size_t sample = std::min<std::size_t>(active, opt.n(20'000));
+    const double act0 = rt->counter("mercato_entity_activations_total");
+    auto u = drive(rt->system(), rt->router(), sample, 2000, 2, std::chrono::seconds(120),
+                   [](std::size_t i) { return get_request("m-" + std::to_string(i), i); });
+    expect_clean("3g", u, {"not_found"});
+    const auto ps4 = rt->park_stats();
+    auto& ur = add_row("unparks_per_s", "3g. unparking (cart_get on parked carts)", u.rate(), "unparks/s", "", 0, "",
+                       std::to_string(sample) + " carts, " + std::to_string(ps4[2] - ps[2]) + " unparked, " +
+                           fmt_num(rt->counter("mercato_entity_activations_total") - act0) +
+                           " activations (database reads); " + latency_note(u.latency));
+    ur.extra["unparked"] = ps4[2] - ps[2];
+  } else {
+    auto& r = add_row("rss_per_active_entity_bytes", "3. resident memory per active cart entity (no parking)",
+                      per_entity(rss1, rss0), "bytes", "", 0, "<= 1024", count_note + "; " + fill_note(rss1, heap1));
     r.extra["active"] = active;
     r.extra["target_count"] = m;
     r.extra["complete"] = complete;
     r.extra["rss_baseline_bytes"] = rss0;
     r.extra["rss_active_bytes"] = rss1;
-    r.extra["heap_bytes_per_entity"] = heap_per;
+    r.extra["heap_bytes_per_entity"] = per_entity(heap1, heap0);
     r.extra["seconds"] = f.load.seconds;
   }
   if (!complete) {
@@ -1300,7 +1386,8 @@ void measure_memory(const options& opt, const std::string& dsn) {
     r.extra["intervals"] = f.intervals;
   }
 
-  if (active <= opt.mem_passivate_max) {
+  // Passivating parked entities is a table erase, so the whole set is passivated then, whatever its size.
+  if (active <= opt.mem_passivate_max || all_parked) {
     passivation_round(opt, rt, rss0, active);
     return;
   }
@@ -1324,7 +1411,7 @@ void measure_memory(const options& opt, const std::string& dsn) {
   g_notes.push_back("3c/3d: passivating " + std::to_string(active) + " entities was not attempted (more than "
                     "--mem-passivate-max " + std::to_string(opt.mem_passivate_max) + "); measured on " +
                     std::to_string(opt.mem_passivate_max) + " in a fresh runtime instead");
-  rt = std::make_unique<runtime>(dsn, opt.pool);
+  rt = std::make_unique<runtime>(dsn, opt.pool, opt.park_after_ms);
   settle_memory();
   const std::size_t rss_b = rss_bytes();
   auto g = fill(*rt, "p-", opt.mem_passivate_max, opt.mem_seconds);
@@ -1477,7 +1564,7 @@ int main(int argc, char** argv) {
       measure_memory(opt, dsn);
     }
     if (opt.runs('2') || opt.runs('4')) {
-      runtime rt{dsn, opt.pool};
+      runtime rt{dsn, opt.pool, opt.park_after_ms};
       if (opt.runs('2')) {
         measure_activations(opt, dsn, rt);
       }

@@ -9,6 +9,8 @@
 #include <memory>
 #include <string>
 
+#include <caf/atom.hpp>
+
 namespace mercato::persistence {
 class pg_pool;
 class snapshot_writer;
@@ -22,6 +24,11 @@ namespace mercato::supervisors {
 struct runtime_limits {
   std::chrono::milliseconds passivate_after{60'000};   // idle time before an entity stops
   std::chrono::milliseconds idle_scan_interval{5'000}; // how often a host looks for idle entities
+  // Parking: an entity quiet this long (and with every write acknowledged) stops its actor; its
+  // committed state stays in the host's table, and the next message re-creates the actor from it
+  // without a database read. 0 turns parking off (an actor per entity until passivation).
+  std::chrono::milliseconds park_after{5'000};
+  std::chrono::milliseconds park_scan_interval{1'000}; // how often a host looks for entities to park
   int poison_attempts = 3;                             // K: crashes of one message before it is dropped
   int restart_intensity = 20;                          // N restarts ...
   std::chrono::milliseconds restart_window{10'000};    // ... within T escalate to the host's supervisor
@@ -41,6 +48,15 @@ struct entity_env {
   telemetry::metrics* metrics = nullptr;
   runtime_limits limits;
 };
+
+// Runtime-internal messages between a host and its entities (never sent across nodes; every
+// argument is a CAF built-in type).
+using load_atom = caf::atom_constant<caf::atom("ent_load")>;      // host -> new entity: read your snapshot
+using restore_atom = caf::atom_constant<caf::atom("ent_rstore")>; // host -> new entity: (version, state json) from the parked table
+using park_atom = caf::atom_constant<caf::atom("ent_park")>;      // host -> entity: hand over your state and stop
+using parked_atom = caf::atom_constant<caf::atom("ent_parked")>;  // entity -> host: (id, version, state json), then it stops
+using gone_atom = caf::atom_constant<caf::atom("ent_gone")>;      // entity's exit hook -> host: (actor id, id, reason)
+using park_tick_atom = caf::atom_constant<caf::atom("park_tick")>; // host: periodic park scan
 
 // The shard of an entity id: stable across nodes and versions (FNV-1a, not std::hash).
 int shard_of(const std::string& id, int shards);

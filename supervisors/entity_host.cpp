@@ -2,6 +2,8 @@
 
 #include <deque>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "actors/protocol/atoms.hpp"
 #include "actors/protocol/errors.hpp"
@@ -18,24 +20,82 @@ struct held_command {
   caf::response_promise promise;
 };
 
-struct entry {
-  caf::actor handle;  // empty while restarting or between passivation and the next activation
-  clock::time_point last_used;
-  bool passivating = false;
-  bool restarting = false;
-  std::deque<held_command> waiting;  // messages held while the entity is passivating or restarting
+// Per-entity data that most entities never need: allocated on first use, released when unused.
+struct entry_extra {
+  std::vector<held_command> waiting;  // held while the entity is passivating, parking or restarting
   // Poison detection: the message that crashed the entity last, and how often in a row.
   std::string crash_signature;
   int crash_streak = 0;
+  bool unused() const { return waiting.empty() && crash_streak == 0 && crash_signature.empty(); }
+};
+
+// Where an entity is. Every phase but `parked` has an actor (`restarting` is waiting for one).
+enum class phase : std::uint8_t {
+  live,         // handles commands; in the live list
+  passivating,  // asked to stop; commands are held
+  parking,      // asked to hand over its state and stop; commands are held; in the parked list
+  restarting,   // crashed; a new incarnation starts after the backoff; commands are held
+  parked,       // no actor: the committed state is kept here; in the parked list
+};
+
+struct entry;
+using slot = std::pair<const std::string, entry>;  // a node of the host's map (stable address)
+
+struct entry {
+  caf::actor handle;  // empty while restarting or parked
+  clock::time_point last_used;
+  slot* prev = nullptr;  // neighbours in the live or the parked list (both ordered by last_used)
+  slot* next = nullptr;
+  std::int64_t parked_version = 0;  // parking/parked: the committed state the entity handed over
+  std::string parked_state;         // its encoding (empty for version 0: nothing stored yet)
+  std::unique_ptr<entry_extra> extra;
+  phase ph = phase::live;
+  bool has_parked_state = false;       // parking: the state arrived
+  bool passivate_when_parked = false;  // parking: an idle scan asked for passivation meanwhile
+};
+
+// An intrusive list of map nodes, oldest use first: scans for parking and passivation walk from
+// the front and stop at the first entity used too recently, instead of visiting every entity.
+struct slot_list {
+  slot* head = nullptr;
+  slot* tail = nullptr;
+  void push_back(slot* s) {
+    auto& e = s->second;
+    e.prev = tail;
+    e.next = nullptr;
+    if (tail) {
+      tail->second.next = s;
+    } else {
+      head = s;
+    }
+    tail = s;
+  }
+  void unlink(slot* s) {
+    auto& e = s->second;
+    if (e.prev) {
+      e.prev->second.next = e.next;
+    } else {
+      head = e.next;
+    }
+    if (e.next) {
+      e.next->second.prev = e.prev;
+    } else {
+      tail = e.prev;
+    }
+    e.prev = e.next = nullptr;
+  }
 };
 
 struct host_state {
   std::shared_ptr<const entity_env> env;
   entity_spawner spawn;
-  std::unordered_map<std::string, entry> entities;
-  std::unordered_map<caf::actor_addr, std::string> ids;
+  std::unordered_map<std::string, entry> entities;  // the only per-entity table
+  slot_list live;    // phase live
+  slot_list parked;  // phases parking and parked
   std::deque<clock::time_point> restarts;
-  std::uint64_t active = 0;
+  std::uint64_t active = 0;  // entities with an actor or parked state (the entities_active gauge)
+  std::uint64_t parked_count = 0;
+  std::uint64_t unparks = 0;
 };
 
 void set_active_gauge(host_state& st, std::int64_t delta) {
@@ -45,28 +105,65 @@ void set_active_gauge(host_state& st, std::int64_t delta) {
   }
 }
 
+entry_extra& extra_of(entry& e) {
+  if (!e.extra) {
+    e.extra = std::make_unique<entry_extra>();
+  }
+  return *e.extra;
+}
+
+void release_extra_if_unused(entry& e) {
+  if (e.extra && e.extra->unused()) {
+    e.extra.reset();
+  }
+}
+
+bool has_waiting(const entry& e) { return e.extra && !e.extra->waiting.empty(); }
+
+void drop_parked_state(entry& e) {
+  e.parked_version = 0;
+  std::string{}.swap(e.parked_state);
+  e.has_parked_state = false;
+  e.passivate_when_parked = false;
+}
+
 }  // namespace
 
 caf::behavior entity_host(caf::event_based_actor* self, std::shared_ptr<const entity_env> env, entity_spawner spawn) {
   auto st = std::make_shared<host_state>();
   st->env = env;
   st->spawn = std::move(spawn);
+  const bool parking_on = env->limits.park_after.count() > 0;
 
-  auto activate = [self, st](const std::string& id, entry& e) {
-    e.handle = st->spawn(self, id, st->env);
-    e.passivating = false;
-    e.restarting = false;
+  // Starts an incarnation of `s`: from its snapshot (an activation) or, when it was parked, from
+  // the committed state kept here (no database read). The first message tells the entity which;
+  // nothing can reach the new actor before it.
+  auto start = [self, st](slot* s, bool restore) {
+    auto& e = s->second;
+    e.handle = st->spawn(self, s->first, st->env);
+    if (restore) {
+      self->send(e.handle, restore_atom::value, e.parked_version, std::move(e.parked_state));
+      ++st->unparks;
+    } else {
+      self->send(e.handle, load_atom::value);
+      set_active_gauge(*st, +1);
+    }
+    drop_parked_state(e);
+    e.ph = phase::live;
     e.last_used = clock::now();
-    st->ids[e.handle.address()] = id;
-    set_active_gauge(*st, +1);
+    st->live.push_back(s);
   };
 
   auto flush_waiting = [](entry& e) {
-    while (!e.waiting.empty()) {
-      auto w = std::move(e.waiting.front());
-      e.waiting.pop_front();
+    if (!e.extra) {
+      return;
+    }
+    auto waiting = std::move(e.extra->waiting);
+    e.extra->waiting.clear();
+    for (auto& w : waiting) {
       w.promise.delegate(e.handle, std::move(w.command));
     }
+    release_extra_if_unused(e);
   };
 
   // An exit_reason (user_shutdown, unreachable, kill) can only come from the router going away;
@@ -77,35 +174,63 @@ caf::behavior entity_host(caf::event_based_actor* self, std::shared_ptr<const en
     }
   });
   // However the host ends (shutdown, escalation, a crash), its entities end with it, so a restarted
-  // host can never meet a second live activation of the same id.
+  // host can never meet a second live activation of the same id. Parked state goes with the host:
+  // it is committed, so a restarted host reads it back from the snapshots.
   self->attach_functor([st] {
     for (auto& [id, e] : st->entities) {
       if (e.handle) {
         caf::anon_send_exit(e.handle, caf::exit_reason::user_shutdown);
       }
     }
+    set_active_gauge(*st, -static_cast<std::int64_t>(st->active));
   });
 
-  self->set_down_handler([self, st, activate, flush_waiting](caf::down_msg& dm) {
-    auto it_id = st->ids.find(dm.source);
-    if (it_id == st->ids.end()) {
-      return;
-    }
-    const std::string id = it_id->second;
-    st->ids.erase(it_id);
+  // An entity ended (reported by the exit hook its spawner attached).
+  auto on_gone = [self, st, start, flush_waiting](caf::actor_id aid, const std::string& id, const caf::error& reason) {
     auto it = st->entities.find(id);
-    if (it == st->entities.end()) {
-      return;
+    if (it == st->entities.end() || !it->second.handle || it->second.handle.id() != aid) {
+      return;  // not the current incarnation
     }
-    auto& e = it->second;
+    slot* s = &*it;
+    auto& e = s->second;
     e.handle = caf::actor{};
-    set_active_gauge(*st, -1);
     const auto& env = *st->env;
     // mercato reasons other than `crashed` (unavailable, fenced, ...) are orderly stops.
     // (An empty caf::error has no category: check it first.)
-    const bool ours = dm.reason && dm.reason.category() == caf::atom("mercato");
-    const bool crashed = ours && dm.reason.code() == static_cast<std::uint8_t>(protocol::errc::crashed);
-    const bool abnormal = !ours && dm.reason && dm.reason != caf::exit_reason::normal;
+    const bool ours = reason && reason.category() == caf::atom("mercato");
+    const bool crashed = ours && reason.code() == static_cast<std::uint8_t>(protocol::errc::crashed);
+    const bool abnormal = !ours && reason && reason != caf::exit_reason::normal;
+    const bool parked_cleanly = e.ph == phase::parking && e.has_parked_state && !crashed && !abnormal;
+    if (parked_cleanly) {
+      // The actor is gone, its committed state is here: the entity stays resident (and in the
+      // parked list, where it went when it was asked to park).
+      if (e.passivate_when_parked && env.metrics) {
+        env.metrics->entity_passivations(env.kind).Increment();
+      }
+      if (has_waiting(e)) {  // commands arrived meanwhile: carry on from the state, in order
+        st->parked.unlink(s);
+        start(s, true);
+        flush_waiting(e);
+        return;
+      }
+      if (e.passivate_when_parked) {
+        st->parked.unlink(s);
+        set_active_gauge(*st, -1);
+        st->entities.erase(it);
+        return;
+      }
+      e.ph = phase::parked;
+      ++st->parked_count;
+      return;
+    }
+    if (e.ph == phase::live) {
+      st->live.unlink(s);
+    } else if (e.ph == phase::parking) {
+      st->parked.unlink(s);
+    }
+    const bool was_passivating = e.ph == phase::passivating || (e.ph == phase::parking && e.passivate_when_parked);
+    drop_parked_state(e);
+    set_active_gauge(*st, -1);
     if (crashed || abnormal) {
       // Restart intensity: too many restarts in the window means something is wrong beyond one
       // entity; escalate to the router, which restarts this host.
@@ -123,104 +248,183 @@ caf::behavior entity_host(caf::event_based_actor* self, std::shared_ptr<const en
         self->quit(caf::make_error(protocol::errc::restart_limit, env.kind));
         return;
       }
-      const int streak = std::max(1, e.crash_streak);
+      const int streak = std::max(1, e.extra ? e.extra->crash_streak : 0);
       auto backoff = env.limits.backoff_initial * (1 << std::min(streak - 1, 16));
       if (backoff > env.limits.backoff_max) {
         backoff = env.limits.backoff_max;
       }
-      e.restarting = true;
+      e.ph = phase::restarting;
       self->delayed_send(self, backoff, protocol::retry_atom::value, id);
       return;
     }
     // Normal stop (passivation, failed activation, failed write): reactivate only if work waits.
-    if (e.passivating && env.metrics) {
+    if (was_passivating && env.metrics) {
       env.metrics->entity_passivations(env.kind).Increment();
     }
-    if (e.waiting.empty()) {
+    if (!has_waiting(e)) {
       st->entities.erase(it);
       return;
     }
-    activate(id, e);
+    start(s, false);
     flush_waiting(e);
-  });
+  };
 
+  // Parks the live entities quiet for park_after (oldest first; the live list is in use order).
+  auto scan_park = [self, st] {
+    const auto cutoff = clock::now() - st->env->limits.park_after;
+    while (st->live.head && st->live.head->second.last_used <= cutoff) {
+      slot* s = st->live.head;
+      auto& e = s->second;
+      st->live.unlink(s);
+      e.ph = phase::parking;
+      st->parked.push_back(s);  // still in last-use order: everything older went in earlier scans
+      self->send(e.handle, park_atom::value);
+    }
+  };
+
+  // Passivates the entities idle at least `idle_for`: live ones are asked to stop, parked ones are
+  // dropped at once (their state is committed), parking ones stop once their state is here.
   auto scan_idle = [self, st](caf::timespan idle_for) {
     const auto now = clock::now();
+    const auto& env = *st->env;
     std::uint64_t asked = 0;
-    for (auto& [id, e] : st->entities) {
-      if (e.handle && !e.passivating && !e.restarting && now - e.last_used >= idle_for) {
-        e.passivating = true;
-        self->send(e.handle, protocol::passivate_atom::value);
+    while (st->live.head && now - st->live.head->second.last_used >= idle_for) {
+      slot* s = st->live.head;
+      auto& e = s->second;
+      st->live.unlink(s);
+      e.ph = phase::passivating;
+      self->send(e.handle, protocol::passivate_atom::value);
+      ++asked;
+    }
+    for (slot* s = st->parked.head; s && now - s->second.last_used >= idle_for;) {
+      slot* next = s->second.next;
+      auto& e = s->second;
+      if (e.ph == phase::parked) {
+        st->parked.unlink(s);
+        --st->parked_count;
+        set_active_gauge(*st, -1);
+        if (env.metrics) {
+          env.metrics->entity_passivations(env.kind).Increment();
+        }
+        st->entities.erase(s->first);
+        ++asked;
+      } else if (!e.passivate_when_parked) {
+        e.passivate_when_parked = true;
         ++asked;
       }
+      s = next;
     }
     return asked;
   };
 
   self->delayed_send(self, env->limits.idle_scan_interval, protocol::tick_atom::value);
+  if (parking_on) {
+    self->delayed_send(self, env->limits.park_scan_interval, park_tick_atom::value);
+  }
 
   return {
-      [self, st, activate](protocol::to_entity_atom, const std::string& id, caf::message& command) {
+      [self, st, start](protocol::to_entity_atom, const std::string& id, caf::message& command) {
         auto rp = self->make_response_promise();
-        auto& e = st->entities[id];
-        if (e.passivating || e.restarting) {
-          e.waiting.push_back({std::move(command), rp});
-          return rp;
+        auto [it, fresh] = st->entities.try_emplace(id);
+        slot* s = &*it;
+        auto& e = s->second;
+        if (fresh) {
+          start(s, false);
+        } else {
+          switch (e.ph) {
+            case phase::passivating:
+            case phase::parking:
+            case phase::restarting:
+              extra_of(e).waiting.push_back({std::move(command), rp});
+              return rp;
+            case phase::parked:
+              st->parked.unlink(s);
+              --st->parked_count;
+              start(s, true);
+              break;
+            case phase::live:
+              st->live.unlink(s);
+              st->live.push_back(s);
+              e.last_used = clock::now();
+              break;
+          }
         }
-        if (!e.handle) {
-          activate(id, e);
-        }
-        e.last_used = clock::now();
         rp.delegate(e.handle, std::move(command));
         return rp;
       },
-      [self, st, activate, flush_waiting](protocol::crashed_atom, const std::string& id, caf::message& command,
-                                          caf::response_promise& promise) {
+      [on_gone](gone_atom, caf::actor_id aid, const std::string& id, const caf::error& reason) {
+        on_gone(aid, id, reason);
+      },
+      [self, st](parked_atom, const std::string& id, std::int64_t version, std::string& state) {
+        // From an entity asked to park, right before it stops (its exit report follows and decides).
+        auto it = st->entities.find(id);
+        if (it == st->entities.end()) {
+          return;
+        }
+        auto& e = it->second;
+        if (e.ph != phase::parking || !e.handle || e.handle != caf::actor_cast<caf::actor>(self->current_sender())) {
+          return;
+        }
+        e.parked_version = version;
+        e.parked_state = std::move(state);
+        e.parked_state.shrink_to_fit();
+        e.has_parked_state = true;
+      },
+      [st](protocol::crashed_atom, const std::string& id, caf::message& command, caf::response_promise& promise) {
         auto it = st->entities.find(id);
         if (it == st->entities.end()) {
           promise.deliver(caf::make_error(protocol::errc::entity_failed, "entity is gone"));
           return;
         }
         auto& e = it->second;
-        const std::string signature = caf::to_string(command);
-        e.crash_streak = signature == e.crash_signature ? e.crash_streak + 1 : 1;
-        e.crash_signature = signature;
+        auto& x = extra_of(e);
+        std::string signature = caf::to_string(command);
+        x.crash_streak = signature == x.crash_signature ? x.crash_streak + 1 : 1;
+        x.crash_signature = std::move(signature);
         const auto& env = *st->env;
-        if (e.crash_streak >= env.limits.poison_attempts) {
+        if (x.crash_streak >= env.limits.poison_attempts) {
           telemetry::log_error("dropping a message that crashed its entity repeatedly",
-                               {{"kind", env.kind}, {"id", id}, {"attempts", e.crash_streak}});
+                               {{"kind", env.kind}, {"id", id}, {"attempts", x.crash_streak}});
           if (env.metrics) {
             env.metrics->entity_poison_dropped(env.kind).Increment();
           }
           promise.deliver(caf::make_error(protocol::errc::entity_failed,
                                           "the command failed repeatedly and was dropped"));
-          e.crash_streak = 0;
-          e.crash_signature.clear();
+          x.crash_streak = 0;
+          x.crash_signature.clear();
+          release_extra_if_unused(e);
           return;
         }
         // Retry it first on the next incarnation.
-        e.waiting.push_front({std::move(command), std::move(promise)});
+        x.waiting.insert(x.waiting.begin(), held_command{std::move(command), std::move(promise)});
       },
-      [st, activate, flush_waiting](protocol::retry_atom, const std::string& id) {
+      [st, start, flush_waiting](protocol::retry_atom, const std::string& id) {
         auto it = st->entities.find(id);
-        if (it == st->entities.end() || it->second.handle) {
+        if (it == st->entities.end() || it->second.ph != phase::restarting) {
           return;
         }
-        auto& e = it->second;
-        activate(id, e);
-        flush_waiting(e);
+        start(&*it, false);
+        flush_waiting(it->second);
       },
       [scan_idle](protocol::idle_atom, caf::timespan idle_for) { return static_cast<std::uint64_t>(scan_idle(idle_for)); },
       [self, st, scan_idle](protocol::tick_atom) {
         scan_idle(st->env->limits.passivate_after);
         self->delayed_send(self, st->env->limits.idle_scan_interval, protocol::tick_atom::value);
       },
+      [self, st, scan_park](park_tick_atom) {
+        scan_park();
+        self->delayed_send(self, st->env->limits.park_scan_interval, park_tick_atom::value);
+      },
       [st](protocol::stats_atom) {
         std::uint64_t waiting = 0;
         for (auto& [id, e] : st->entities) {
-          waiting += e.waiting.size();
+          waiting += e.extra ? e.extra->waiting.size() : 0;
         }
         return caf::make_message(static_cast<std::uint64_t>(st->active), waiting);
+      },
+      // (stats_atom, parked_atom) -> (active, parked, unparks): active includes the parked ones.
+      [st](protocol::stats_atom, parked_atom) {
+        return caf::make_message(st->active, st->parked_count, st->unparks);
       },
   };
 }

@@ -1,5 +1,6 @@
 #include "supervisors/entity_router.hpp"
 
+#include <array>
 #include <deque>
 #include <vector>
 
@@ -138,6 +139,32 @@ caf::behavior entity_router(caf::event_based_actor* self, std::shared_ptr<const 
                   [rp, sums, left](caf::error&) mutable {
                     if (--*left == 0) rp.deliver(sums->first, sums->second);
                   });
+        }
+        return rp;
+      },
+      // (stats_atom, parked_atom) -> (active, parked, unparks) summed over hosts (parked entities
+      // count as active: they are resident, only without an actor).
+      [self, st](protocol::stats_atom, parked_atom) {
+        auto rp = self->make_response_promise<std::uint64_t, std::uint64_t, std::uint64_t>();
+        auto sums = std::make_shared<std::array<std::uint64_t, 3>>();
+        auto left = std::make_shared<std::size_t>(st->hosts.size());
+        auto done = [rp, sums, left]() mutable {
+          if (--*left == 0) rp.deliver((*sums)[0], (*sums)[1], (*sums)[2]);
+        };
+        for (auto& h : st->hosts) {
+          if (!h) {
+            done();
+            continue;
+          }
+          self->request(h, std::chrono::seconds(10), protocol::stats_atom::value, parked_atom::value)
+              .then(
+                  [sums, done](std::uint64_t active, std::uint64_t parked, std::uint64_t unparks) mutable {
+                    (*sums)[0] += active;
+                    (*sums)[1] += parked;
+                    (*sums)[2] += unparks;
+                    done();
+                  },
+                  [done](caf::error&) mutable { done(); });
         }
         return rp;
       },
