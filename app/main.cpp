@@ -6,11 +6,15 @@
 
 #include <pthread.h>
 
+#include "app/admin_command.hpp"
 #include "app/node.hpp"
 #include "config/settings.hpp"
 #include "telemetry/logging.hpp"
 
 int main(int argc, char** argv) {
+  if (mercato::app::is_admin_command(argc, argv)) {
+    return mercato::app::run_admin_command(argc, argv);
+  }
   // Block the stop signals before any thread exists, so every thread inherits the mask and only
   // the sigwait below receives them: shutdown runs in one known place, in order.
   sigset_t stop_signals;

@@ -8,12 +8,20 @@
 #include "actors/protocol/protocol.hpp"
 #include "http/pipeline.hpp"
 #include "http/router.hpp"
+#include "http/catalog_cache.hpp"
+#include "http/rate_gate.hpp"
+#include "http/routes/auth_routes.hpp"
+#include "http/routes/catalog_admin_routes.hpp"
 #include "http/routes/catalog_routes.hpp"
 #include "http/routes/ops_routes.hpp"
 #include "http/server.hpp"
+#include "http/worker_pool.hpp"
 #include "persistence/pg_pool.hpp"
+#include "persistence/redis_client.hpp"
 #include "persistence/schema_bootstrap.hpp"
 #include "persistence/snapshot_writer.hpp"
+#include "persistence/user_store.hpp"
+#include "security/password.hpp"
 #include "supervisors/entity.hpp"
 #include "supervisors/entity_router.hpp"
 #include "telemetry/logging.hpp"
@@ -26,16 +34,24 @@ struct node::parts {
   explicit parts(const config::settings& s)
       : cart_env(make_env(actors::cart_model::kind)),
         bootstrap({s.postgres.dsn, s.load_demo_catalog, std::chrono::milliseconds(1000),
-                   [this, node_id = s.node_id](pqxx::connection& conn) {
+                   [this, node_id = s.node_id, auth = s.auth](pqxx::connection& conn) {
                      // One node holds every lease until the cluster arrives; restarting bumps the
                      // epoch, which fences writes of any earlier incarnation.
                      cart_env->epoch = persistence::acquire_all_leases(conn, cart_env->kind, cart_env->shards, node_id);
+                     if (auth.admin_email && auth.admin_password) {
+                       ensure_admin(conn, *auth.admin_email, *auth.admin_password);
+                     }
                    }}),
         pool({s.postgres.dsn, s.postgres.pool_size, s.postgres.queue_limit, s.postgres.statement_timeout,
               std::chrono::milliseconds(2000), std::chrono::milliseconds(10'000)},
              &metrics),
         writer(writer_options(s), &metrics),
-        edge(routes, &metrics),
+        redis(s.redis.url ? std::make_shared<persistence::redis_client>(*s.redis.url) : nullptr),
+        workers("http-workers", s.http.worker_threads, s.postgres.queue_limit),
+        jwt(jwt_settings(s)),
+        limits(redis, rate_rules(s), {s.redis.key_prefix, 100'000}, workers, &metrics.registry()),
+        cache(std::make_shared<http::catalog_cache>(redis, cache_options(s))),
+        edge(routes, &metrics, {&jwt, s.rate_limits.enabled ? &limits : nullptr}),
         server(s.http, edge, &metrics) {
     cart_env->pool = &pool;
     cart_env->writer = &writer;
@@ -59,6 +75,68 @@ struct node::parts {
     return env;
   }
 
+  static http::catalog_cache_options cache_options(const config::settings& s) {
+    http::catalog_cache_options o;
+    o.key_prefix = s.redis.key_prefix;
+    return o;
+  }
+
+  static security::jwt_settings jwt_settings(const config::settings& s) {
+    security::jwt_settings j;
+    j.issuer = s.auth.issuer;
+    j.audience = s.auth.audience;
+    j.kid = s.auth.jwt_kid;
+    j.access_ttl = s.auth.access_token_ttl;
+    if (s.auth.jwt_secret) {
+      j.secret = *s.auth.jwt_secret;
+    } else {
+      j.secret = security::random_token(48);
+      telemetry::log_warn("MERCATO_JWT_SECRET is not set: signing with a random key, so access tokens are valid "
+                          "only on this node and only until it restarts");
+    }
+    if (auto why = security::jwt_settings_problem(j)) {
+      throw std::runtime_error("auth.jwt_secret (MERCATO_JWT_SECRET): " + *why);
+    }
+    return j;
+  }
+
+  static http::rate_limit_rules rate_rules(const config::settings& s) {
+    auto r = http::default_rules();
+    const auto& c = s.rate_limits;
+    r.enabled = c.enabled;
+    auto set = [](http::rate_limit_rule& rule, const config::rate_setting& v) {
+      rule.limit = v.limit;
+      rule.window = v.window;
+    };
+    set(r.global, c.global);
+    set(r.login, c.login);
+    set(r.register_account, c.register_account);
+    set(r.orders, c.orders);
+    set(r.search, c.search);
+    set(r.authenticated, c.authenticated);
+    set(r.anonymous, c.anonymous);
+    return r;
+  }
+
+  // The initial admin from configuration: created, or given the admin role and this password.
+  static void ensure_admin(pqxx::connection& conn, const std::string& email_text, const std::string& password) {
+    auto email = security::normalize_email(email_text);
+    if (!email) {
+      telemetry::log_error("MERCATO_ADMIN_EMAIL is not a valid email address; no admin created");
+      return;
+    }
+    if (auto why = security::password_problem(password, *email)) {
+      telemetry::log_error("MERCATO_ADMIN_PASSWORD is not acceptable; no admin created", {{"reason", *why}});
+      return;
+    }
+    auto existing = persistence::user_store::find_by_email(conn, *email);
+    if (existing && existing->has_role("admin") && security::verify_password(password, existing->password_hash)) {
+      return;
+    }
+    auto user = persistence::user_store::ensure_admin(conn, *email, "Administrator", security::hash_password(password));
+    telemetry::log_info("admin account ready", {{"user_id", user.id}});
+  }
+
   static persistence::snapshot_writer_options writer_options(const config::settings& s) {
     persistence::snapshot_writer_options o;
     o.dsn = s.postgres.dsn;
@@ -71,6 +149,11 @@ struct node::parts {
   persistence::schema_bootstrap bootstrap;
   persistence::pg_pool pool;
   persistence::snapshot_writer writer;
+  std::shared_ptr<persistence::redis_client> redis;  // null without MERCATO_REDIS_URL
+  http::worker_pool workers;                         // Redis round trips and password hashing
+  security::jwt_settings jwt;
+  http::rate_gate limits;
+  std::shared_ptr<http::catalog_cache> cache;
   caf::actor_system_config caf_config;
   std::unique_ptr<caf::actor_system> system;
   caf::actor cart_router;
@@ -91,8 +174,13 @@ void node::start() {
                                   supervisors::spawner_for<actors::cart_model>(),
                                   static_cast<int>(p.system->scheduler().num_workers()));
   http::add_ops_routes(p.routes, {&p.pool, &p.metrics, [&p] { return p.bootstrap.done(); },
-                                  [&p] { return p.cart_env->epoch.load() > 0; }, settings_.node_id});
-  http::add_catalog_routes(p.routes, p.pool);
+                                  [&p] { return p.cart_env->epoch.load() > 0; }, settings_.node_id, p.redis, p.cache});
+  http::add_catalog_routes(p.routes, p.pool, p.cache);
+  http::add_catalog_admin_routes(p.routes, p.pool, p.workers, p.cache);
+  auto auth = std::make_shared<http::auth_context>(http::auth_context{p.pool, p.workers, p.jwt, settings_.auth.refresh_token_ttl, nullptr, {}});
+  auth->refresh_ttl = settings_.auth.refresh_token_ttl;
+  auth->limits = settings_.rate_limits.enabled ? &p.limits : nullptr;
+  http::add_auth_routes(p.routes, std::move(auth));
   p.server.start();
   telemetry::log_info("listening", {{"node_id", settings_.node_id},
                                     {"address", settings_.http.bind_address},
@@ -114,6 +202,7 @@ void node::stop() {
   caf::anon_send_exit(p.cart_router, caf::exit_reason::user_shutdown);
   p.cart_router = caf::actor{};
   p.system->await_all_actors_done();
+  p.workers.stop();
   p.writer.stop();
   p.pool.stop();
   p.bootstrap.stop();

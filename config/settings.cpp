@@ -28,8 +28,8 @@ namespace {
 // MERCATO_* names that are not settings but must not be reported as unknown.
 // MERCATO_SOURCE_DIR is exported by ctest to the script tests, which start mercatod with it still set.
 constexpr std::array<std::string_view, 2> allowed_variables = {"MERCATO_CONFIG", "MERCATO_SOURCE_DIR"};
-// Prefixes owned by other modules (test harnesses, the admin bootstrap account).
-constexpr std::array<std::string_view, 2> allowed_prefixes = {"MERCATO_TEST_", "MERCATO_ADMIN_"};
+// Prefixes owned by other modules (test harnesses).
+constexpr std::array<std::string_view, 1> allowed_prefixes = {"MERCATO_TEST_"};
 
 constexpr std::string_view variable_prefix = "MERCATO_";
 constexpr std::array<std::string_view, 7> log_levels = {"trace", "debug", "info", "warn", "error", "critical", "off"};
@@ -48,6 +48,8 @@ enum class value_kind {
   boolean,
   log_level,
   log_format,
+  rate,           // "10/15m" or "off"
+  seconds,        // unsigned integer within [min, max]
 };
 
 // What survived checking; the field's apply function knows which alternative its kind produces.
@@ -72,14 +74,53 @@ std::chrono::milliseconds as_ms(const typed_value& v) {
 
 // One table drives the TOML walk, the environment, the command line and the --help text, so a setting
 // cannot be reachable from one source and silently missing from another.
-const std::array<field_spec, 19> fields = {{
+const std::array<field_spec, 36> fields = {{
     {"node_id", "MERCATO_NODE_ID", "--node-id", "Node name, unique in the cluster", value_kind::identifier, 0, 0,
      [](settings& s, const typed_value& v) { s.node_id = as_text(v); }},
     {"scheduler_threads", "MERCATO_SCHEDULER_THREADS", "--scheduler-threads", "CAF worker threads (0 = cores)",
      value_kind::count, 0, max_threads,
      [](settings& s, const typed_value& v) { s.scheduler_threads = static_cast<unsigned>(as_number(v)); }},
     {"rate_limits", "MERCATO_RATE_LIMITS", "--rate-limits", "Rate limiting on|off", value_kind::boolean, 0, 0,
-     [](settings& s, const typed_value& v) { s.rate_limits = std::get<bool>(v); }},
+     [](settings& s, const typed_value& v) { s.rate_limits.enabled = std::get<bool>(v); }},
+    {"rate_limit.global", "MERCATO_RATE_LIMIT_GLOBAL", "", "", value_kind::rate, 0, 0,
+     [](settings& s, const typed_value& v) { s.rate_limits.global = *parse_rate(as_text(v)); }},
+    {"rate_limit.login", "MERCATO_RATE_LIMIT_LOGIN", "", "", value_kind::rate, 0, 0,
+     [](settings& s, const typed_value& v) { s.rate_limits.login = *parse_rate(as_text(v)); }},
+    {"rate_limit.register", "MERCATO_RATE_LIMIT_REGISTER", "", "", value_kind::rate, 0, 0,
+     [](settings& s, const typed_value& v) { s.rate_limits.register_account = *parse_rate(as_text(v)); }},
+    {"rate_limit.orders", "MERCATO_RATE_LIMIT_ORDERS", "", "", value_kind::rate, 0, 0,
+     [](settings& s, const typed_value& v) { s.rate_limits.orders = *parse_rate(as_text(v)); }},
+    {"rate_limit.search", "MERCATO_RATE_LIMIT_SEARCH", "", "", value_kind::rate, 0, 0,
+     [](settings& s, const typed_value& v) { s.rate_limits.search = *parse_rate(as_text(v)); }},
+    {"rate_limit.authenticated", "MERCATO_RATE_LIMIT_AUTHENTICATED", "", "", value_kind::rate, 0, 0,
+     [](settings& s, const typed_value& v) { s.rate_limits.authenticated = *parse_rate(as_text(v)); }},
+    {"rate_limit.anonymous", "MERCATO_RATE_LIMIT_ANONYMOUS", "", "", value_kind::rate, 0, 0,
+     [](settings& s, const typed_value& v) { s.rate_limits.anonymous = *parse_rate(as_text(v)); }},
+    {"auth.jwt_secret", "MERCATO_JWT_SECRET", "", "", value_kind::optional_text, 0, 0,
+     [](settings& s, const typed_value& v) {
+       const auto& t = as_text(v);
+       s.auth.jwt_secret = t.empty() ? std::nullopt : std::optional<std::string>{t};
+     }},
+    {"auth.jwt_kid", "MERCATO_JWT_KID", "", "", value_kind::identifier, 0, 0,
+     [](settings& s, const typed_value& v) { s.auth.jwt_kid = as_text(v); }},
+    {"auth.issuer", "MERCATO_JWT_ISSUER", "", "", value_kind::text, 0, 0,
+     [](settings& s, const typed_value& v) { s.auth.issuer = as_text(v); }},
+    {"auth.audience", "MERCATO_JWT_AUDIENCE", "", "", value_kind::text, 0, 0,
+     [](settings& s, const typed_value& v) { s.auth.audience = as_text(v); }},
+    {"auth.access_token_ttl_s", "MERCATO_ACCESS_TOKEN_TTL_S", "", "", value_kind::seconds, 10, 86'400,
+     [](settings& s, const typed_value& v) { s.auth.access_token_ttl = std::chrono::seconds(as_number(v)); }},
+    {"auth.refresh_token_ttl_s", "MERCATO_REFRESH_TOKEN_TTL_S", "", "", value_kind::seconds, 60, 400ull * 86'400,
+     [](settings& s, const typed_value& v) { s.auth.refresh_token_ttl = std::chrono::seconds(as_number(v)); }},
+    {"admin.email", "MERCATO_ADMIN_EMAIL", "", "", value_kind::optional_text, 0, 0,
+     [](settings& s, const typed_value& v) {
+       const auto& t = as_text(v);
+       s.auth.admin_email = t.empty() ? std::nullopt : std::optional<std::string>{t};
+     }},
+    {"admin.password", "MERCATO_ADMIN_PASSWORD", "", "", value_kind::optional_text, 0, 0,
+     [](settings& s, const typed_value& v) {
+       const auto& t = as_text(v);
+       s.auth.admin_password = t.empty() ? std::nullopt : std::optional<std::string>{t};
+     }},
     {"demo", "MERCATO_DEMO", "--demo", "Load the demo catalog when the catalog is empty", value_kind::boolean, 0, 0,
      [](settings& s, const typed_value& v) { s.load_demo_catalog = std::get<bool>(v); }},
     {"http.bind_address", "MERCATO_HTTP_ADDRESS", "--http-address", "HTTP listen address", value_kind::text, 0, 0,
@@ -88,6 +129,8 @@ const std::array<field_spec, 19> fields = {{
      [](settings& s, const typed_value& v) { s.http.port = static_cast<std::uint16_t>(as_number(v)); }},
     {"http.threads", "MERCATO_HTTP_THREADS", "--http-threads", "HTTP I/O threads", value_kind::count, 1,
      max_threads, [](settings& s, const typed_value& v) { s.http.threads = static_cast<unsigned>(as_number(v)); }},
+    {"http.worker_threads", "MERCATO_HTTP_WORKER_THREADS", "", "", value_kind::count, 1, max_threads,
+     [](settings& s, const typed_value& v) { s.http.worker_threads = static_cast<unsigned>(as_number(v)); }},
     {"http.max_body_bytes", "MERCATO_HTTP_MAX_BODY_BYTES", "", "", value_kind::count, 1, max_size,
      [](settings& s, const typed_value& v) { s.http.max_body_bytes = static_cast<std::size_t>(as_number(v)); }},
     {"http.max_header_bytes", "MERCATO_HTTP_MAX_HEADER_BYTES", "", "", value_kind::count, 1, max_size,
@@ -112,6 +155,8 @@ const std::array<field_spec, 19> fields = {{
        const auto& url = as_text(v);
        s.redis.url = url.empty() ? std::nullopt : std::optional<std::string>{url};
      }},
+    {"redis.key_prefix", "MERCATO_REDIS_KEY_PREFIX", "", "", value_kind::optional_text, 0, 0,
+     [](settings& s, const typed_value& v) { s.redis.key_prefix = as_text(v); }},
     {"log.level", "MERCATO_LOG_LEVEL", "--log-level", "trace|debug|info|warn|error|critical|off",
      value_kind::log_level, 0, 0, [](settings& s, const typed_value& v) { s.log.level = as_text(v); }},
     {"log.format", "MERCATO_LOG_FORMAT", "--log-format", "text|json", value_kind::log_format, 0, 0,
@@ -215,7 +260,11 @@ checked check_text(const field_spec& f, const std::string& text) {
       return {typed_value{text}, {}};
     case value_kind::optional_text:
       return {typed_value{text}, {}};
+    case value_kind::rate:
+      if (parse_rate(text)) return {typed_value{text}, {}};
+      return fail("must be <limit>/<window> like 10/15m (units ms, s, m, h) or off, got " + quote(text));
     case value_kind::count:
+    case value_kind::seconds:
     case value_kind::milliseconds: {
       std::string_view digits = text;
       bool negative = starts_with(digits, "-");
@@ -272,6 +321,7 @@ std::string at_line(const toml::node& node) {
 checked check_node(const field_spec& f, const toml::node& node) {
   switch (f.kind) {
     case value_kind::count:
+    case value_kind::seconds:
     case value_kind::milliseconds:
       if (auto n = node.value_exact<std::int64_t>()) {
         return check_range(f, static_cast<std::uint64_t>(std::max<std::int64_t>(*n, 0)), *n < 0,
@@ -286,6 +336,7 @@ checked check_node(const field_spec& f, const toml::node& node) {
     case value_kind::optional_text:
     case value_kind::log_level:
     case value_kind::log_format:
+    case value_kind::rate:
       if (auto s = node.value_exact<std::string>()) return check_text(f, *s);
       return fail("expected a string, got " + describe(node));
   }
@@ -596,6 +647,45 @@ const char* to_string(log_format f) {
     case log_format::json: return "json";
   }
   return "text";
+}
+
+std::optional<rate_setting> parse_rate(std::string_view text) {
+  if (text == "off" || text == "0") return rate_setting{};
+  auto slash = text.find('/');
+  if (slash == std::string_view::npos || slash == 0) return std::nullopt;
+  std::uint64_t limit = 0;
+  auto lim = text.substr(0, slash);
+  auto [lend, lec] = std::from_chars(lim.data(), lim.data() + lim.size(), limit);
+  if (lec != std::errc{} || lend != lim.data() + lim.size() || limit > 1'000'000'000) return std::nullopt;
+  auto win = text.substr(slash + 1);
+  std::size_t digits = 0;
+  while (digits < win.size() && win[digits] >= '0' && win[digits] <= '9') ++digits;
+  std::uint64_t amount = 1;  // "10/m" reads as 10 per minute
+  if (digits > 0) {
+    auto [wend, wec] = std::from_chars(win.data(), win.data() + digits, amount);
+    if (wec != std::errc{} || wend != win.data() + digits || amount == 0 || amount > 366ull * 86'400) {
+      return std::nullopt;
+    }
+  }
+  auto unit = win.substr(digits);
+  std::uint64_t ms = 0;
+  if (unit == "ms") ms = amount;
+  else if (unit == "s") ms = amount * 1000;
+  else if (unit == "m") ms = amount * 60'000;
+  else if (unit == "h") ms = amount * 3'600'000;
+  else return std::nullopt;
+  if (ms > 366ull * 86'400'000) return std::nullopt;
+  if (limit == 0) return rate_setting{};
+  return rate_setting{static_cast<std::uint32_t>(limit), std::chrono::milliseconds(static_cast<std::int64_t>(ms))};
+}
+
+std::string to_string(const rate_setting& r) {
+  if (r.limit == 0 || r.window.count() <= 0) return "off";
+  auto ms = r.window.count();
+  if (ms % 3'600'000 == 0) return std::to_string(r.limit) + "/" + std::to_string(ms / 3'600'000) + "h";
+  if (ms % 60'000 == 0) return std::to_string(r.limit) + "/" + std::to_string(ms / 60'000) + "m";
+  if (ms % 1000 == 0) return std::to_string(r.limit) + "/" + std::to_string(ms / 1000) + "s";
+  return std::to_string(r.limit) + "/" + std::to_string(ms) + "ms";
 }
 
 }  // namespace mercato::config

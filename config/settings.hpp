@@ -7,6 +7,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace mercato::config {
@@ -17,6 +18,7 @@ struct http_settings {
   std::string bind_address = "127.0.0.1";
   std::uint16_t port = 8080;
   unsigned threads = 1;                        // Asio io_context threads
+  unsigned worker_threads = 4;                 // blocking non-database work: Redis, password hashing
   std::size_t max_body_bytes = 1024 * 1024;    // larger bodies -> 413
   std::size_t max_header_bytes = 16 * 1024;
   std::chrono::milliseconds read_timeout{10'000};
@@ -33,6 +35,38 @@ struct postgres_settings {
 
 struct redis_settings {
   std::optional<std::string> url;               // empty: no Redis, L1 cache and local counters only
+  std::string key_prefix;                       // before every key (several deployments, one Redis)
+};
+
+// "limit per window"; limit 0 switches the rule off.
+struct rate_setting {
+  std::uint32_t limit = 0;
+  std::chrono::milliseconds window{0};
+  bool operator==(const rate_setting& o) const { return limit == o.limit && window == o.window; }
+};
+
+// Seed "rateLimitConfig": global 1000/15m, login 10/15m, register 5/h, orders 100/15m, search 500/15m,
+// per caller: authenticated 2000/15m, anonymous 500/15m. Keyed by client IP, or by user when signed in.
+struct rate_limit_settings {
+  bool enabled = true;                          // MERCATO_RATE_LIMITS=off for load tests and benchmarks
+  rate_setting global{1000, std::chrono::minutes(15)};
+  rate_setting login{10, std::chrono::minutes(15)};
+  rate_setting register_account{5, std::chrono::hours(1)};
+  rate_setting orders{100, std::chrono::minutes(15)};
+  rate_setting search{500, std::chrono::minutes(15)};
+  rate_setting authenticated{2000, std::chrono::minutes(15)};
+  rate_setting anonymous{500, std::chrono::minutes(15)};
+};
+
+struct auth_settings {
+  std::optional<std::string> jwt_secret;        // HS256 key, >= 32 bytes; unset: random per process (one node only)
+  std::string jwt_kid = "mercato-1";
+  std::string issuer = "mercato";
+  std::string audience = "mercato-api";
+  std::chrono::seconds access_token_ttl{15 * 60};
+  std::chrono::seconds refresh_token_ttl{30 * 24 * 3600};
+  std::optional<std::string> admin_email;       // initial admin, created at start when missing
+  std::optional<std::string> admin_password;
 };
 
 struct log_settings {
@@ -47,7 +81,8 @@ struct settings {
   postgres_settings postgres;
   redis_settings redis;
   log_settings log;
-  bool rate_limits = true;                      // MERCATO_RATE_LIMITS=off for load tests
+  rate_limit_settings rate_limits;
+  auth_settings auth;
   bool load_demo_catalog = false;               // --demo: load the demo catalog when the catalog is empty
 };
 
@@ -73,5 +108,9 @@ load_result load(int argc, const char* const* argv, const std::map<std::string, 
 std::map<std::string, std::string> process_environment();
 
 const char* to_string(log_format f);
+
+// "10/15m", "5/1h", "500/900s", "0" or "off" (rule off). Units: ms, s, m, h.
+std::optional<rate_setting> parse_rate(std::string_view text);
+std::string to_string(const rate_setting& r);
 
 }  // namespace mercato::config

@@ -9,6 +9,8 @@
 #include <simdjson.h>
 
 #include "http/json_body.hpp"
+#include "http/rate_gate.hpp"
+#include "security/jwt.hpp"
 #include "telemetry/logging.hpp"
 #include "telemetry/metrics.hpp"
 
@@ -107,7 +109,53 @@ std::optional<std::pair<std::string, std::string>> parse_traceparent(std::string
   return std::make_pair(std::string(trace), std::string(parent));
 }
 
-pipeline::pipeline(const router& routes, telemetry::metrics* metrics) : routes_(routes), metrics_(metrics) {}
+pipeline::pipeline(const router& routes, telemetry::metrics* metrics, pipeline_options opts)
+    : routes_(routes), metrics_(metrics), opts_(opts) {}
+
+namespace {
+
+problem unauthenticated(std::string code, std::string detail) {
+  return problem{401, std::move(code), "Unauthorized", std::move(detail), {}};
+}
+
+response with_challenge(const problem& p, bool invalid_token) {
+  return response::from(p).with_header(
+      "WWW-Authenticate", invalid_token ? "Bearer realm=\"mercato\", error=\"invalid_token\"" : "Bearer realm=\"mercato\"");
+}
+
+// Reads "Authorization: Bearer <token>". nullopt: no credentials; a problem: credentials refused.
+std::optional<problem> authenticate(request_context& ctx, const security::jwt_settings* jwt) {
+  const auto header = ctx.header(bhttp::field::authorization);
+  if (header.empty()) {
+    return std::nullopt;
+  }
+  constexpr std::string_view scheme = "bearer ";
+  const bool bearer = header.size() > scheme.size() &&
+                      std::equal(scheme.begin(), scheme.end(), header.begin(), [](char a, char b) {
+                        return a == std::tolower(static_cast<unsigned char>(b));
+                      });
+  if (!bearer) {
+    return unauthenticated("invalid_token", "the Authorization header must be \"Bearer <access token>\"");
+  }
+  if (jwt == nullptr) {
+    return unauthenticated("invalid_token", "this node does not accept access tokens");
+  }
+  auto token = header.substr(scheme.size());
+  while (!token.empty() && token.front() == ' ') {
+    token.remove_prefix(1);
+  }
+  auto verified = security::verify_access_token(token, *jwt);
+  if (!verified) {
+    const auto why = verified.error();
+    return unauthenticated("invalid_token", why == security::jwt_error::expired
+                                                ? "the access token has expired; refresh it"
+                                                : "the access token is not valid");
+  }
+  ctx.caller = principal{verified->subject, verified->roles, verified->vendor_id};
+  return std::nullopt;
+}
+
+}  // namespace
 
 void pipeline::dispatch(std::shared_ptr<request_context> ctx, done_fn done) const {
   ctx->received_at = std::chrono::steady_clock::now();
@@ -128,6 +176,9 @@ void pipeline::dispatch(std::shared_ptr<request_context> ctx, done_fn done) cons
 
   // Everything leaves through here: identity headers, metrics, one access-log line.
   auto finish = [ctx, done = std::move(done), metrics = metrics_](response r) {
+    for (auto& h : ctx->extra_headers) {
+      r.with_header(h.first, h.second);
+    }
     r.with_header("X-Request-Id", ctx->request_id);
     r.with_header("traceparent", "00-" + ctx->trace_id + "-" + ctx->span_id + "-01");
     const auto elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - ctx->received_at).count();
@@ -176,24 +227,60 @@ void pipeline::dispatch(std::shared_ptr<request_context> ctx, done_fn done) cons
   ctx->route = m.matched->pattern;
   ctx->path_params = std::move(m.params);
 
-  if (m.matched->options.json_body) {
+  if (auto refused = authenticate(*ctx, opts_.jwt)) {
+    finish(with_challenge(*refused, true));
+    return;
+  }
+  const route& matched = *m.matched;
+  if (opts_.limits != nullptr && opts_.limits->enabled() && matched.options.rate_limited) {
+    opts_.limits->admit(ctx, [this, &matched, ctx, finish = std::move(finish)](std::optional<response> refused) mutable {
+      if (refused) {
+        finish(std::move(*refused));
+        return;
+      }
+      admit(matched, ctx, responder{std::move(finish)});
+    });
+    return;
+  }
+  admit(matched, ctx, responder{std::move(finish)});
+}
+
+void pipeline::admit(const route& matched, std::shared_ptr<request_context> ctx, responder respond) const {
+  if (matched.options.signed_in || !matched.options.roles.empty()) {
+    if (!ctx->caller) {
+      respond(with_challenge(unauthenticated("unauthenticated", "this endpoint needs an access token"), false));
+      return;
+    }
+    if (!matched.options.roles.empty() && !ctx->caller->is_admin()) {
+      bool allowed = false;
+      for (const auto& role : matched.options.roles) {
+        allowed = allowed || ctx->caller->has_role(role);
+      }
+      if (!allowed) {
+        respond(problem{403, "forbidden", "Forbidden", "your roles do not allow this operation", {}});
+        return;
+      }
+    }
+  }
+
+  if (matched.options.json_body) {
     const auto ct = ctx->header(bhttp::field::content_type);
     if (!is_json_media_type(ct)) {
-      finish(response::from(unsupported_media_type(
+      respond(response::from(unsupported_media_type(
           ct.empty() ? "a JSON body with Content-Type: application/json is required"
                      : "Content-Type must be application/json, got " + std::string(ct))));
       return;
     }
     auto doc = std::make_unique<simdjson::dom::document>();
     if (auto err = parse_json(ctx->raw.body(), *doc)) {
-      finish(response::from(malformed_json("the body is not valid JSON: " + err->describe())));
+      respond(response::from(malformed_json("the body is not valid JSON: " + err->describe())));
       return;
     }
     ctx->body_doc = std::move(doc);
   }
 
   try {
-    m.matched->handle(ctx, responder{std::move(finish)});
+    matched.handle(ctx, respond);
   } catch (const std::exception& e) {
     // The handler threw before answering; the responder it dropped answers 500 (see responder::state).
     telemetry::log_error("handler threw", {{"request_id", ctx->request_id}, {"error", e.what()}});

@@ -12,21 +12,35 @@
 namespace mercato::telemetry {
 class metrics;
 }
+namespace mercato::security {
+struct jwt_settings;
+}
 
 namespace mercato::http {
+
+class rate_gate;
+
+struct pipeline_options {
+  const security::jwt_settings* jwt = nullptr;  // null: bearer tokens are not accepted (every caller anonymous)
+  rate_gate* limits = nullptr;                   // null or disabled: no rate limiting
+};
 
 class pipeline {
  public:
   using done_fn = std::function<void(response)>;
 
-  pipeline(const router& routes, telemetry::metrics* metrics);
+  pipeline(const router& routes, telemetry::metrics* metrics, pipeline_options opts = {});
 
   // Handles one request; `done` is called exactly once, on whichever thread answered.
   void dispatch(std::shared_ptr<request_context> ctx, done_fn done) const;
 
  private:
+  // After routing: authorisation, JSON checks, then the handler.
+  void admit(const route& r, std::shared_ptr<request_context> ctx, responder respond) const;
+
   const router& routes_;
   telemetry::metrics* metrics_;
+  pipeline_options opts_;
 };
 
 // Identity helpers, exposed for tests.

@@ -33,6 +33,15 @@ response response::empty(unsigned status) {
   return r;
 }
 
+bool principal::has_role(std::string_view role) const {
+  for (const auto& r : roles) {
+    if (r == role) {
+      return true;
+    }
+  }
+  return false;
+}
+
 request_context::request_context() = default;
 request_context::~request_context() = default;
 

@@ -43,6 +43,16 @@ struct response {
   }
 };
 
+// The verified identity behind a request (from the access token).
+struct principal {
+  std::string user_id;
+  std::vector<std::string> roles;
+  std::string vendor_id;  // vendors only
+
+  bool has_role(std::string_view role) const;
+  bool is_admin() const { return has_role("admin"); }
+};
+
 struct request_context {
   bhttp::request<bhttp::string_body> raw;
   std::string path;  // percent-decoded path, no query
@@ -52,7 +62,12 @@ struct request_context {
   std::string request_id;  // X-Request-Id, echoed or generated
   std::string trace_id;    // from traceparent, or generated: 32 lowercase hex
   std::string span_id;     // this request's span: 16 lowercase hex
+  std::string client_ip;   // the TCP peer address (proxies are not trusted)
   std::chrono::steady_clock::time_point received_at;
+  // Who is calling, from the bearer token the pipeline verified; empty for anonymous requests.
+  std::optional<principal> caller;
+  // Headers the pipeline adds to whatever the handler answers (RateLimit-*).
+  std::vector<std::pair<std::string, std::string>> extra_headers;
   // The body parsed by simdjson, for routes that take JSON (set by the pipeline before the handler).
   std::unique_ptr<simdjson::dom::document> body_doc;
 

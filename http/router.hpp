@@ -18,7 +18,18 @@ namespace mercato::http {
 
 struct route_options {
   bool json_body = false;  // the handler takes a JSON body: the pipeline checks type and syntax first
+  // Who may call it, checked at the edge before the handler runs (handlers check ownership again):
+  bool signed_in = false;          // 401 without a valid access token
+  std::vector<std::string> roles;  // non-empty: one of these roles (admin always passes), else 403
+  bool rate_limited = true;        // false for the operations endpoints (probes, scrapes)
 };
+
+// Shorthands for route registration.
+inline route_options json_route() { return route_options{true, false, {}, true}; }
+inline route_options signed_in_route(bool json = false) { return route_options{json, true, {}, true}; }
+inline route_options role_route(std::vector<std::string> roles, bool json = false) {
+  return route_options{json, true, std::move(roles), true};
+}
 
 struct route {
   bhttp::verb method;

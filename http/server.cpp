@@ -46,7 +46,18 @@ const std::string& http_date() {
 
 class session : public std::enable_shared_from_this<session> {
  public:
-  session(tcp::socket&& socket, server& owner) : stream_(std::move(socket)), owner_(owner) {}
+  session(tcp::socket&& socket, server& owner) : stream_(std::move(socket)), owner_(owner) {
+    beast::error_code ec;
+    auto peer = stream_.socket().remote_endpoint(ec);
+    if (!ec) {
+      auto addr = peer.address();
+      // An IPv4 client on a dual-stack socket shows up as ::ffff:a.b.c.d; key it as a.b.c.d.
+      if (addr.is_v6() && addr.to_v6().is_v4_mapped()) {
+        addr = net::ip::make_address_v4(net::ip::v4_mapped, addr.to_v6());
+      }
+      client_ip_ = addr.to_string();
+    }
+  }
 
   void start() {
     net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->do_read(); });
@@ -113,7 +124,7 @@ class session : public std::enable_shared_from_this<session> {
     keep_alive_ = ctx->raw.keep_alive();
     head_ = ctx->raw.method() == bhttp::verb::head;
     version_ = ctx->raw.version();
-    busy_ = true;
+    ctx->client_ip = client_ip_;
     auto self = shared_from_this();
     owner_.handler().dispatch(std::move(ctx), [self](response r) {
       net::post(self->stream_.get_executor(), [self, r = std::move(r)]() mutable { self->write(std::move(r)); });
@@ -139,7 +150,6 @@ class session : public std::enable_shared_from_this<session> {
     const bool keep = keep_alive_ && !closing_ && !owner_.draining();
     stream_.expires_after(owner_.settings().read_timeout);
     auto on_write = [self = shared_from_this(), keep](beast::error_code ec, std::size_t) {
-      self->busy_ = false;
       if (ec || !keep) {
         self->close();
         return;
@@ -223,7 +233,7 @@ class session : public std::enable_shared_from_this<session> {
   bool keep_alive_ = true;
   bool head_ = false;
   bool reading_ = false;
-  bool busy_ = false;
+  std::string client_ip_;  // the peer address, for rate limits and logs
   bool closing_ = false;
 };
 

@@ -34,7 +34,7 @@ pg_pool::pg_pool(pg_pool_options opts, telemetry::metrics* metrics) : opts_(std:
   }
   threads_.reserve(opts_.size);
   for (unsigned i = 0; i < opts_.size; ++i) {
-    threads_.emplace_back([this, i] { worker_loop(i); });
+    threads_.emplace_back([this] { worker_loop(); });
   }
 }
 
@@ -84,7 +84,7 @@ void pg_pool::stop() {
   threads_.clear();
 }
 
-void pg_pool::worker_loop(unsigned index) {
+void pg_pool::worker_loop() {
   std::unique_ptr<pqxx::connection> conn;
   for (;;) {
     job j;
@@ -116,7 +116,6 @@ void pg_pool::worker_loop(unsigned index) {
       metrics_->db_pool_in_use.Decrement();
     }
   }
-  (void)index;
 }
 
 void pg_pool::run_job(std::unique_ptr<pqxx::connection>& conn, job& j) {

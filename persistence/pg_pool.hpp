@@ -66,7 +66,7 @@ class pg_pool {
     std::chrono::steady_clock::time_point queued_at;
   };
 
-  void worker_loop(unsigned index);
+  void worker_loop();
   void run_job(std::unique_ptr<pqxx::connection>& conn, job& j);
 
   pg_pool_options opts_;

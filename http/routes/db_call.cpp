@@ -24,8 +24,12 @@ problem problem_for(const persistence::db_error& err) {
 }
 
 void run_db(persistence::pg_pool& pool, const responder& respond, std::function<response(pqxx::connection&)> work) {
+  with_db(pool, respond, [respond, work = std::move(work)](pqxx::connection& conn) { respond(work(conn)); });
+}
+
+void with_db(persistence::pg_pool& pool, const responder& respond, std::function<void(pqxx::connection&)> work) {
   const bool queued = pool.submit(
-      [respond, work = std::move(work)](pqxx::connection& conn) { respond(work(conn)); },
+      std::move(work),
       [respond](const persistence::db_error& err) {
         if (err.kind == persistence::db_error_kind::internal) {
           telemetry::log_error("database error", {{"error", err.message}, {"sqlstate", err.sqlstate}});

@@ -16,4 +16,8 @@ problem problem_for(const persistence::db_error& err);
 // `work` runs on a pool thread and returns the response; failures and a full queue answer 503.
 void run_db(persistence::pg_pool& pool, const responder& respond, std::function<response(pqxx::connection&)> work);
 
+// Like run_db, but `work` answers through `respond` itself (or hands it on, e.g. to the worker pool);
+// a database failure is still answered here.
+void with_db(persistence::pg_pool& pool, const responder& respond, std::function<void(pqxx::connection&)> work);
+
 }  // namespace mercato::http

@@ -2,6 +2,8 @@
 // Operations endpoints: /healthz, /readyz, /metrics and the published contract /api/v1/openapi.yaml.
 
 #include <functional>
+#include <memory>
+#include <string>
 
 #include "http/router.hpp"
 #include "persistence/pg_pool.hpp"
@@ -9,8 +11,13 @@
 namespace mercato::telemetry {
 class metrics;
 }
+namespace mercato::persistence {
+class redis_client;
+}
 
 namespace mercato::http {
+
+class catalog_cache;
 
 struct ops_dependencies {
   persistence::pg_pool* pool = nullptr;
@@ -18,6 +25,12 @@ struct ops_dependencies {
   std::function<bool()> schema_ready;  // migrations applied
   std::function<bool()> leases_held;   // this node holds its shard leases
   std::string node_id;
+  // Optional. Redis is a cache (and shared rate-limit counters), never the system of record: /readyz
+  // reports it in its detail ("up", "down (serving from PostgreSQL and local cache)" or
+  // "not configured") but never turns 503 because of it.
+  std::shared_ptr<persistence::redis_client> redis;
+  // Optional: its counters go into /metrics (mercato_cache_*) at each scrape.
+  std::shared_ptr<catalog_cache> cache;
 };
 
 void add_ops_routes(router& routes, ops_dependencies deps);

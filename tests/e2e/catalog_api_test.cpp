@@ -1,6 +1,8 @@
 // End-to-end: the catalog read API of a real mercatod (--demo) against the test PostgreSQL.
 // Cursor paging in every sort order, the product shape of API.md, filters, ETag / If-None-Match,
-// validation errors (every bad field listed), the category tree and HEAD.
+// validation errors (every bad field listed), the category tree and HEAD. The node runs with the test
+// Redis, so all of that goes through the two-level catalog cache; the cache's own cases are at the end
+// (hits visible in /metrics, a 304 from a cached entry, a node whose Redis is unreachable).
 //
 // Only reads the demo catalog; other test executables may run against the same database at the
 // same time, so counts are "at least the demo" and checks compare listings with each other.
@@ -10,6 +12,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <csignal>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -27,6 +30,9 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/json.hpp>
 
+#include <unistd.h>
+
+#include "persistence/redis_client.hpp"
 #include "support/http_client.hpp"
 #include "support/node_process.hpp"
 
@@ -40,9 +46,33 @@ namespace {
 constexpr std::size_t demo_products = 63;
 constexpr std::size_t demo_categories = 21;
 
+// A Redis key prefix of its own for each node this file starts: cache entries of earlier runs (or of
+// other tests' nodes, possibly against another database) are never served to it.
+// Their keys are deleted when the test program ends (after the nodes: this static is built first).
+struct key_prefixes {
+  std::vector<std::string> prefixes;
+  ~key_prefixes() {
+    if (mercato::test::test_redis_url().empty()) {
+      return;
+    }
+    mercato::persistence::redis_client redis{mercato::test::test_redis_url()};
+    for (const auto& p : prefixes) {
+      (void)redis.delete_by_pattern(p + "*");
+    }
+  }
+};
+
+std::string own_key_prefix(const std::string& what) {
+  static key_prefixes cleanup;
+  auto p = "e2e-catalog:" + std::to_string(::getpid()) + ":" +
+           std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()) + ":" + what + ":";
+  cleanup.prefixes.push_back(p);
+  return p;
+}
+
 // One node for the whole file (started on first use, killed at exit by its destructor).
 node_process& node() {
-  static node_process n{{"--demo"}};
+  static node_process n{{"--demo"}, {{"MERCATO_REDIS_KEY_PREFIX", own_key_prefix("main")}}};
   static const bool ready = n.wait_ready(std::chrono::seconds(60));
   REQUIRE_MESSAGE(ready, "mercatod --demo did not become ready; its log:\n" << n.log());
   return n;
@@ -855,4 +885,219 @@ TEST_CASE("catalog: HEAD on a product gives the headers and no body") {
   CHECK_MESSAGE(lower.find("\r\ncontent-type: application/json") != std::string::npos,
                 "HEAD lacks Content-Type:\n" << head);
   CHECK_MESSAGE(lower.find("\r\nx-request-id: ") != std::string::npos, "HEAD lacks X-Request-Id:\n" << head);
+}
+
+// --- the catalog cache ------------------------------------------------------------------------------
+
+namespace {
+
+// The value of the first sample of `metric` whose labels include every `labels` entry; -1 if none.
+double metric_value(const std::string& text, const std::string& metric, const std::vector<std::string>& labels = {}) {
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    auto end = text.find('\n', pos);
+    if (end == std::string::npos) end = text.size();
+    const std::string line = text.substr(pos, end - pos);
+    pos = end + 1;
+    if (line.rfind(metric, 0) != 0) continue;
+    const char next = line.size() > metric.size() ? line[metric.size()] : '\0';
+    if (next != '{' && next != ' ') continue;
+    bool all = true;
+    for (const auto& l : labels) all = all && line.find(l) != std::string::npos;
+    if (!all) continue;
+    return std::stod(line.substr(line.rfind(' ') + 1));
+  }
+  return -1;
+}
+
+struct cache_counters {
+  double l1_hits = 0, l1_misses = 0, l2_hits = 0, l2_misses = 0, l2_errors = 0, loads = 0, ratio = 0, entries = 0;
+  double hits() const { return l1_hits + l2_hits; }
+};
+
+cache_counters scrape_cache(std::uint16_t port) {
+  http_client c{port};
+  const auto r = c.get("/metrics");
+  REQUIRE_MESSAGE(r.status == 200, "GET /metrics answered " << r.status);
+  const std::string m = "mercato_cache_requests_total";
+  cache_counters out;
+  out.l1_hits = metric_value(r.body, m, {"level=\"l1\"", "result=\"hit\""});
+  out.l1_misses = metric_value(r.body, m, {"level=\"l1\"", "result=\"miss\""});
+  out.l2_hits = metric_value(r.body, m, {"level=\"l2\"", "result=\"hit\""});
+  out.l2_misses = metric_value(r.body, m, {"level=\"l2\"", "result=\"miss\""});
+  out.l2_errors = metric_value(r.body, m, {"level=\"l2\"", "result=\"error\""});
+  out.loads = metric_value(r.body, "mercato_cache_loads_total");
+  out.ratio = metric_value(r.body, "mercato_cache_hit_ratio");
+  out.entries = metric_value(r.body, "mercato_cache_l1_entries");
+  for (double v : {out.l1_hits, out.l1_misses, out.l2_hits, out.l2_misses, out.l2_errors, out.loads, out.ratio,
+                   out.entries}) {
+    CHECK_MESSAGE(v >= 0, "a mercato_cache_* series is missing from /metrics:\n" << r.body);
+  }
+  return out;
+}
+
+json::value readyz_checks(std::uint16_t port) {
+  http_client c{port};
+  const auto r = c.get("/readyz");
+  CHECK_MESSAGE(r.status == 200, "GET /readyz answered " << r.status << ": " << r.body);
+  const auto v = parse_json(r, "GET /readyz");
+  if (!v.is_object() || !v.get_object().contains("checks")) {
+    FAIL_CHECK("/readyz has no checks: " << r.body);
+    return {};
+  }
+  return v.at("checks");
+}
+
+}  // namespace
+
+TEST_CASE("catalog cache: a repeated GET of a product is served from the cache, byte for byte") {
+  const auto& all = all_products();
+  REQUIRE(all.items.size() >= 2);
+  const auto id = str(all.items[1].at("id"));
+  http_client c{node().port()};
+
+  const auto first = c.get("/api/v1/products/" + id);
+  REQUIRE(first.status == 200);
+  const auto before = scrape_cache(node().port());
+  for (int i = 0; i < 3; ++i) {
+    const auto again = c.get("/api/v1/products/" + id);
+    REQUIRE(again.status == 200);
+    CHECK_MESSAGE(again.body == first.body, "a cached answer differs from the first:\n" << again.body << "\n"
+                                                                                          << first.body);
+    CHECK(again.header("etag") == first.header("etag"));
+    CHECK(again.header("content-type") == first.header("content-type"));
+  }
+  const auto after = scrape_cache(node().port());
+  CHECK_MESSAGE(after.hits() >= before.hits() + 3, "cache hits went from " << before.hits() << " to " << after.hits());
+  CHECK_MESSAGE(after.l1_hits >= before.l1_hits + 3, "L1 hits went from " << before.l1_hits << " to " << after.l1_hits);
+  CHECK_MESSAGE(after.loads == before.loads, "the repeated GETs loaded from PostgreSQL ("
+                                                 << before.loads << " → " << after.loads << " loads)");
+  CHECK(after.ratio > 0);
+  CHECK(after.ratio <= 1);
+  CHECK(after.entries >= 1);
+}
+
+TEST_CASE("catalog cache: If-None-Match gets a 304 from a cached entry") {
+  const auto& all = all_products();
+  REQUIRE(all.items.size() >= 3);
+  const auto id = str(all.items[2].at("id"));
+  http_client c{node().port()};
+  const auto warm = c.get("/api/v1/products/" + id);
+  REQUIRE(warm.status == 200);
+  const auto etag = warm.header("etag");
+  REQUIRE_FALSE(etag.empty());
+
+  const auto before = scrape_cache(node().port());
+  const auto nm = c.get("/api/v1/products/" + id, {{"If-None-Match", etag}});
+  CHECK_MESSAGE(nm.status == 304, "If-None-Match with the current ETag answered " << nm.status);
+  CHECK(nm.body.empty());
+  CHECK(nm.header("etag") == etag);
+  const auto stale = c.get("/api/v1/products/" + id, {{"If-None-Match", "\"999999\""}});
+  CHECK(stale.status == 200);
+  CHECK(stale.body == warm.body);
+  const auto after = scrape_cache(node().port());
+  CHECK_MESSAGE(after.hits() >= before.hits() + 2, "cache hits went from " << before.hits() << " to " << after.hits());
+  CHECK_MESSAGE(after.loads == before.loads, "the conditional GETs loaded from PostgreSQL");
+}
+
+TEST_CASE("catalog cache: listings and the category tree are cached; search terms are normalised") {
+  http_client c{node().port()};
+  const auto tree = c.get("/api/v1/categories");
+  REQUIRE(tree.status == 200);
+  const auto page = c.get("/api/v1/products?limit=4&sort=price&in_stock=true");
+  REQUIRE(page.status == 200);
+  // A word from a product name, asked in two spellings that are one full-text query.
+  std::string word;
+  for (char ch : str(all_products().items.front().at("name"))) {
+    if (std::isalpha(static_cast<unsigned char>(ch))) {
+      word += ch;
+    } else if (!word.empty()) {
+      break;
+    }
+  }
+  REQUIRE(word.size() >= 2);
+  std::string upper = word;
+  std::transform(upper.begin(), upper.end(), upper.begin(), [](unsigned char ch) { return std::toupper(ch); });
+  const auto search = c.get("/api/v1/products?q=" + word + "&limit=5");
+  REQUIRE(search.status == 200);
+
+  const auto before = scrape_cache(node().port());
+  const auto tree2 = c.get("/api/v1/categories");
+  const auto page2 = c.get("/api/v1/products?limit=4&sort=price&in_stock=true");
+  const auto search2 = c.get("/api/v1/products?q=%20" + upper + "%20%20&limit=5");
+  const auto after = scrape_cache(node().port());
+  CHECK(tree2.status == 200);
+  CHECK(tree2.body == tree.body);
+  CHECK(page2.status == 200);
+  CHECK(page2.body == page.body);
+  CHECK(search2.status == 200);
+  CHECK_MESSAGE(search2.body == search.body, "q=" << word << " and q=' " << upper << "  ' differ");
+  CHECK_MESSAGE(after.hits() >= before.hits() + 3, "cache hits went from " << before.hits() << " to " << after.hits());
+  CHECK(after.loads == before.loads);
+}
+
+TEST_CASE("catalog cache: /readyz reports Redis") {
+  const auto checks = readyz_checks(node().port());
+  CHECK_MESSAGE(str(checks.at("redis")) == (mercato::test::test_redis_url().empty() ? "not configured" : "up"),
+                "checks: " << json::serialize(checks));
+
+  node_process without{{"--demo"}, {{"MERCATO_REDIS_URL", ""}}};
+  REQUIRE_MESSAGE(without.wait_ready(std::chrono::seconds(60)), "a node without Redis did not become ready:\n"
+                                                                    << without.log());
+  const auto none = readyz_checks(without.port());
+  CHECK_MESSAGE(str(none.at("redis")) == "not configured", "checks: " << json::serialize(none));
+  http_client c{without.port()};
+  CHECK(c.get("/api/v1/categories").status == 200);
+  CHECK(c.get("/api/v1/categories").status == 200);
+  CHECK(scrape_cache(without.port()).l1_hits >= 1);
+}
+
+TEST_CASE("catalog cache: a node whose Redis is unreachable still serves the catalog") {
+  const auto& all = all_products();
+  REQUIRE_FALSE(all.items.empty());
+  const auto id = str(all.items.front().at("id"));
+
+  // Port 1 on loopback: connections are refused at once (nothing listens there).
+  node_process cut_off{{"--demo"},
+                       {{"MERCATO_REDIS_URL", "redis://127.0.0.1:1"}, {"MERCATO_REDIS_KEY_PREFIX", own_key_prefix("down")}}};
+  // Redis down must not make the node unready: it is a cache, not the system of record.
+  REQUIRE_MESSAGE(cut_off.wait_ready(std::chrono::seconds(60)), "a node with an unreachable Redis is not ready:\n"
+                                                                    << cut_off.log());
+  http_client c{cut_off.port()};
+  const auto t0 = std::chrono::steady_clock::now();
+  // (Compared with the data, not with the main node's answers: other tests' nodes may change the
+  // shared catalog, and the main node may legitimately still serve its cached copy.)
+  const auto reference = c.get("/api/v1/products/" + id);
+  REQUIRE_MESSAGE(reference.status == 200, "GET product answered " << reference.status << ": " << reference.body);
+  const auto product = parse_json(reference, "GET product without Redis");
+  CHECK(check_product_shape(product));
+  CHECK(str(product.at("id")) == id);
+  CHECK(reference.header("etag") == "\"" + std::to_string(integer(product.at("version"))) + "\"");
+  const auto tree = c.get("/api/v1/categories");
+  CHECK(tree.status == 200);
+  const auto tree_json = parse_json(tree, "GET categories without Redis");
+  CHECK((tree_json.is_array() && !tree_json.get_array().empty()));
+  const auto page = c.get("/api/v1/products?limit=6&sort=name");
+  CHECK(page.status == 200);
+  const auto page_json = parse_json(page, "GET products without Redis");
+  CHECK((page_json.is_object() && page_json.at("data").is_array() && page_json.at("data").get_array().size() == 6));
+  CHECK_MESSAGE(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(3), "reads were slow without Redis");
+
+  const auto checks = readyz_checks(cut_off.port());
+  CHECK_MESSAGE(str(checks.at("redis")) == "down (serving from PostgreSQL and local cache)",
+                "checks: " << json::serialize(checks));
+  CHECK(str(checks.at("postgres")) == "ok");
+
+  // The local cache (L1) still serves repeats; the failed L2 lookups are counted as errors.
+  const auto before = scrape_cache(cut_off.port());
+  const auto again = c.get("/api/v1/products/" + id);
+  CHECK(again.status == 200);
+  CHECK(again.body == reference.body);
+  const auto nm = c.get("/api/v1/products/" + id, {{"If-None-Match", reference.header("etag")}});
+  CHECK(nm.status == 304);
+  const auto after = scrape_cache(cut_off.port());
+  CHECK(after.l2_errors >= 1);
+  CHECK(after.l2_hits == 0);
+  CHECK_MESSAGE(after.l1_hits >= before.l1_hits + 2, "L1 hits went from " << before.l1_hits << " to " << after.l1_hits);
+  CHECK(cut_off.stop(SIGTERM) == 0);
 }

@@ -33,7 +33,7 @@ struct edge_fixture {
                        201, boost::json::object{{"email", email}, {"name", *ctx->param("name")}}));
                  }).detach();
                },
-               {true});
+               http::json_route());
     config::http_settings s;
     s.port = 0;
     s.max_body_bytes = 256;

@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "support/http_client.hpp"
@@ -27,6 +28,8 @@ std::string env_or(const char* name, const std::string& fallback) {
 }  // namespace
 
 std::string test_pg_dsn() { return env_or("MERCATO_TEST_PG_DSN", "postgresql://mercato@127.0.0.1:55433/mercato"); }
+std::string test_jwt_secret() { return "mercato-e2e-test-signing-key-0123456789abcdef"; }
+
 std::string test_redis_url() { return env_or("MERCATO_TEST_REDIS_URL", ""); }
 std::string services_script() {
   return env_or("MERCATO_TEST_SERVICES_SCRIPT", std::string(MERCATO_SOURCE_DIR) + "/scripts/services");
@@ -73,6 +76,11 @@ node_process::node_process(std::vector<std::string> args, std::map<std::string, 
   vars["MERCATO_PG_DSN"] = test_pg_dsn();
   vars["MERCATO_HTTP_PORT"] = std::to_string(port_);
   vars["MERCATO_LOG_FORMAT"] = "json";
+  // Every e2e node shares one test Redis and one client address: limits would leak between tests.
+  // Tests of rate limiting switch them on with their own MERCATO_REDIS_KEY_PREFIX.
+  vars["MERCATO_RATE_LIMITS"] = "off";
+  // One signing key for every node a test starts, so tokens from one node work on another.
+  vars["MERCATO_JWT_SECRET"] = test_jwt_secret();
   vars.erase("MERCATO_REDIS_URL");
   if (!test_redis_url().empty()) {
     vars["MERCATO_REDIS_URL"] = test_redis_url();
@@ -107,6 +115,8 @@ node_process::node_process(std::vector<std::string> args, std::map<std::string, 
     throw std::runtime_error("fork failed");
   }
   if (pid_ == 0) {
+    // A test that crashes must not leave its node running (and holding a port and a database).
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     ::dup2(log_fd, STDOUT_FILENO);
     ::dup2(log_fd, STDERR_FILENO);
     ::close(log_fd);

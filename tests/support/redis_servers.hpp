@@ -4,6 +4,7 @@
 // included by doctest test files (uses REQUIRE).
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>

@@ -61,7 +61,7 @@ bool same(const cfg::settings& a, const cfg::settings& b) {
          a.postgres.dsn == b.postgres.dsn && a.postgres.pool_size == b.postgres.pool_size &&
          a.postgres.statement_timeout == b.postgres.statement_timeout &&
          a.postgres.queue_limit == b.postgres.queue_limit && a.redis.url == b.redis.url &&
-         a.log.level == b.log.level && a.log.format == b.log.format && a.rate_limits == b.rate_limits &&
+         a.log.level == b.log.level && a.log.format == b.log.format && a.rate_limits.enabled == b.rate_limits.enabled && a.rate_limits.login == b.rate_limits.login &&
          a.load_demo_catalog == b.load_demo_catalog;
 }
 
@@ -103,7 +103,7 @@ TEST_CASE("no file, environment or flags gives the documented defaults") {
   CHECK_FALSE(s.redis.url.has_value());
   CHECK(s.log.level == "info");
   CHECK(s.log.format == cfg::log_format::text);
-  CHECK(s.rate_limits);
+  CHECK(s.rate_limits.enabled);
   CHECK_FALSE(s.load_demo_catalog);
 }
 
@@ -143,7 +143,7 @@ format = "json"
   const auto s = loaded(run({"--config", file}));
   CHECK(s.node_id == "eu-2");
   CHECK(s.scheduler_threads == 3);
-  CHECK_FALSE(s.rate_limits);
+  CHECK_FALSE(s.rate_limits.enabled);
   CHECK(s.load_demo_catalog);
   CHECK(s.http.bind_address == "0.0.0.0");
   CHECK(s.http.port == 9090);
@@ -184,7 +184,7 @@ TEST_CASE("every MERCATO_* variable is read from the environment") {
                                   {"MERCATO_LOG_FORMAT", "json"}}));
   CHECK(s.node_id == "n7");
   CHECK(s.scheduler_threads == 2);
-  CHECK_FALSE(s.rate_limits);
+  CHECK_FALSE(s.rate_limits.enabled);
   CHECK(s.load_demo_catalog);
   CHECK(s.http.bind_address == "::1");
   CHECK(s.http.port == 8081);
@@ -219,7 +219,7 @@ TEST_CASE("every flag is read from the command line") {
   CHECK(s.log.level == "error");
   CHECK(s.log.format == cfg::log_format::json);
   CHECK(s.load_demo_catalog);
-  CHECK_FALSE(s.rate_limits);
+  CHECK_FALSE(s.rate_limits.enabled);
 }
 
 TEST_CASE("file < environment < command line for the same key") {
@@ -260,11 +260,11 @@ TEST_CASE("an empty Redis URL means no Redis, whichever source sets it") {
 TEST_CASE("booleans accept on/off/true/false/1/0") {
   for (const char* yes : {"on", "true", "1", "ON"}) {
     CHECK(loaded(run({}, {{"MERCATO_RATE_LIMITS", "off"}, {"MERCATO_DEMO", yes}})).load_demo_catalog);
-    CHECK(loaded(run({"--rate-limits", yes}, {{"MERCATO_RATE_LIMITS", "off"}})).rate_limits);
+    CHECK(loaded(run({"--rate-limits", yes}, {{"MERCATO_RATE_LIMITS", "off"}})).rate_limits.enabled);
   }
   for (const char* no : {"off", "false", "0"}) {
-    CHECK_FALSE(loaded(run({}, {{"MERCATO_RATE_LIMITS", no}})).rate_limits);
-    CHECK_FALSE(loaded(run({"--rate-limits", no})).rate_limits);
+    CHECK_FALSE(loaded(run({}, {{"MERCATO_RATE_LIMITS", no}})).rate_limits.enabled);
+    CHECK_FALSE(loaded(run({"--rate-limits", no})).rate_limits.enabled);
   }
   const auto e = only_error(run({"--rate-limits", "maybe"}));
   CHECK(e.key == "rate_limits");
@@ -540,4 +540,42 @@ TEST_CASE("process_environment returns only MERCATO_* variables") {
 TEST_CASE("log_format has a name") {
   CHECK(std::string{cfg::to_string(cfg::log_format::text)} == "text");
   CHECK(std::string{cfg::to_string(cfg::log_format::json)} == "json");
+}
+
+TEST_CASE("rate limits: seed defaults, overrides as limit/window, and off") {
+  const auto d = loaded(run({}));
+  CHECK(d.rate_limits.enabled);
+  CHECK(d.rate_limits.login.limit == 10);
+  CHECK(d.rate_limits.login.window == std::chrono::minutes(15));
+  CHECK(d.rate_limits.register_account.limit == 5);
+  CHECK(d.rate_limits.register_account.window == std::chrono::hours(1));
+  CHECK(d.rate_limits.anonymous.limit == 500);
+  CHECK(d.rate_limits.authenticated.limit == 2000);
+
+  const auto s = loaded(run({}, {{"MERCATO_RATE_LIMIT_LOGIN", "3/90s"}, {"MERCATO_RATE_LIMIT_SEARCH", "off"}}));
+  CHECK(s.rate_limits.login.limit == 3);
+  CHECK(s.rate_limits.login.window == std::chrono::seconds(90));
+  CHECK(s.rate_limits.search.limit == 0);
+  CHECK(cfg::to_string(s.rate_limits.login) == "3/90s");
+  CHECK(cfg::to_string(s.rate_limits.search) == "off");
+  CHECK(cfg::to_string(d.rate_limits.register_account) == "5/1h");
+
+  for (const char* bad : {"10", "10/", "/15m", "x/15m", "10/15y", "10/0m", "-1/15m", "10/15m "}) {
+    CAPTURE(bad);
+    const auto e = only_error(run({}, {{"MERCATO_RATE_LIMIT_LOGIN", bad}}));
+    CHECK(e.key == "rate_limit.login");
+    CHECK(contains(e.message, "<limit>/<window>"));
+  }
+}
+
+TEST_CASE("auth settings: token lifetimes are bounded, the admin comes from MERCATO_ADMIN_*") {
+  const auto s = loaded(run({}, {{"MERCATO_ADMIN_EMAIL", "root@example.com"},
+                                 {"MERCATO_ADMIN_PASSWORD", "correct horse"},
+                                 {"MERCATO_ACCESS_TOKEN_TTL_S", "60"}}));
+  CHECK(s.auth.admin_email.value_or("") == "root@example.com");
+  CHECK(s.auth.admin_password.value_or("") == "correct horse");
+  CHECK(s.auth.access_token_ttl == std::chrono::seconds(60));
+  CHECK(loaded(run({})).auth.refresh_token_ttl == std::chrono::hours(24 * 30));
+  CHECK(only_error(run({}, {{"MERCATO_ACCESS_TOKEN_TTL_S", "5"}})).key == "auth.access_token_ttl_s");
+  CHECK(only_error(run({}, {{"MERCATO_ADMIN_EMIAL", "x"}})).source == "environment (MERCATO_ADMIN_EMIAL)");
 }

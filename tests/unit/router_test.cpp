@@ -13,7 +13,7 @@ handler noop() {
 TEST_CASE("router matches literal paths and methods") {
   router r;
   r.add(bhttp::verb::get, "/api/v1/products", noop());
-  r.add(bhttp::verb::post, "/api/v1/products", noop(), {true});
+  r.add(bhttp::verb::post, "/api/v1/products", noop(), json_route());
   auto m = r.match(bhttp::verb::get, "/api/v1/products");
   REQUIRE(m.outcome == route_match::kind::found);
   CHECK(m.matched->pattern == "/api/v1/products");

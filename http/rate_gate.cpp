@@ -1,0 +1,141 @@
+#include "http/rate_gate.hpp"
+
+#include <map>
+#include <mutex>
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+
+#include "http/worker_pool.hpp"
+
+namespace mercato::http {
+
+struct rate_gate::instruments {
+  explicit instruments(prometheus::Registry& reg)
+      : limited(prometheus::BuildCounter()
+                    .Name("mercato_rate_limited_total")
+                    .Help("Requests refused with 429, by the budget that ran out")
+                    .Register(reg)),
+        fallback(prometheus::BuildGauge()
+                     .Name("mercato_rate_limit_local_fallback")
+                     .Help("1 while rate limits are decided on local counters because Redis is unreachable")
+                     .Register(reg)
+                     .Add({})) {}
+
+  prometheus::Counter& limited_for(const std::string& rule) {
+    std::lock_guard<std::mutex> lock(mutex);
+    auto it = by_rule.find(rule);
+    if (it == by_rule.end()) {
+      it = by_rule.emplace(rule, &limited.Add({{"rule", rule}})).first;
+    }
+    return *it->second;
+  }
+
+  prometheus::Family<prometheus::Counter>& limited;
+  prometheus::Gauge& fallback;
+  std::mutex mutex;
+  std::map<std::string, prometheus::Counter*> by_rule;
+};
+
+rate_gate::rate_gate(std::shared_ptr<persistence::redis_client> redis, rate_limit_rules rules,
+                     rate_limiter_options storage, worker_pool& workers, prometheus::Registry* registry)
+    : rules_(std::move(rules)),
+      limiter_(std::make_unique<rate_limiter>(redis, storage)),
+      backoff_(std::make_unique<login_backoff>(redis, rules_.login_backoff, storage)),
+      workers_(workers),
+      metrics_(registry ? std::make_unique<instruments>(*registry) : nullptr) {
+  if (metrics_) {
+    for (const auto* r : {&rules_.global, &rules_.login, &rules_.register_account, &rules_.orders, &rules_.search,
+                          &rules_.authenticated, &rules_.anonymous}) {
+      metrics_->limited_for(r->name);  // zeros, not absent series
+    }
+  }
+}
+
+rate_gate::~rate_gate() = default;
+
+bool rate_gate::using_fallback() const { return limiter_->using_fallback() || backoff_->using_fallback(); }
+
+void rate_gate::admit(std::shared_ptr<request_context> ctx, next_fn next) {
+  auto shared_next = std::make_shared<next_fn>(std::move(next));
+  const bool queued = workers_.submit([this, ctx, shared_next] {
+    auto r = decide(*ctx);
+    if (metrics_) {
+      metrics_->fallback.Set(using_fallback() ? 1 : 0);
+    }
+    if (r.status == 0) {
+      (*shared_next)(std::nullopt);
+    } else {
+      (*shared_next)(std::move(r));
+    }
+  });
+  if (!queued) {
+    (*shared_next)(response::from(service_unavailable("overloaded", "too many requests are waiting; try again shortly"))
+                       .with_header("Retry-After", "1"));
+  }
+}
+
+namespace {
+
+bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
+
+}  // namespace
+
+// Returns a response with status 0 when admitted.
+response rate_gate::decide(request_context& ctx) {
+  const std::string ip_key = "ip:" + (ctx.client_ip.empty() ? std::string("unknown") : ctx.client_ip);
+  const std::string caller_key = ctx.caller ? "user:" + ctx.caller->user_id : ip_key;
+
+  std::vector<std::pair<const rate_limit_rule*, std::string>> charges;
+  const auto method = ctx.method();
+  if (method == bhttp::verb::post && ctx.route == "/api/v1/auth/login") {
+    charges.emplace_back(&rules_.login, ip_key);
+  } else if (method == bhttp::verb::post && ctx.route == "/api/v1/auth/register") {
+    charges.emplace_back(&rules_.register_account, ip_key);
+  } else if (starts_with(ctx.route, "/api/v1/orders")) {
+    charges.emplace_back(&rules_.orders, caller_key);
+  } else if (ctx.route == "/api/v1/products" && method == bhttp::verb::get) {
+    if (const auto* q = ctx.query_param("q"); q != nullptr && !q->empty()) {
+      charges.emplace_back(&rules_.search, caller_key);
+    }
+  }
+  charges.emplace_back(ctx.caller ? &rules_.authenticated : &rules_.anonymous, caller_key);
+  charges.emplace_back(&rules_.global, ip_key);
+
+  std::optional<rate_limit_decision> tightest;
+  for (const auto& [rule, key] : charges) {
+    if (!rule->enabled()) {
+      continue;
+    }
+    auto d = limiter_->check(*rule, key);
+    if (!d.allowed) {
+      if (metrics_) {
+        metrics_->limited_for(rule->name).Increment();
+      }
+      auto p = problem{429, "rate_limited", "Too many requests",
+                       "the " + rule->name + " budget of " + std::to_string(rule->limit) + " requests per " +
+                           std::to_string(std::chrono::duration_cast<std::chrono::seconds>(rule->window).count()) +
+                           " s is used up; retry after " + std::to_string(d.retry_after.count()) + " s",
+                       {}};
+      return response::from(p)
+          .with_header("Retry-After", std::to_string(d.retry_after.count()))
+          .with_header("RateLimit-Limit", std::to_string(d.limit))
+          .with_header("RateLimit-Remaining", "0")
+          .with_header("RateLimit-Reset", std::to_string(d.reset.count()));
+    }
+    if (!tightest || d.remaining < tightest->remaining) {
+      tightest = d;
+    }
+  }
+  if (tightest) {
+    ctx.extra_headers.emplace_back("RateLimit-Limit", std::to_string(tightest->limit));
+    ctx.extra_headers.emplace_back("RateLimit-Remaining", std::to_string(tightest->remaining));
+    ctx.extra_headers.emplace_back("RateLimit-Reset", std::to_string(tightest->reset.count()));
+  }
+  response admitted;
+  admitted.status = 0;
+  return admitted;
+}
+
+}  // namespace mercato::http
