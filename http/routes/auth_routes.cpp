@@ -197,12 +197,21 @@ void login(const auth_ptr& auth, const std::shared_ptr<request_context>& ctx, co
 
 // --- POST /auth/refresh, /auth/logout -----------------------------------------------------------
 
-void refresh(const auth_ptr& auth, const std::shared_ptr<request_context>& ctx, const responder& respond) {
-  body_reader body(*ctx);
+// The {refresh_token} body of refresh and logout; answers 400 itself when it is not one.
+std::optional<std::string> refresh_token_of(const request_context& ctx, const responder& respond) {
+  body_reader body(ctx);
   body.allow_only({"refresh_token"});
   auto token = body.text("refresh_token", true, 1, 512);
   if (!body.ok()) {
     respond(body.to_problem());
+    return std::nullopt;
+  }
+  return token;
+}
+
+void refresh(const auth_ptr& auth, const std::shared_ptr<request_context>& ctx, const responder& respond) {
+  auto token = refresh_token_of(*ctx, respond);
+  if (!token) {
     return;
   }
   run_db(auth->pool, respond, [auth, token = *token](pqxx::connection& conn) {
@@ -227,11 +236,8 @@ void refresh(const auth_ptr& auth, const std::shared_ptr<request_context>& ctx, 
 }
 
 void logout(const auth_ptr& auth, const std::shared_ptr<request_context>& ctx, const responder& respond) {
-  body_reader body(*ctx);
-  body.allow_only({"refresh_token"});
-  auto token = body.text("refresh_token", true, 1, 512);
-  if (!body.ok()) {
-    respond(body.to_problem());
+  auto token = refresh_token_of(*ctx, respond);
+  if (!token) {
     return;
   }
   run_db(auth->pool, respond, [token = *token](pqxx::connection& conn) {

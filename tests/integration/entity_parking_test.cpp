@@ -19,31 +19,7 @@ using namespace mercato::test;
 using namespace std::chrono_literals;
 
 namespace {
-struct fixture {
-  fixture() {
-    pqxx::connection conn{db.dsn()};
-    persistence::apply_migrations(conn, persistence::bundled_migrations());
-  }
-  std::int64_t stored_version(const std::string& id) {
-    pqxx::connection conn{db.dsn()};
-    pqxx::nontransaction tx{conn};
-    auto r = tx.exec_params("SELECT version FROM entity_snapshots WHERE kind = 'cart' AND id = $1", id);
-    return r.empty() ? 0 : r[0][0].as<std::int64_t>();
-  }
-  scratch_database db;
-};
-protocol::cart_open open_cmd() {
-  protocol::cart_open c;
-  c.owner_user_id = "7f1a2b3c-0000-4000-8000-000000000001";
-  c.meta.request_id = "req-open";
-  return c;
-}
-protocol::cart_add_item add_cmd(int n, std::int32_t qty = 1) {
-  protocol::cart_add_item c;
-  c.line = demo_line(n, qty);
-  c.meta.request_id = "req-add-" + std::to_string(n);
-  return c;
-}
+using fixture = cart_db_fixture;
 std::array<std::uint64_t, 3> park_stats(cart_runtime& rt) {
   caf::scoped_actor self{rt.system()};
   std::array<std::uint64_t, 3> out{0, 0, 0};

@@ -7,6 +7,7 @@
 #include "actors/protocol/errors.hpp"
 #include "actors/protocol/protocol.hpp"
 #include "actors/protocol/type_ids.hpp"
+#include "persistence/migrations.hpp"
 #include "supervisors/entity.hpp"
 #include "supervisors/entity_router.hpp"
 
@@ -103,6 +104,38 @@ std::string error_code(const caf::error& e) {
     return protocol::to_string(static_cast<protocol::errc>(e.code()));
   }
   return caf::to_string(e);
+}
+
+protocol::cart_open open_cmd(std::string owner) {
+  protocol::cart_open c;
+  c.owner_user_id = std::move(owner);
+  c.meta.request_id = "req-open";
+  return c;
+}
+
+protocol::cart_add_item add_cmd(int n, std::int32_t qty) {
+  protocol::cart_add_item c;
+  c.line = demo_line(n, qty);
+  c.meta.request_id = "req-add-" + std::to_string(n);
+  return c;
+}
+
+cart_db_fixture::cart_db_fixture() {
+  pqxx::connection conn{db.dsn()};
+  persistence::apply_migrations(conn, persistence::bundled_migrations());
+}
+
+std::int64_t cart_db_fixture::stored_version(const std::string& id) {
+  pqxx::connection conn{db.dsn()};
+  pqxx::nontransaction tx{conn};
+  auto r = tx.exec_params("SELECT version FROM entity_snapshots WHERE kind = 'cart' AND id = $1", id);
+  return r.empty() ? 0 : r[0][0].as<std::int64_t>();
+}
+
+int cart_db_fixture::count(const std::string& sql) {
+  pqxx::connection conn{db.dsn()};
+  pqxx::nontransaction tx{conn};
+  return tx.exec(sql)[0][0].as<int>();
 }
 
 }  // namespace mercato::test

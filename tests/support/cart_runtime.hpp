@@ -11,6 +11,7 @@
 
 #include "actors/protocol/cart_messages.hpp"
 #include "persistence/pg_pool.hpp"
+#include "support/scratch_database.hpp"
 #include "persistence/snapshot_writer.hpp"
 #include "supervisors/entity_env.hpp"
 #include "telemetry/metrics.hpp"
@@ -65,5 +66,17 @@ class cart_runtime {
 // A cart line for product `n`.
 protocol::cart_line demo_line(int n, std::int32_t quantity = 1);
 std::string error_code(const caf::error& e);  // "overloaded", "not_found", ... or CAF's rendering
+
+// Commands as the cart tests send them.
+protocol::cart_open open_cmd(std::string owner = "7f1a2b3c-0000-4000-8000-000000000001");
+protocol::cart_add_item add_cmd(int n, std::int32_t qty = 1);
+
+// A migrated scratch database and reads of what the entities stored there.
+struct cart_db_fixture {
+  cart_db_fixture();
+  std::int64_t stored_version(const std::string& id);  // 0 when there is no snapshot
+  int count(const std::string& sql);                   // the first column of the first row
+  scratch_database db;
+};
 
 }  // namespace mercato::test
