@@ -26,13 +26,14 @@ using namespace std::chrono_literals;
 
 namespace {
 
-protocol::cart_open open_cmd() {
+protocol::cart_open plain_open() {
   protocol::cart_open c;
   c.owner_user_id = "7f1a2b3c-0000-4000-8000-000000000001";
   return c;
 }
 
-protocol::cart_add_item add_cmd(int n) {
+// Without request ids, unlike support's add_cmd: many commands here reuse a product.
+protocol::cart_add_item plain_add(int n) {
   protocol::cart_add_item c;
   c.line = demo_line(n % 50, 1);
   return c;
@@ -77,11 +78,11 @@ TEST_CASE("acknowledged commands survive kill -9 of the node") {
     for (int c = 0; c < carts; ++c) {
       senders.emplace_back([&, c] {
         const std::string id = "cart-k" + std::to_string(c);
-        if (!rt.ask(id, open_cmd())) {
+        if (!rt.ask(id, plain_open())) {
           return;
         }
         for (int i = 0; i < 100'000; ++i) {
-          if (auto r = rt.ask(id, add_cmd(i))) {
+          if (auto r = rt.ask(id, plain_add(i))) {
             const std::string line = id + " " + std::to_string(r->version) + "\n";
             if (::write(fds[1], line.data(), line.size()) < 0) {
               return;
@@ -169,7 +170,7 @@ TEST_CASE("PostgreSQL stopped and started under load: no acknowledged change los
   {
     cart_runtime rt{opts};
     for (int c = 0; c < carts; ++c) {
-      REQUIRE(rt.ask("cart-o" + std::to_string(c), open_cmd()));
+      REQUIRE(rt.ask("cart-o" + std::to_string(c), plain_open()));
     }
     std::atomic<bool> stop{false};
     std::mutex m;
@@ -178,7 +179,7 @@ TEST_CASE("PostgreSQL stopped and started under load: no acknowledged change los
       senders.emplace_back([&, c] {
         const std::string id = "cart-o" + std::to_string(c);
         for (int i = 0; !stop.load(); ++i) {
-          auto r = rt.ask(id, add_cmd(i), 10s);
+          auto r = rt.ask(id, plain_add(i), 10s);
           std::lock_guard<std::mutex> lock{m};
           if (r) {
             ++acked_adds[id];
