@@ -87,51 +87,45 @@ response rate_gate::decide(request_context& ctx) {
   const std::string ip_key = "ip:" + (ctx.client_ip.empty() ? std::string("unknown") : ctx.client_ip);
   const std::string caller_key = ctx.caller ? "user:" + ctx.caller->user_id : ip_key;
 
-  std::vector<std::pair<const rate_limit_rule*, std::string>> charges;
+  std::vector<rate_limit_charge> charges;
   const auto method = ctx.method();
   if (method == bhttp::verb::post && ctx.route == "/api/v1/auth/login") {
-    charges.emplace_back(&rules_.login, ip_key);
+    charges.push_back({&rules_.login, ip_key});
   } else if (method == bhttp::verb::post && ctx.route == "/api/v1/auth/register") {
-    charges.emplace_back(&rules_.register_account, ip_key);
+    charges.push_back({&rules_.register_account, ip_key});
   } else if (starts_with(ctx.route, "/api/v1/orders")) {
-    charges.emplace_back(&rules_.orders, caller_key);
+    charges.push_back({&rules_.orders, caller_key});
   } else if (ctx.route == "/api/v1/products" && method == bhttp::verb::get) {
     if (const auto* q = ctx.query_param("q"); q != nullptr && !q->empty()) {
-      charges.emplace_back(&rules_.search, caller_key);
+      charges.push_back({&rules_.search, caller_key});
     }
   }
-  charges.emplace_back(ctx.caller ? &rules_.authenticated : &rules_.anonymous, caller_key);
-  charges.emplace_back(&rules_.global, ip_key);
+  charges.push_back({ctx.caller ? &rules_.authenticated : &rules_.anonymous, caller_key});
+  charges.push_back({&rules_.global, ip_key});
 
-  std::optional<rate_limit_decision> tightest;
-  for (const auto& [rule, key] : charges) {
-    if (!rule->enabled()) {
-      continue;
+  // One round trip, all or nothing: a refused request is charged to no budget.
+  const auto verdict = limiter_->check_all(charges);
+  const auto& d = verdict.decision;
+  if (verdict.refused) {
+    const auto& rule = *charges[*verdict.refused].rule;
+    if (metrics_) {
+      metrics_->limited_for(rule.name).Increment();
     }
-    auto d = limiter_->check(*rule, key);
-    if (!d.allowed) {
-      if (metrics_) {
-        metrics_->limited_for(rule->name).Increment();
-      }
-      auto p = problem{429, "rate_limited", "Too many requests",
-                       "the " + rule->name + " budget of " + std::to_string(rule->limit) + " requests per " +
-                           std::to_string(std::chrono::duration_cast<std::chrono::seconds>(rule->window).count()) +
-                           " s is used up; retry after " + std::to_string(d.retry_after.count()) + " s",
-                       {}};
-      return response::from(p)
-          .with_header("Retry-After", std::to_string(d.retry_after.count()))
-          .with_header("RateLimit-Limit", std::to_string(d.limit))
-          .with_header("RateLimit-Remaining", "0")
-          .with_header("RateLimit-Reset", std::to_string(d.reset.count()));
-    }
-    if (!tightest || d.remaining < tightest->remaining) {
-      tightest = d;
-    }
+    auto p = problem{429, "rate_limited", "Too many requests",
+                     "the " + rule.name + " budget of " + std::to_string(rule.limit) + " requests per " +
+                         std::to_string(std::chrono::duration_cast<std::chrono::seconds>(rule.window).count()) +
+                         " s is used up; retry after " + std::to_string(d.retry_after.count()) + " s",
+                     {}};
+    return response::from(p)
+        .with_header("Retry-After", std::to_string(d.retry_after.count()))
+        .with_header("RateLimit-Limit", std::to_string(d.limit))
+        .with_header("RateLimit-Remaining", "0")
+        .with_header("RateLimit-Reset", std::to_string(d.reset.count()));
   }
-  if (tightest) {
-    ctx.extra_headers.emplace_back("RateLimit-Limit", std::to_string(tightest->limit));
-    ctx.extra_headers.emplace_back("RateLimit-Remaining", std::to_string(tightest->remaining));
-    ctx.extra_headers.emplace_back("RateLimit-Reset", std::to_string(tightest->reset.count()));
+  if (verdict.any) {
+    ctx.extra_headers.emplace_back("RateLimit-Limit", std::to_string(d.limit));
+    ctx.extra_headers.emplace_back("RateLimit-Remaining", std::to_string(d.remaining));
+    ctx.extra_headers.emplace_back("RateLimit-Reset", std::to_string(d.reset.count()));
   }
   response admitted;
   admitted.status = 0;

@@ -3,8 +3,8 @@
 // answer, and the RateLimit-* headers. Decisions come from http::rate_limiter (GCRA, shared through
 // Redis, local fallback) and run on the worker pool, because a Redis round trip blocks.
 //
-// Every request except the operations endpoints is charged, most specific budget first, stopping
-// at the first refusal:
+// Every request except the operations endpoints is charged to these budgets in one Redis script call,
+// all or nothing (a refused request costs no budget; the first refusing budget in this order answers):
 //   1. the endpoint's budget: POST /auth/login and /auth/register (per client IP), /orders (per
 //      caller), product search with `q` (per caller);
 //   2. the caller's budget: `authenticated` per user id, or `anonymous` per client IP;

@@ -105,6 +105,39 @@ return {1, math.floor((capacity - (new_tat - now)) / interval), new_tat - now, 0
   return s;
 }
 
+// All the budgets of one request, all or nothing. KEYS[i] rl:{rule}:{key}; ARGV now_us, then
+// interval_us and limit per key. Returns {i, reset_us, retry_us} for the first budget that refuses
+// (nothing stored), else {0, remaining_1, reset_us_1, remaining_2, reset_us_2, ...} after storing
+// every new TAT.
+const redis_script& gcra_all_script() {
+  static const redis_script s(R"lua(
+local now = tonumber(ARGV[1])
+local tats = {}
+for i = 1, #KEYS do
+  local interval = tonumber(ARGV[2 * i])
+  local capacity = interval * tonumber(ARGV[2 * i + 1])
+  local tat = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
+  if tat < now then tat = now end
+  local new_tat = tat + interval
+  local wait = new_tat - capacity - now
+  if wait > 0 then
+    return {i, tat - now, wait}
+  end
+  tats[i] = new_tat
+end
+local out = {0}
+for i = 1, #KEYS do
+  local interval = tonumber(ARGV[2 * i])
+  local capacity = interval * tonumber(ARGV[2 * i + 1])
+  redis.call('SET', KEYS[i], string.format('%.0f', tats[i]), 'PX', math.ceil((tats[i] - now) / 1000))
+  out[#out + 1] = math.floor((capacity - (tats[i] - now)) / interval)
+  out[#out + 1] = tats[i] - now
+end
+return out
+)lua");
+  return s;
+}
+
 // KEYS[1] lb:{sha256(account)}; ARGV now_ms, free_failures, base_ms, max_ms, forget_ms.
 // Returns {failures, blocked_ms}.
 const redis_script& login_failure_script() {
@@ -333,6 +366,97 @@ rate_limit_decision rate_limiter::check(const rate_limit_rule& rule, std::string
   });
   fill(o.allowed, o.remaining, o.reset_us, o.retry_us);
   return d;
+}
+
+rate_limit_verdict rate_limiter::check_all(const std::vector<rate_limit_charge>& charges, clock::time_point now) {
+  rate_limit_verdict v;
+  std::vector<std::size_t> live;  // indexes of the enabled charges
+  for (std::size_t i = 0; i < charges.size(); ++i) {
+    if (charges[i].rule != nullptr && charges[i].rule->enabled()) {
+      live.push_back(i);
+    }
+  }
+  if (live.empty()) {
+    return v;
+  }
+  v.any = true;
+  const std::int64_t now_us = micros(now);
+  auto decision = [&](std::size_t i, bool allowed, std::int64_t remaining, std::int64_t reset_us,
+                      std::int64_t retry_us, bool local) {
+    rate_limit_decision d;
+    const auto limit = charges[i].rule->limit;
+    d.limit = limit;
+    d.allowed = allowed;
+    d.remaining = static_cast<std::uint32_t>(std::clamp<std::int64_t>(remaining, 0, limit));
+    d.reset = ceil_seconds_us(reset_us);
+    d.retry_after = allowed ? 0s : std::max(1s, ceil_seconds_us(retry_us));
+    d.local = local;
+    return d;
+  };
+  auto admit = [&](const rate_limit_decision& d) {
+    if (!v.refused && (v.decision.limit == 0 || d.remaining < v.decision.remaining)) {
+      v.decision = d;
+    }
+  };
+
+  if (impl_->redis) {
+    std::vector<std::string> keys;
+    std::vector<std::string> args{std::to_string(now_us)};
+    for (auto i : live) {
+      const auto p = params_of(*charges[i].rule);
+      keys.push_back(redis_key(*charges[i].rule, charges[i].key));
+      args.push_back(std::to_string(p.interval_us));
+      args.push_back(std::to_string(p.limit));
+    }
+    auto r = impl_->redis->eval(gcra_all_script(), keys, args);
+    if (r && r->type == redis_value::kind::array && !r->elements.empty()) {
+      const auto n = r->elements.size();
+      if (auto first = integers(*r, n); first && (*first)[0] == 0 && n == 1 + 2 * live.size()) {
+        impl_->sw.redis_ok();
+        for (std::size_t j = 0; j < live.size(); ++j) {
+          admit(decision(live[j], true, (*first)[1 + 2 * j], (*first)[2 + 2 * j], 0, false));
+        }
+        return v;
+      } else if (first && n == 3 && (*first)[0] >= 1 && static_cast<std::size_t>((*first)[0]) <= live.size()) {
+        impl_->sw.redis_ok();
+        const auto i = live[static_cast<std::size_t>((*first)[0] - 1)];
+        v.refused = i;
+        v.decision = decision(i, false, 0, (*first)[1], (*first)[2], false);
+        return v;
+      }
+      impl_->sw.fallback("unexpected reply from the rate limit script");
+    } else {
+      impl_->sw.fallback(r ? "unexpected reply from the rate limit script" : r.error().message);
+    }
+  }
+
+  // Local counters: look first (nothing charged), then charge every budget if all of them admit.
+  for (auto i : live) {
+    const auto p = params_of(*charges[i].rule);
+    const std::string rkey = redis_key(*charges[i].rule, charges[i].key);
+    const gcra_outcome o = impl_->local.update(rkey, now_us, [&](const std::optional<impl::tat_state>& cur) {
+      return std::make_pair(gcra(cur ? cur->tat : 0, now_us, p), cur);
+    });
+    if (!o.allowed) {
+      v.refused = i;
+      v.decision = decision(i, false, 0, o.reset_us, o.retry_us, true);
+      return v;
+    }
+  }
+  for (auto i : live) {
+    const auto p = params_of(*charges[i].rule);
+    const std::string rkey = redis_key(*charges[i].rule, charges[i].key);
+    const gcra_outcome o = impl_->local.update(rkey, now_us, [&](const std::optional<impl::tat_state>& cur) {
+      gcra_outcome out = gcra(cur ? cur->tat : 0, now_us, p);
+      std::optional<impl::tat_state> next = cur;
+      if (out.allowed) {
+        next = impl::tat_state{out.new_tat, out.new_tat};
+      }
+      return std::make_pair(out, next);
+    });
+    admit(decision(i, true, o.remaining, o.reset_us, 0, true));
+  }
+  return v;
 }
 
 // --- login_backoff ------------------------------------------------------------------------------

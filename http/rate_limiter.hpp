@@ -30,6 +30,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace mercato::persistence {
 class redis_client;
@@ -87,6 +88,18 @@ struct rate_limit_decision {
   bool local = false;                  // decided by the local fallback, not by Redis
 };
 
+// One budget a request is charged to.
+struct rate_limit_charge {
+  const rate_limit_rule* rule = nullptr;
+  std::string key;
+};
+
+struct rate_limit_verdict {
+  std::optional<std::size_t> refused;  // index (into the charges) of the first budget that refused
+  rate_limit_decision decision;        // that refusal, or the admitted budget closest to running out
+  bool any = false;                    // false when no charge had an enabled rule (decision is empty)
+};
+
 namespace detail {
 
 // Tracks whether a component currently runs on its local fallback; logs each switch once.
@@ -124,6 +137,11 @@ class rate_limiter {
 
   // Charges one request to `key` under `rule`.
   rate_limit_decision check(const rate_limit_rule& rule, std::string_view key, clock::time_point now = clock::now());
+
+  // Charges one request to every budget at once, all or nothing: when one refuses, none is charged
+  // (a refused request costs no budget). One Redis round trip for all of them. Disabled rules are
+  // skipped.
+  rate_limit_verdict check_all(const std::vector<rate_limit_charge>& charges, clock::time_point now = clock::now());
 
   // True while decisions come from local counters because Redis failed (for /readyz detail).
   bool using_fallback() const;
