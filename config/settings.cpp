@@ -26,8 +26,11 @@ namespace mercato::config {
 namespace {
 
 // MERCATO_* names that are not settings but must not be reported as unknown.
-// MERCATO_SOURCE_DIR is exported by ctest to the script tests, which start mercatod with it still set.
-constexpr std::array<std::string_view, 2> allowed_variables = {"MERCATO_CONFIG", "MERCATO_SOURCE_DIR"};
+// MERCATO_SOURCE_DIR is exported by ctest to the script tests, which start mercatod with it still set;
+// the others are options of scripts/test and scripts/services that tests inherit.
+constexpr std::array<std::string_view, 6> allowed_variables = {
+    "MERCATO_CONFIG", "MERCATO_SOURCE_DIR", "MERCATO_SANITIZE", "MERCATO_CAF_PREFIX", "MERCATO_PG_PORT",
+    "MERCATO_REDIS_PORT"};
 // Prefixes owned by other modules (test harnesses).
 constexpr std::array<std::string_view, 1> allowed_prefixes = {"MERCATO_TEST_"};
 

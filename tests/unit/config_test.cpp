@@ -433,6 +433,7 @@ TEST_CASE("an unknown MERCATO_* variable is rejected, other modules' variables a
   CHECK(contains(e.to_string(), "MERCATO_HTTP_PROT"));
 
   loaded(run({}, {{"MERCATO_TEST_PG_DSN", "x"},
+                  {"MERCATO_SANITIZE", "thread"},
                   {"MERCATO_ADMIN_EMAIL", "a@b.c"},
                   {"MERCATO_ADMIN_PASSWORD", "secret"},
                   {"MERCATOD_PATH", "/bin/true"},
