@@ -225,4 +225,57 @@ std::vector<category_node> catalog_store::category_tree(pqxx::connection& conn) 
   return tree;
 }
 
+namespace {
+
+constexpr const char* vendor_columns =
+    "id::text, name, status, version,"
+    " to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
+    " to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
+
+vendor_view read_vendor(const pqxx::row& r) {
+  return {r[0].as<std::string>(), r[1].as<std::string>(), r[2].as<std::string>(), r[3].as<std::int64_t>(),
+          r[4].as<std::string>(), r[5].as<std::string>()};
+}
+
+}  // namespace
+
+std::pair<create_outcome, std::optional<category_node>> catalog_store::create_category(
+    pqxx::connection& conn, const std::string& name, const std::optional<std::string>& parent_id) {
+  pqxx::work tx{conn};
+  if (parent_id && tx.exec_params("SELECT 1 FROM categories WHERE id = $1::uuid", *parent_id).empty()) {
+    return {create_outcome::unknown_parent, std::nullopt};
+  }
+  const auto rows = tx.exec_params(
+      "INSERT INTO categories (name, parent_id) VALUES ($1, $2::uuid)"
+      " ON CONFLICT DO NOTHING RETURNING id::text, name, parent_id::text",
+      name, parent_id);
+  if (rows.empty()) {
+    return {create_outcome::duplicate, std::nullopt};
+  }
+  tx.commit();
+  return {create_outcome::created,
+          category_node{rows[0][0].as<std::string>(), rows[0][1].as<std::string>(), opt<std::string>(rows[0][2]), {}}};
+}
+
+std::optional<vendor_view> catalog_store::create_vendor(pqxx::connection& conn, const std::string& name) {
+  pqxx::work tx{conn};
+  const auto rows = tx.exec_params(
+      std::string("INSERT INTO vendors (name) VALUES ($1) ON CONFLICT DO NOTHING RETURNING ") + vendor_columns, name);
+  if (rows.empty()) {
+    return std::nullopt;
+  }
+  tx.commit();
+  return read_vendor(rows[0]);
+}
+
+std::optional<vendor_view> catalog_store::find_vendor(pqxx::connection& conn, const std::string& id) {
+  pqxx::nontransaction tx{conn};
+  const auto rows =
+      tx.exec_params(std::string("SELECT ") + vendor_columns + " FROM vendors WHERE id = $1::uuid", id);
+  if (rows.empty()) {
+    return std::nullopt;
+  }
+  return read_vendor(rows[0]);
+}
+
 }  // namespace mercato::persistence

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <pqxx/connection>
@@ -66,6 +67,18 @@ struct category_node {
   std::vector<category_node> children;
 };
 
+struct vendor_view {
+  std::string id;
+  std::string name;
+  std::string status;
+  std::int64_t version = 0;
+  std::string created_at;
+  std::string updated_at;
+};
+
+// Outcome of creating a catalog row: the row, or why not.
+enum class create_outcome { created, duplicate, unknown_parent };
+
 class catalog_store {
  public:
   // limit is 1..100 (checked by the caller); one extra row is read to learn whether more follow.
@@ -73,6 +86,13 @@ class catalog_store {
                                     const std::optional<product_cursor>& after, int limit);
   static std::optional<product_view> find_product(pqxx::connection& conn, const std::string& id);
   static std::vector<category_node> category_tree(pqxx::connection& conn);
+
+  // A category under `parent_id` (root when empty); names are unique among siblings.
+  static std::pair<create_outcome, std::optional<category_node>> create_category(
+      pqxx::connection& conn, const std::string& name, const std::optional<std::string>& parent_id);
+  // Vendor names are unique.
+  static std::optional<vendor_view> create_vendor(pqxx::connection& conn, const std::string& name);
+  static std::optional<vendor_view> find_vendor(pqxx::connection& conn, const std::string& id);
 };
 
 }  // namespace mercato::persistence

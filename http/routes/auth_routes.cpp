@@ -4,7 +4,6 @@
 
 #include <boost/json/array.hpp>
 #include <boost/json/parse.hpp>
-#include <pqxx/nontransaction>
 
 #include "http/body_reader.hpp"
 #include "http/codec.hpp"
@@ -12,6 +11,7 @@
 #include "http/routes/db_call.hpp"
 #include "http/routes/query_params.hpp"
 #include "http/worker_pool.hpp"
+#include "persistence/catalog_store.hpp"
 #include "security/totp.hpp"
 #include "telemetry/logging.hpp"
 
@@ -518,11 +518,8 @@ void set_roles(const auth_ptr& auth, const std::shared_ptr<request_context>& ctx
   }
   run_db(auth->pool, respond,
          [id = *id, roles = *roles, vendor_id, admin = ctx->caller->user_id](pqxx::connection& conn) {
-           if (vendor_id) {
-             pqxx::nontransaction tx{conn};
-             if (tx.exec_params("SELECT 1 FROM vendors WHERE id = $1::uuid", *vendor_id).empty()) {
-               return response::from(invalid_request("unknown vendor", {{"/vendor_id", "no vendor has this id"}}));
-             }
+           if (vendor_id && !persistence::catalog_store::find_vendor(conn, *vendor_id)) {
+             return response::from(invalid_request("unknown vendor", {{"/vendor_id", "no vendor has this id"}}));
            }
            auto user = store::set_roles(conn, id, roles, vendor_id);
            if (!user) {

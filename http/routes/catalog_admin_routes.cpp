@@ -2,35 +2,27 @@
 
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
-#include <pqxx/pqxx>
+#include <pqxx/connection>
 
 #include "http/body_reader.hpp"
 #include "http/catalog_cache.hpp"
 #include "http/codec.hpp"
 #include "http/routes/db_call.hpp"
 #include "http/worker_pool.hpp"
+#include "persistence/catalog_store.hpp"
 #include "telemetry/logging.hpp"
 
 namespace mercato::http {
 namespace {
 
-#define MERCATO_TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-
 problem conflict(std::string code, std::string detail) {
   return problem{409, std::move(code), "Conflict", std::move(detail), {}};
 }
 
-boost::json::object vendor_json(const pqxx::row& r) {
-  return {{"id", r[0].as<std::string>()},
-          {"name", r[1].as<std::string>()},
-          {"status", r[2].as<std::string>()},
-          {"version", r[3].as<std::int64_t>()},
-          {"created_at", r[4].as<std::string>()},
-          {"updated_at", r[5].as<std::string>()}};
+boost::json::object vendor_json(const persistence::vendor_view& v) {
+  return {{"id", v.id},           {"name", v.name},         {"status", v.status},
+          {"version", v.version}, {"created_at", v.created_at}, {"updated_at", v.updated_at}};
 }
-
-constexpr const char* vendor_columns =
-    "id::text, name, status, version, " MERCATO_TS("created_at") ", " MERCATO_TS("updated_at");
 
 }  // namespace
 
@@ -56,25 +48,20 @@ void add_catalog_admin_routes(router& routes, persistence::pg_pool& pool, worker
           return;
         }
         with_db(pool, respond, [&workers, cache, respond, name = *name, parent](pqxx::connection& conn) {
-          pqxx::work tx{conn};
-          if (parent && tx.exec_params("SELECT 1 FROM categories WHERE id = $1::uuid", *parent).empty()) {
+          auto [outcome, created] = persistence::catalog_store::create_category(conn, name, parent);
+          if (outcome == persistence::create_outcome::unknown_parent) {
             respond(invalid_request("unknown parent category", {{"/parent_id", "no category has this id"}}));
             return;
           }
-          const auto rows = tx.exec_params(
-              "INSERT INTO categories (name, parent_id) VALUES ($1, $2::uuid)"
-              " ON CONFLICT DO NOTHING RETURNING id::text, name, parent_id::text",
-              name, parent);
-          if (rows.empty()) {
+          if (outcome == persistence::create_outcome::duplicate) {
             respond(conflict("category_exists", "a category with this name already exists under this parent"));
             return;
           }
-          tx.commit();
-          boost::json::object out{{"id", rows[0][0].as<std::string>()},
-                                   {"name", rows[0][1].as<std::string>()},
-                                   {"parent_id", rows[0][2].is_null() ? boost::json::value(nullptr)
-                                                                      : boost::json::value(rows[0][2].as<std::string>())},
-                                   {"children", boost::json::array{}}};
+          boost::json::object out{{"id", created->id},
+                                  {"name", created->name},
+                                  {"parent_id", created->parent_id ? boost::json::value(*created->parent_id)
+                                                                   : boost::json::value(nullptr)},
+                                  {"children", boost::json::array{}}};
           auto answer = std::make_shared<response>(
               response::json(201, out).with_header("Location", "/api/v1/categories"));
           telemetry::log_info("category created", {{"category_id", out.at("id").as_string()}});
@@ -107,19 +94,13 @@ void add_catalog_admin_routes(router& routes, persistence::pg_pool& pool, worker
           return;
         }
         run_db(pool, respond, [name = *name](pqxx::connection& conn) {
-          pqxx::work tx{conn};
-          const auto rows = tx.exec_params(std::string("INSERT INTO vendors (name) VALUES ($1) ON CONFLICT DO NOTHING "
-                                                       "RETURNING ") +
-                                               vendor_columns,
-                                           name);
-          if (rows.empty()) {
+          auto created = persistence::catalog_store::create_vendor(conn, name);
+          if (!created) {
             return response::from(conflict("vendor_exists", "a vendor with this name already exists"));
           }
-          tx.commit();
-          auto v = vendor_json(rows[0]);
-          return response::json(201, v)
-              .with_header("Location", "/api/v1/vendors/" + std::string(v.at("id").as_string()))
-              .with_header("ETag", etag_for_version(v.at("version").as_int64()));
+          return response::json(201, vendor_json(*created))
+              .with_header("Location", "/api/v1/vendors/" + created->id)
+              .with_header("ETag", etag_for_version(created->version));
         });
       },
       role_route({"admin"}, true));
@@ -131,14 +112,11 @@ void add_catalog_admin_routes(router& routes, persistence::pg_pool& pool, worker
       return;
     }
     run_db(pool, respond, [id = *id](pqxx::connection& conn) {
-      pqxx::nontransaction tx{conn};
-      const auto rows =
-          tx.exec_params(std::string("SELECT ") + vendor_columns + " FROM vendors WHERE id = $1::uuid", id);
-      if (rows.empty()) {
+      auto v = persistence::catalog_store::find_vendor(conn, id);
+      if (!v) {
         return response::from(not_found("no such vendor"));
       }
-      auto v = vendor_json(rows[0]);
-      return response::json(200, v).with_header("ETag", etag_for_version(v.at("version").as_int64()));
+      return response::json(200, vendor_json(*v)).with_header("ETag", etag_for_version(v->version));
     });
   });
 }

@@ -47,31 +47,13 @@ namespace {
 using steady = std::chrono::steady_clock;
 using wall = std::chrono::system_clock;
 
-std::string redis_url() {
-  const char* v = std::getenv("MERCATO_TEST_REDIS_URL");
-  return v != nullptr && *v != '\0' ? v : "redis://127.0.0.1:56380";
-}
+using test::shared_redis;
 
-std::string unique_prefix() {
-  static std::atomic<int> n{0};
-  std::random_device rd;
-  return "t:" + std::to_string(::getpid()) + ":" + std::to_string(rd()) + ":" + std::to_string(n++) + ":";
+rate_limiter_options opts_for(const shared_redis& r) {
+  rate_limiter_options o;
+  o.key_prefix = r.prefix;
+  return o;
 }
-
-struct shared_redis {
-  std::string prefix = unique_prefix();
-  std::shared_ptr<redis_client> client = std::make_shared<redis_client>(redis_url());
-  shared_redis() {
-    REQUIRE_MESSAGE(client->ping().ok(),
-                    "Redis at " << redis_url() << " is not reachable; run scripts/services start --profile test");
-  }
-  ~shared_redis() { (void)client->delete_by_pattern(prefix + "*"); }
-  rate_limiter_options opts() const {
-    rate_limiter_options o;
-    o.key_prefix = prefix;
-    return o;
-  }
-};
 
 template <class Pred>
 bool eventually(Pred pred, std::chrono::milliseconds timeout, std::chrono::milliseconds step = 10ms) {
@@ -157,7 +139,7 @@ TEST_CASE("default rules are the seed's") {
 
 TEST_CASE("limiter on Redis: exactly `limit` per window, then denied with Retry-After") {
   shared_redis r;
-  rate_limiter lim(r.client, r.opts());
+  rate_limiter lim(r.client, opts_for(r));
   check_exact_budget(lim, /*expect_local=*/false);
   CHECK_FALSE(lim.using_fallback());
   CHECK(lim.fallback_decisions() == 0);
@@ -174,7 +156,7 @@ TEST_CASE("limiter on Redis: exactly `limit` per window, then denied with Retry-
 
 TEST_CASE("limiter on Redis: the seed's login rule") {
   shared_redis r;
-  rate_limiter lim(r.client, r.opts());
+  rate_limiter lim(r.client, opts_for(r));
   const auto rule = http::default_rules().login;  // 10 per 15 min
   const auto now = wall::now();
   for (int i = 0; i < 10; ++i) {
@@ -189,8 +171,8 @@ TEST_CASE("limiter on Redis: the seed's login rule") {
 
 TEST_CASE("limiter: two nodes share one budget through Redis") {
   shared_redis r;
-  rate_limiter node_a(r.client, r.opts());
-  rate_limiter node_b(std::make_shared<redis_client>(redis_url()), r.opts());
+  rate_limiter node_a(r.client, opts_for(r));
+  rate_limiter node_b(std::make_shared<redis_client>(test::shared_redis_url()), opts_for(r));
   const rate_limit_rule rule{"shared", 10, 60s};
   const auto now = wall::now();
   int allowed = 0;
@@ -207,7 +189,7 @@ TEST_CASE("limiter: two nodes share one budget through Redis") {
 
 TEST_CASE("limiter: concurrent checks are atomic") {
   shared_redis r;
-  rate_limiter lim(r.client, r.opts());
+  rate_limiter lim(r.client, opts_for(r));
   const rate_limit_rule rule{"burst", 100, 60s};
   const auto now = wall::now();
   std::atomic<int> allowed{0};
@@ -332,8 +314,8 @@ TEST_CASE("login back-off on Redis: exponential delay per account, shared, reset
   o.base_delay = 1s;
   o.max_delay = 8s;
   o.forget_after = 60s;
-  login_backoff lb(r.client, o, r.opts());
-  login_backoff other_node(std::make_shared<redis_client>(redis_url()), o, r.opts());
+  login_backoff lb(r.client, o, opts_for(r));
+  login_backoff other_node(std::make_shared<redis_client>(test::shared_redis_url()), o, opts_for(r));
   const std::string account = "alice@example.com";
   const auto now = wall::now();
 
@@ -436,11 +418,11 @@ void check_all_or_nothing(rate_limiter& lim, bool expect_local) {
 
 TEST_CASE("limiter: all budgets of a request in one call, all or nothing (Redis)") {
   shared_redis r;
-  rate_limiter lim(r.client, r.opts());
+  rate_limiter lim(r.client, opts_for(r));
   check_all_or_nothing(lim, /*expect_local=*/false);
   CHECK(lim.fallback_decisions() == 0);
   // And shared: a second limiter (another node) sees the spent caller budget.
-  rate_limiter other(r.client, r.opts());
+  rate_limiter other(r.client, opts_for(r));
   const rate_limit_rule caller{"caller_all", 5, 60s};
   CHECK(other.check_all({{&caller, "ip"}}).refused.has_value());
 }

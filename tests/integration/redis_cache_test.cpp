@@ -42,28 +42,7 @@ namespace {
 
 using steady = std::chrono::steady_clock;
 
-std::string redis_url() {
-  const char* v = std::getenv("MERCATO_TEST_REDIS_URL");
-  return v != nullptr && *v != '\0' ? v : "redis://127.0.0.1:56380";
-}
-
-std::string unique_prefix() {
-  static std::atomic<int> n{0};
-  std::random_device rd;
-  return "t:" + std::to_string(::getpid()) + ":" + std::to_string(rd()) + ":" + std::to_string(n++) + ":";
-}
-
-// The shared Redis plus a prefix that is cleaned up when the test ends.
-struct shared_redis {
-  std::string prefix = unique_prefix();
-  std::shared_ptr<redis_client> client = std::make_shared<redis_client>(redis_url());
-  shared_redis() {
-    auto p = client->ping();
-    REQUIRE_MESSAGE(p.ok(), "Redis at " << redis_url() << " is not reachable; run scripts/services start --profile test");
-  }
-  ~shared_redis() { (void)client->delete_by_pattern(prefix + "*"); }
-  std::shared_ptr<redis_client> another_client() const { return std::make_shared<redis_client>(redis_url()); }
-};
+using test::shared_redis;
 
 // Counts loader calls and returns the current value (nullopt: "not found").
 struct loader {
@@ -338,7 +317,7 @@ TEST_CASE("redis client: concurrent callers share a bounded pool") {
   redis_options o;
   o.max_connections = 3;
   o.command_timeout = 2s;  // the wait for a free connection is bounded by it too
-  redis_client c(redis_url(), o);
+  redis_client c(test::shared_redis_url(), o);
   std::vector<std::thread> threads;
   std::atomic<int> failures{0};
   for (int t = 0; t < 8; ++t) {

@@ -14,6 +14,10 @@
 
 #include <hiredis/hiredis.h>
 
+#include <atomic>
+#include <memory>
+#include <random>
+
 #include <chrono>
 #include <cstdlib>
 #include <string>
@@ -21,6 +25,7 @@
 
 #include <doctest/doctest.h>
 
+#include "persistence/redis_client.hpp"
 #include "support/node_process.hpp"
 
 namespace mercato::test {
@@ -121,6 +126,35 @@ class blackhole {
  private:
   int fd_ = -1;
   std::uint16_t port_ = 0;
+};
+
+// The test profile's Redis (MERCATO_TEST_REDIS_URL, default the test profile's port).
+inline std::string shared_redis_url() {
+  const char* v = std::getenv("MERCATO_TEST_REDIS_URL");
+  return v != nullptr && *v != '\0' ? v : "redis://127.0.0.1:56380";
+}
+
+// A key prefix no other test (or run) uses.
+inline std::string unique_key_prefix() {
+  static std::atomic<int> n{0};
+  std::random_device rd;
+  return "t:" + std::to_string(::getpid()) + ":" + std::to_string(rd()) + ":" + std::to_string(n++) + ":";
+}
+
+// The shared Redis plus a prefix whose keys are deleted when the test ends.
+struct shared_redis {
+  std::string prefix = unique_key_prefix();
+  std::shared_ptr<persistence::redis_client> client = std::make_shared<persistence::redis_client>(shared_redis_url());
+  shared_redis() {
+    REQUIRE_MESSAGE(client->ping().ok(), "Redis at " << shared_redis_url()
+                                                     << " is not reachable; run scripts/services start --profile test");
+  }
+  ~shared_redis() { (void)client->delete_by_pattern(prefix + "*"); }
+  shared_redis(const shared_redis&) = delete;
+  shared_redis& operator=(const shared_redis&) = delete;
+  std::shared_ptr<persistence::redis_client> another_client() const {
+    return std::make_shared<persistence::redis_client>(shared_redis_url());
+  }
 };
 
 }  // namespace mercato::test
