@@ -4,8 +4,7 @@
 
 #include <caf/all.hpp>
 
-#include "actors/cart/cart_model.hpp"
-#include "actors/protocol/protocol.hpp"
+#include "app/entity_runtime.hpp"
 #include "http/pipeline.hpp"
 #include "http/router.hpp"
 #include "http/catalog_cache.hpp"
@@ -22,8 +21,6 @@
 #include "persistence/snapshot_writer.hpp"
 #include "persistence/user_store.hpp"
 #include "security/password.hpp"
-#include "supervisors/entity.hpp"
-#include "supervisors/entity_router.hpp"
 #include "telemetry/logging.hpp"
 #include "telemetry/metrics.hpp"
 
@@ -32,12 +29,9 @@ namespace mercato::app {
 // Declaration order is start-up order; members are destroyed in reverse.
 struct node::parts {
   explicit parts(const config::settings& s)
-      : cart_env(make_env(actors::cart_model::kind)),
-        bootstrap({s.postgres.dsn, s.load_demo_catalog, std::chrono::milliseconds(1000),
-                   [this, node_id = s.node_id, auth = s.auth](pqxx::connection& conn) {
-                     // One node holds every lease until the cluster arrives; restarting bumps the
-                     // epoch, which fences writes of any earlier incarnation.
-                     cart_env->epoch = persistence::acquire_all_leases(conn, cart_env->kind, cart_env->shards, node_id);
+      : bootstrap({s.postgres.dsn, s.load_demo_catalog, std::chrono::milliseconds(1000),
+                   [this, auth = s.auth](pqxx::connection& conn) {
+                     runtime->take_leases(conn);
                      if (auth.admin_email && auth.admin_password) {
                        ensure_admin(conn, *auth.admin_email, *auth.admin_password);
                      }
@@ -45,7 +39,7 @@ struct node::parts {
         pool({s.postgres.dsn, s.postgres.pool_size, s.postgres.queue_limit, s.postgres.statement_timeout,
               std::chrono::milliseconds(2000), std::chrono::milliseconds(10'000)},
              &metrics),
-        writer(writer_options(s), &metrics),
+        runtime(std::make_unique<entity_runtime>(runtime_options(s), pool, &metrics)),
         redis(s.redis.url ? std::make_shared<persistence::redis_client>(*s.redis.url) : nullptr),
         workers("http-workers", s.http.worker_threads, s.postgres.queue_limit),
         jwt(jwt_settings(s)),
@@ -53,26 +47,14 @@ struct node::parts {
         cache(std::make_shared<http::catalog_cache>(redis, cache_options(s))),
         edge(routes, &metrics, {&jwt, s.rate_limits.enabled ? &limits : nullptr}),
         server(s.http, edge, &metrics) {
-    cart_env->pool = &pool;
-    cart_env->writer = &writer;
-    protocol::register_protocol(caf_config);
-    if (s.scheduler_threads > 0) {
-      caf_config.set("scheduler.max-threads", s.scheduler_threads);
-    }
-    system = std::make_unique<caf::actor_system>(caf_config);
   }
 
-  std::shared_ptr<supervisors::entity_env> make_env(const char* kind) {
-    auto env = std::make_shared<supervisors::entity_env>();
-    env->kind = kind;
-    env->metrics = &metrics;
-    // Create the kind's series now, so dashboards see zeros rather than nothing.
-    metrics.entities_active(kind);
-    metrics.entity_activations(kind);
-    metrics.entity_passivations(kind);
-    metrics.entity_restarts(kind);
-    metrics.entity_poison_dropped(kind);
-    return env;
+  static entity_runtime_options runtime_options(const config::settings& s) {
+    entity_runtime_options o;
+    o.dsn = s.postgres.dsn;
+    o.node_id = s.node_id;
+    o.scheduler_threads = s.scheduler_threads > 0 ? static_cast<std::size_t>(s.scheduler_threads) : 0;
+    return o;
   }
 
   static http::catalog_cache_options cache_options(const config::settings& s) {
@@ -137,26 +119,15 @@ struct node::parts {
     telemetry::log_info("admin account ready", {{"user_id", user.id}});
   }
 
-  static persistence::snapshot_writer_options writer_options(const config::settings& s) {
-    persistence::snapshot_writer_options o;
-    o.dsn = s.postgres.dsn;
-    o.node_id = s.node_id;
-    return o;
-  }
-
   telemetry::metrics metrics;
-  std::shared_ptr<supervisors::entity_env> cart_env;
   persistence::schema_bootstrap bootstrap;
   persistence::pg_pool pool;
-  persistence::snapshot_writer writer;
+  std::unique_ptr<entity_runtime> runtime;  // actor system, snapshot writer, a router per entity kind
   std::shared_ptr<persistence::redis_client> redis;  // null without MERCATO_REDIS_URL
   http::worker_pool workers;                         // Redis round trips and password hashing
   security::jwt_settings jwt;
   http::rate_gate limits;
   std::shared_ptr<http::catalog_cache> cache;
-  caf::actor_system_config caf_config;
-  std::unique_ptr<caf::actor_system> system;
-  caf::actor cart_router;
   http::router routes;
   http::pipeline edge;
   http::server server;
@@ -170,11 +141,8 @@ void node::start() {
   parts_ = std::make_unique<parts>(settings_);
   auto& p = *parts_;
   p.bootstrap.start();
-  p.cart_router = p.system->spawn(supervisors::entity_router, std::shared_ptr<const supervisors::entity_env>(p.cart_env),
-                                  supervisors::spawner_for<actors::cart_model>(),
-                                  static_cast<int>(p.system->scheduler().num_workers()));
   http::add_ops_routes(p.routes, {&p.pool, &p.metrics, [&p] { return p.bootstrap.done(); },
-                                  [&p] { return p.cart_env->epoch.load() > 0; }, settings_.node_id, p.redis, p.cache});
+                                  [&p] { return p.runtime->leases_held(); }, settings_.node_id, p.redis, p.cache});
   http::add_catalog_routes(p.routes, p.pool, p.cache);
   http::add_catalog_admin_routes(p.routes, p.pool, p.workers, p.cache);
   auto auth = std::make_shared<http::auth_context>(http::auth_context{p.pool, p.workers, p.jwt, settings_.auth.refresh_token_ttl, nullptr, {}});
@@ -198,12 +166,9 @@ void node::stop() {
   if (cut > 0) {
     telemetry::log_warn("connections cut at the shutdown deadline", {{"connections", cut}});
   }
-  // Entities next (their in-flight writes finish in the writer), then the writer drains, then the pool.
-  caf::anon_send_exit(p.cart_router, caf::exit_reason::user_shutdown);
-  p.cart_router = caf::actor{};
-  p.system->await_all_actors_done();
+  // Entities next (anything still pending is answered), then the writer drains, then the pool.
+  p.runtime->stop();
   p.workers.stop();
-  p.writer.stop();
   p.pool.stop();
   p.bootstrap.stop();
   parts_.reset();

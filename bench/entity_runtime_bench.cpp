@@ -42,6 +42,7 @@
 #include <pqxx/pqxx>
 
 #include "actors/cart/cart_model.hpp"
+#include "app/entity_runtime.hpp"
 #include "actors/protocol/atoms.hpp"
 #include "actors/protocol/cart_messages.hpp"
 #include "actors/protocol/errors.hpp"
@@ -432,6 +433,7 @@ std::string token_hash_of(std::size_t i) {
 protocol::command_meta bench_meta(std::size_t i) {
   protocol::command_meta m;
   m.request_id = "bench-" + std::to_string(i);
+  m.command_id = "bench-" + std::to_string(i);  // as the edge sends them: every command deduplicable
   m.source = "bench";
   return m;
 }
@@ -475,7 +477,7 @@ void reset_writer_tables(pqxx::connection& c) {
 }
 
 // The cart projection statement for a ~200-byte write (the same SQL the cart entity uses).
-persistence::projection_write projection_for(const std::string& id, std::size_t e, long long v) {
+protocol::projection_row projection_for(const std::string& id, std::size_t e, long long v) {
   actors::cart_model::state s;
   s.items.push_back(product_line(e % 1000, static_cast<std::int32_t>(v % 999 + 1)));
   s.updated_at = "2026-01-01T00:00:00.000000Z";
@@ -608,7 +610,7 @@ writer_run writer_throughput(const std::string& dsn, const writer_shape& shape, 
     const long long v = static_cast<long long>(i / shape.entities) + 1;
     persistence::pending_write pw;
     const std::string id = entity_id("w-", e);
-    pw.snap = {"benchw", id, v, epoch, supervisors::shard_of(id, shards), state_of(e, v)};
+    pw.snap = {"benchw", id, v, epoch, supervisors::shard_of(id, shards), state_of(e, v), v - 1, {}, {}};
     if (shape.with_extras) {
       pw.events.push_back({event_id(i), "CartItemAdded", "1", event_data, event_metadata});
       pw.projections.push_back(projection_for(id, e, v));
@@ -685,34 +687,25 @@ class runtime {
         persistence::pg_pool_options{dsn, pool_size, 100'000, std::chrono::milliseconds(5000),
                                      std::chrono::milliseconds(2000), std::chrono::milliseconds(10'000)},
         &metrics_);
-    persistence::snapshot_writer_options wo;  // defaults, as the node uses them
-    wo.dsn = dsn;
-    wo.node_id = node_id;
-    writer_ = std::make_unique<persistence::snapshot_writer>(wo, &metrics_);
-    env_ = std::make_shared<supervisors::entity_env>();
-    env_->kind = actors::cart_model::kind;
-    env_->shards = shards;
-    {
-      pqxx::connection conn{dsn};
-      env_->epoch = persistence::acquire_all_leases(conn, env_->kind, env_->shards, node_id);
-    }
-    env_->pool = pool_.get();
-    env_->writer = writer_.get();
-    env_->metrics = &metrics_;
+    // The runtime exactly as the node assembles it (writer defaults, one host per scheduler worker).
+    app::entity_runtime_options ro;
+    ro.dsn = dsn;
+    ro.node_id = node_id;
+    ro.shards = shards;
+    ro.scheduler_threads = std::max(1u, std::thread::hardware_concurrency());
     // No passivation by idleness while measuring: the memory set is filled for up to 3 minutes, longer than the
     // default 60 s, and the idle scan would start passivating it meanwhile (see README, "Findings").
-    env_->limits.passivate_after = std::chrono::hours(1);
+    ro.limits.passivate_after = std::chrono::hours(1);
     if (park_after_ms >= 0) {
-      env_->limits.park_after = std::chrono::milliseconds(park_after_ms);
+      ro.limits.park_after = std::chrono::milliseconds(park_after_ms);
     }
-    cfg_ = std::make_unique<caf::actor_system_config>();
-    protocol::register_protocol(*cfg_);
-    cfg_->set("scheduler.max-threads", static_cast<std::size_t>(std::max(1u, std::thread::hardware_concurrency())));
-    system_ = std::make_unique<caf::actor_system>(*cfg_);
-    // As the node does it: one host per scheduler worker.
-    hosts_ = static_cast<int>(system_->scheduler().num_workers());
-    router_ = system_->spawn(supervisors::entity_router, std::shared_ptr<const supervisors::entity_env>(env_),
-                             supervisors::spawner_for<actors::cart_model>(), hosts_);
+    runtime_ = std::make_unique<app::entity_runtime>(ro, *pool_, &metrics_);
+    {
+      pqxx::connection conn{dsn};
+      runtime_->take_leases(conn);
+    }
+    router_ = runtime_->router(actors::cart_model::kind);
+    hosts_ = static_cast<int>(runtime_->system().scheduler().num_workers());
     // Warm the pool connections so the first measured activations do not pay for connecting.
     std::atomic<unsigned> warmed{0};
     for (unsigned i = 0; i < pool_size; ++i) {
@@ -731,26 +724,24 @@ class runtime {
 
   ~runtime() {
     const auto t0 = steady::now();
-    caf::anon_send_exit(router_, caf::exit_reason::user_shutdown);
     router_ = caf::actor{};
-    system_->await_all_actors_done();
+    runtime_->stop();  // actors, then the writer drains
     const auto t1 = steady::now();
-    writer_->stop();
     pool_->stop();
     const auto t2 = steady::now();
-    system_.reset();
+    runtime_.reset();
     progress("runtime down: actors " + fmt_num(std::chrono::duration<double>(t1 - t0).count()) + " s, writer+pool " +
              fmt_num(std::chrono::duration<double>(t2 - t1).count()) + " s, actor system " + fmt_num(seconds_since(t2)) +
              " s");
   }
 
-  caf::actor_system& system() { return *system_; }
+  caf::actor_system& system() { return runtime_->system(); }
   const caf::actor& router() const { return router_; }
-  persistence::snapshot_writer& writer() { return *writer_; }
+  persistence::snapshot_writer& writer() { return runtime_->writer(); }
   int hosts() const { return hosts_; }
 
   std::pair<std::uint64_t, std::uint64_t> stats() {
-    caf::scoped_actor self{*system_};
+    caf::scoped_actor self{runtime_->system()};
     std::pair<std::uint64_t, std::uint64_t> out{UINT64_MAX, UINT64_MAX};
     self->request(router_, std::chrono::seconds(60), protocol::stats_atom::value)
         .receive([&](std::uint64_t a, std::uint64_t w) { out = {a, w}; },
@@ -758,12 +749,12 @@ class runtime {
     return out;
   }
 
-  bool parking() const { return env_->limits.park_after.count() > 0; }
-  std::chrono::milliseconds park_after() const { return env_->limits.park_after; }
+  bool parking() const { return runtime_->env(actors::cart_model::kind).limits.park_after.count() > 0; }
+  std::chrono::milliseconds park_after() const { return runtime_->env(actors::cart_model::kind).limits.park_after; }
 
   // (active, parked, unparks) over all hosts; active includes the parked entities.
   std::array<std::uint64_t, 3> park_stats() {
-    caf::scoped_actor self{*system_};
+    caf::scoped_actor self{runtime_->system()};
     std::array<std::uint64_t, 3> out{UINT64_MAX, UINT64_MAX, UINT64_MAX};
     self->request(router_, std::chrono::seconds(60), protocol::stats_atom::value, supervisors::parked_atom::value)
         .receive([&](std::uint64_t a, std::uint64_t p, std::uint64_t u) { out = {a, p, u}; },
@@ -794,7 +785,7 @@ class runtime {
     p.before = static_cast<std::uint64_t>(counter("mercato_entities_active"));
     const auto t0 = steady::now();
     {
-      caf::scoped_actor self{*system_};
+      caf::scoped_actor self{runtime_->system()};
       self->request(router_, std::chrono::seconds(60), protocol::idle_atom::value, caf::timespan{0})
           .receive([](std::uint64_t) {}, [](caf::error& e) { progress("idle failed: " + error_code(e)); });
     }
@@ -845,10 +836,7 @@ class runtime {
  private:
   telemetry::metrics metrics_;
   std::unique_ptr<persistence::pg_pool> pool_;
-  std::unique_ptr<persistence::snapshot_writer> writer_;
-  std::shared_ptr<supervisors::entity_env> env_;
-  std::unique_ptr<caf::actor_system_config> cfg_;
-  std::unique_ptr<caf::actor_system> system_;
+  std::unique_ptr<app::entity_runtime> runtime_;
   caf::actor router_;
   int hosts_ = 1;
 };

@@ -1,8 +1,10 @@
 #include "persistence/snapshot_writer.hpp"
 
 #include <algorithm>
+#include <random>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <pqxx/pqxx>
 
@@ -20,6 +22,7 @@ const char* to_string(write_outcome o) {
     case write_outcome::unavailable: return "unavailable";
     case write_outcome::overloaded: return "overloaded";
     case write_outcome::failed: return "failed";
+    case write_outcome::outcome_unknown: return "outcome_unknown";
   }
   return "failed";
 }
@@ -34,34 +37,38 @@ using steady = std::chrono::steady_clock;
 // value, so a malformed state can never be read as extra rows.
 //
 // Fencing: a snapshot row is written only if its (kind, shard, owner_epoch) names a live lease of
-// this node, and only if its version is newer than the stored one. The lease is read, not locked
-// (no FOR SHARE): the version check on the snapshot row itself is what serialises two writers of one
-// entity (the row lock taken by ON CONFLICT), so a stale owner racing a lease hand-off can commit at
-// most a version the new owner has not written, and the new owner's write of that version is then
-// fenced. Not locking keeps lease rows free of multixacts and cannot deadlock with lease takeover.
+// this node, and only as a compare-and-set on the version it was built on: the stored version must
+// equal the write's prev_version (the base of the first write of that entity in the batch), and a
+// write built on a version > 0 never inserts a missing row. So a write stacked on one that failed,
+// or on a state another writer has since replaced, cannot land. The lease is read, not locked (no
+// FOR SHARE): the row lock taken by ON CONFLICT serialises two writers of one entity, and not
+// locking keeps lease rows free of multixacts and cannot deadlock with lease takeover.
 constexpr const char* upsert_name = "mercato_snapshot_upsert";
 constexpr const char* upsert_sql =
-    "INSERT INTO entity_snapshots AS s (kind, id, version, owner_epoch, state) "
-    "SELECT i.kind, i.id, i.version, i.owner_epoch, i.state "
-    "FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::int[], $6::jsonb[]) "
-    "  AS i(kind, id, version, owner_epoch, shard, state) "
+    "INSERT INTO entity_snapshots AS s (kind, id, version, owner_epoch, state, prev_version, write_id, "
+    "  recent_commands) "
+    "SELECT i.kind, i.id, i.version, i.owner_epoch, i.state, i.prev_version, i.write_id, i.recent_commands "
+    "FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::int[], $6::jsonb[], $7::bigint[], "
+    "            $8::uuid[], $9::text[]) "
+    "  AS i(kind, id, version, owner_epoch, shard, state, prev_version, write_id, recent_commands) "
     "JOIN shard_leases l ON l.kind = i.kind AND l.shard = i.shard AND l.epoch = i.owner_epoch "
-    "  AND l.owner_node = $7 AND l.expires_at > now() "
+    "  AND l.owner_node = $10 AND l.expires_at > now() "
+    "WHERE i.prev_version = 0 OR EXISTS (SELECT 1 FROM entity_snapshots e WHERE e.kind = i.kind AND e.id = i.id) "
     "ON CONFLICT (kind, id) DO UPDATE SET version = EXCLUDED.version, owner_epoch = EXCLUDED.owner_epoch, "
-    "  state = EXCLUDED.state, updated_at = now() "
-    "WHERE s.version < EXCLUDED.version "
+    "  state = EXCLUDED.state, prev_version = EXCLUDED.prev_version, write_id = EXCLUDED.write_id, "
+    "  recent_commands = EXCLUDED.recent_commands, updated_at = now() "
+    "WHERE s.version = EXCLUDED.prev_version "
     "RETURNING s.kind, s.id, s.version";
 
 constexpr const char* outbox_name = "mercato_outbox_insert";
-constexpr const char* outbox_retry_name = "mercato_outbox_insert_retry";
 constexpr const char* outbox_sql =
     "INSERT INTO outbox (id, aggregate_kind, aggregate_id, event_type, event_version, data, metadata) "
     "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[])";
 
-// After a commit whose outcome is unknown: which of these entities already hold which version?
-constexpr const char* versions_name = "mercato_snapshot_versions";
-constexpr const char* versions_sql =
-    "SELECT s.kind, s.id, s.version, s.owner_epoch FROM entity_snapshots s "
+// After a commit whose outcome is unknown: which write does each of these entities hold now?
+constexpr const char* write_ids_name = "mercato_snapshot_write_ids";
+constexpr const char* write_ids_sql =
+    "SELECT s.kind, s.id, s.write_id::text FROM entity_snapshots s "
     "JOIN unnest($1::text[], $2::text[]) AS k(kind, id) ON s.kind = k.kind AND s.id = k.id";
 
 // One column of a multi-row statement as an array literal: {"a","b\"c"} / {1,2}.
@@ -81,6 +88,10 @@ class array_literal {
       text_.push_back(c);
     }
     text_.push_back('"');
+  }
+  void add_null() {
+    separate();
+    text_ += "NULL";
   }
   void add_int(std::int64_t v) {
     separate();
@@ -122,6 +133,25 @@ std::uint64_t fnv1a(std::string_view a, std::string_view b) {
   return h;
 }
 
+std::string new_uuid() {
+  thread_local std::mt19937_64 gen{std::random_device{}()};
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out(36, '-');
+  std::uint64_t parts[2] = {gen(), gen()};
+  parts[0] = (parts[0] & ~0xF000ULL) | 0x4000ULL;                // version 4
+  parts[1] = (parts[1] & ~(0xCULL << 60)) | (0x8ULL << 60);      // variant 10xx
+  int pos = 0;
+  for (auto part : parts) {
+    for (int i = 15; i >= 0; --i) {
+      if (pos == 8 || pos == 13 || pos == 18 || pos == 23) {
+        ++pos;
+      }
+      out[static_cast<std::size_t>(pos++)] = hex[(part >> (i * 4)) & 0xF];
+    }
+  }
+  return out;
+}
+
 std::string_view json_or_empty_object(const std::string& s) { return s.empty() ? std::string_view("{}") : s; }
 
 // A lane's connection, opened lazily, with the batch statements prepared on it.
@@ -140,10 +170,13 @@ struct connection_slot {
     auto c = open_connection(opts.dsn, connect_timeout, statement_timeout);
     c->prepare(upsert_name, upsert_sql);
     c->prepare(outbox_name, outbox_sql);
-    c->prepare(outbox_retry_name, std::string(outbox_sql) + " ON CONFLICT (id) DO NOTHING");
-    c->prepare(versions_name, versions_sql);
+    c->prepare(write_ids_name, write_ids_sql);
     conn = std::move(c);
+    projection_statements.clear();
   }
+
+  // Projection upserts prepared on this connection, by shape (table and typed columns).
+  std::unordered_map<std::string, std::string> projection_statements;
 };
 
 struct attempt_result {
@@ -152,146 +185,332 @@ struct attempt_result {
   std::size_t events = 0;
 };
 
+// Writes whose COMMIT may have happened although the client saw it fail: write id -> (entity key,
+// version). A later attempt asks the stored rows for these ids; an id that is not there when asked
+// can no longer appear (only this lane writes these entities), so it leaves the set.
+using doubt_set = std::unordered_map<std::string, std::pair<std::string, std::int64_t>>;
+
+const char* sql_type(protocol::column_type t) {
+  switch (t) {
+    case protocol::column_type::text: return "text";
+    case protocol::column_type::uuid: return "uuid";
+    case protocol::column_type::integer: return "integer";
+    case protocol::column_type::bigint: return "bigint";
+    case protocol::column_type::numeric: return "numeric";
+    case protocol::column_type::boolean: return "boolean";
+    case protocol::column_type::timestamptz: return "timestamptz";
+    case protocol::column_type::jsonb: return "jsonb";
+  }
+  return "text";
+}
+
+bool sql_identifier(std::string_view s) {
+  if (s.empty() || s.size() > 63 || !((s[0] >= 'a' && s[0] <= 'z') || s[0] == '_')) {
+    return false;
+  }
+  return std::all_of(s.begin(), s.end(), [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'; });
+}
+
+// The shape of a projection row: its table and typed columns (rows of one shape share a statement).
+std::string projection_shape(const projection_row& r) {
+  std::string k = r.table;
+  for (const auto& c : r.columns) {
+    k.push_back('\0');
+    k += c.name;
+    k.push_back(static_cast<char>('0' + static_cast<int>(c.type)));
+  }
+  return k;
+}
+
+// INSERT INTO t AS t (k, a, b, version) SELECT * FROM unnest($1::text[], ...)
+// ON CONFLICT (k) DO UPDATE SET a = EXCLUDED.a, ... WHERE t.version < EXCLUDED.version
+std::string projection_sql(const projection_row& r) {
+  if (!sql_identifier(r.table) || r.columns.size() < 2) {
+    throw std::invalid_argument("projection: bad table name or too few columns: " + r.table);
+  }
+  bool has_version = false;
+  std::string cols, params, sets;
+  for (std::size_t i = 0; i < r.columns.size(); ++i) {
+    const auto& c = r.columns[i];
+    if (!sql_identifier(c.name)) {
+      throw std::invalid_argument("projection: bad column name in " + r.table);
+    }
+    has_version = has_version || c.name == "version";
+    if (i > 0) {
+      cols += ", ";
+      params += ", ";
+      sets += i > 1 ? ", " : "";
+      sets += c.name + " = EXCLUDED." + c.name;
+    }
+    cols += c.name;
+    params += "$" + std::to_string(i + 1) + "::" + sql_type(c.type) + "[]";
+  }
+  if (!has_version) {
+    throw std::invalid_argument("projection: " + r.table + " rows need a version column");
+  }
+  return "INSERT INTO " + r.table + " AS t (" + cols + ") SELECT * FROM unnest(" + params + ") ON CONFLICT (" +
+         r.columns[0].name + ") DO UPDATE SET " + sets + " WHERE t.version < EXCLUDED.version";
+}
+
+// Upserts the projection rows (newest state of each entity written now), one statement per shape.
+void write_projections(pqxx::work& tx, connection_slot& slot, const std::vector<const projection_row*>& rows) {
+  if (rows.empty()) {
+    return;
+  }
+  // Group by shape, in first-seen order; a key seen twice keeps its last row (one statement cannot
+  // touch a row twice).
+  std::vector<std::string> shapes;
+  std::unordered_map<std::string, std::vector<const projection_row*>> by_shape;
+  for (const auto* r : rows) {
+    auto key = projection_shape(*r);
+    auto [it, fresh] = by_shape.try_emplace(key);
+    if (fresh) {
+      shapes.push_back(key);
+    }
+    it->second.push_back(r);
+  }
+  for (const auto& key : shapes) {
+    auto& group = by_shape[key];
+    {
+      std::unordered_map<std::string, std::size_t> last;
+      for (std::size_t i = 0; i < group.size(); ++i) {
+        last[group[i]->columns[0].value.value_or("")] = i;
+      }
+      if (last.size() != group.size()) {
+        std::vector<const projection_row*> kept;
+        for (std::size_t i = 0; i < group.size(); ++i) {
+          if (last[group[i]->columns[0].value.value_or("")] == i) {
+            kept.push_back(group[i]);
+          }
+        }
+        group.swap(kept);
+      }
+    }
+    auto st = slot.projection_statements.find(key);
+    if (st == slot.projection_statements.end()) {
+      const std::string name = "mercato_proj_" + std::to_string(slot.projection_statements.size());
+      slot.conn->prepare(name, projection_sql(*group.front()));
+      st = slot.projection_statements.emplace(key, name).first;
+    }
+    const std::size_t ncols = group.front()->columns.size();
+    std::vector<array_literal> columns(ncols);
+    for (const auto* r : group) {
+      for (std::size_t c = 0; c < ncols; ++c) {
+        const auto& v = r->columns[c].value;
+        if (v) {
+          columns[c].add_text(*v);
+        } else {
+          columns[c].add_null();
+        }
+      }
+    }
+    std::vector<std::string> texts;
+    texts.reserve(ncols);
+    for (auto& c : columns) {
+      texts.push_back(c.finish());
+    }
+    tx.exec_prepared(st->second, pqxx::prepare::make_dynamic_params(texts));
+  }
+}
+
 // One transaction for `writes` (in enqueue order). Throws whatever libpqxx throws; `in_commit` tells
-// the caller whether the failure happened during COMMIT (outcome unknown). With `maybe_applied` (a
-// previous attempt of these writes failed in COMMIT) a snapshot the upsert skips because the stored
-// row already has this write's version and epoch counts as committed by that attempt: its events and
-// projections were committed with it and are not written again.
-attempt_result write_batch(pqxx::connection& conn, const std::string& node_id,
-                           const std::vector<const pending_write*>& writes, bool maybe_applied, bool& in_commit) {
+// the caller whether the failure happened during COMMIT (outcome unknown).
+//
+// The writes of one entity form a chain (each built on the version before it); the newest carries the
+// snapshot row, conditional on the stored version being the chain's base. A write that does not
+// continue the chain is fenced, and so is every write of an entity whose condition fails.
+//
+// With writes in `doubt` (an earlier attempt failed inside COMMIT), the stored write id of each
+// such entity first tells which of them that attempt committed: those count as committed (their
+// events and projections were committed with them) and the rest of the chain continues from there.
+attempt_result write_batch(connection_slot& slot, const std::string& node_id,
+                           const std::vector<const pending_write*>& writes, doubt_set& doubt, bool& in_commit) {
+  pqxx::connection& conn = *slot.conn;
   const std::size_t n = writes.size();
 
-  // Group the writes by entity. The newest version (`top`) carries the snapshot row; a write that
-  // does not raise the version over the writes of its entity before it is stale and fenced.
   std::unordered_map<std::string, std::size_t> group_of_key;
   group_of_key.reserve(n * 2);
-  std::vector<std::size_t> top;        // group -> index of its newest write
-  std::vector<std::size_t> group(n);   // write -> group
-  std::vector<char> stale(n, 0);
+  std::vector<std::vector<std::size_t>> members;  // group -> its writes, in enqueue order
+  std::vector<std::string> keys;
   for (std::size_t i = 0; i < n; ++i) {
     const auto& s = writes[i]->snap;
-    auto [it, inserted] = group_of_key.emplace(entity_key(s.kind, s.id), top.size());
+    auto key = entity_key(s.kind, s.id);
+    auto [it, inserted] = group_of_key.emplace(key, members.size());
     if (inserted) {
-      top.push_back(i);
-    } else if (s.version > writes[top[it->second]]->snap.version) {
-      top[it->second] = i;
-    } else {
-      stale[i] = 1;
+      members.emplace_back();
+      keys.push_back(std::move(key));
     }
-    group[i] = it->second;
+    members[it->second].push_back(i);
   }
-  const std::size_t groups = top.size();
-
-  enum : char { g_fenced = 0, g_applied = 1, g_already = 2 };
-  std::vector<char> state(groups, g_fenced);
+  const std::size_t groups = members.size();
+  std::vector<std::size_t> chain(groups);  // length of the chain from the first write
+  for (std::size_t g = 0; g < groups; ++g) {
+    const auto& m = members[g];
+    std::size_t len = 1;
+    while (len < m.size() && writes[m[len]]->snap.base_version == writes[m[len - 1]]->snap.version) {
+      ++len;
+    }
+    chain[g] = len;
+  }
+  std::vector<std::size_t> from(groups, 0);  // first write of the chain still to be written
 
   pqxx::work tx{conn};
+
+  if (!doubt.empty()) {
+    std::unordered_set<std::string> doubtful_keys;
+    for (const auto& [wid, where] : doubt) {
+      doubtful_keys.insert(where.first);
+    }
+    array_literal kinds, ids;
+    std::vector<std::size_t> asked;
+    for (std::size_t g = 0; g < groups; ++g) {
+      if (doubtful_keys.count(keys[g]) != 0) {
+        const auto& s = writes[members[g][0]]->snap;
+        kinds.add_text(s.kind);
+        ids.add_text(s.id);
+        asked.push_back(g);
+      }
+    }
+    if (!asked.empty()) {
+      std::unordered_map<std::size_t, std::string> stored;  // group -> stored write id
+      for (const auto& row : tx.exec_prepared(write_ids_name, kinds.finish(), ids.finish())) {
+        auto it = group_of_key.find(entity_key(row[0].c_str(), row[1].c_str()));
+        if (it != group_of_key.end() && !row[2].is_null()) {
+          stored[it->second] = row[2].c_str();
+        }
+      }
+      for (auto g : asked) {
+        std::int64_t landed = 0;  // the newest version the doubtful attempt stored, if any
+        auto sw = stored.find(g);
+        if (sw != stored.end()) {
+          auto d = doubt.find(sw->second);
+          if (d != doubt.end() && d->second.first == keys[g]) {
+            landed = d->second.second;
+          }
+        }
+        const auto& m = members[g];
+        while (from[g] < chain[g] && writes[m[from[g]]]->snap.version <= landed) {
+          ++from[g];
+        }
+        // What was not stored by then never will be: those writes are no longer in doubt.
+        for (std::size_t k = from[g]; k < m.size(); ++k) {
+          doubt.erase(writes[m[k]]->snap.write_id);
+        }
+      }
+    }
+  }
+
+  std::vector<char> applied(groups, 0);
   {
     std::size_t state_bytes = 0;
-    for (auto t : top) {
-      state_bytes += writes[t]->snap.state_json.size() + 8;
-    }
-    array_literal kinds(groups * 8), ids(groups * 24), versions(groups * 8), epochs(groups * 4), shards(groups * 4),
-        states(state_bytes + state_bytes / 4);
-    for (auto t : top) {
-      const auto& s = writes[t]->snap;
-      kinds.add_text(s.kind);
-      ids.add_text(s.id);
-      versions.add_int(s.version);
-      epochs.add_int(s.owner_epoch);
-      shards.add_int(s.shard);
-      states.add_text(s.state_json);
-    }
-    const pqxx::result rows = tx.exec_prepared(upsert_name, kinds.finish(), ids.finish(), versions.finish(),
-                                               epochs.finish(), shards.finish(), states.finish(), node_id);
-    for (const auto& row : rows) {
-      auto it = group_of_key.find(entity_key(row[0].c_str(), row[1].c_str()));
-      if (it != group_of_key.end() && row[2].as<std::int64_t>() == writes[top[it->second]]->snap.version) {
-        state[it->second] = g_applied;
-      }
-    }
-  }
-
-  if (maybe_applied) {
-    array_literal kinds, ids;
-    bool any = false;
+    std::size_t rows = 0;
     for (std::size_t g = 0; g < groups; ++g) {
-      if (state[g] == g_fenced) {
-        kinds.add_text(writes[top[g]]->snap.kind);
-        ids.add_text(writes[top[g]]->snap.id);
-        any = true;
+      if (from[g] < chain[g]) {
+        state_bytes += writes[members[g][chain[g] - 1]]->snap.state_json.size() + 8;
+        ++rows;
       }
     }
-    if (any) {
-      const pqxx::result rows = tx.exec_prepared(versions_name, kinds.finish(), ids.finish());
-      for (const auto& row : rows) {
-        auto it = group_of_key.find(entity_key(row[0].c_str(), row[1].c_str()));
-        if (it == group_of_key.end() || state[it->second] != g_fenced) {
+    if (rows > 0) {
+      array_literal kinds(rows * 8), ids(rows * 24), versions(rows * 8), epochs(rows * 4), shards(rows * 4),
+          states(state_bytes + state_bytes / 4), prevs(rows * 8), write_ids(rows * 40), recents(rows * 8);
+      for (std::size_t g = 0; g < groups; ++g) {
+        if (from[g] >= chain[g]) {
           continue;
         }
-        const auto& s = writes[top[it->second]]->snap;
-        if (row[2].as<std::int64_t>() == s.version && row[3].as<std::int64_t>() == s.owner_epoch) {
-          state[it->second] = g_already;
+        const auto& s = writes[members[g][chain[g] - 1]]->snap;
+        kinds.add_text(s.kind);
+        ids.add_text(s.id);
+        versions.add_int(s.version);
+        epochs.add_int(s.owner_epoch);
+        shards.add_int(s.shard);
+        states.add_text(s.state_json);
+        prevs.add_int(writes[members[g][from[g]]]->snap.base_version);
+        write_ids.add_text(s.write_id);
+        recents.add_text(s.recent_commands);
+      }
+      const pqxx::result result_rows =
+          tx.exec_prepared(upsert_name, kinds.finish(), ids.finish(), versions.finish(), epochs.finish(),
+                           shards.finish(), states.finish(), prevs.finish(), write_ids.finish(), recents.finish(),
+                           node_id);
+      for (const auto& row : result_rows) {
+        auto it = group_of_key.find(entity_key(row[0].c_str(), row[1].c_str()));
+        if (it != group_of_key.end() &&
+            row[2].as<std::int64_t>() == writes[members[it->second][chain[it->second] - 1]]->snap.version) {
+          applied[it->second] = 1;
         }
       }
     }
   }
 
-  // Events of every write whose entity row was applied now, in enqueue order (outbox.seq follows).
   attempt_result result;
   {
     std::size_t count = 0;
     std::size_t bytes = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-      if (!stale[i] && state[group[i]] == g_applied) {
-        for (const auto& e : writes[i]->events) {
+    for (std::size_t g = 0; g < groups; ++g) {
+      if (!applied[g]) {
+        continue;
+      }
+      for (std::size_t k = from[g]; k < chain[g]; ++k) {
+        for (const auto& e : writes[members[g][k]]->events) {
           ++count;
-          bytes += e.data_json.size() + e.metadata_json.size();
+          bytes += e.data_json.size() + e.metadata_json.size() + 64;
         }
       }
     }
     if (count > 0) {
-      array_literal ids(count * 40), kinds(count * 8), agg_ids(count * 24), types(count * 20), versions(count * 4),
+      array_literal ids(count * 40), kinds(count * 8), agg_ids(count * 24), types(count * 16), versions(count * 4),
           data(bytes), metadata(bytes / 2);
-      for (std::size_t i = 0; i < n; ++i) {
-        if (stale[i] || state[group[i]] != g_applied) {
+      for (std::size_t g = 0; g < groups; ++g) {
+        if (!applied[g]) {
           continue;
         }
-        const auto& s = writes[i]->snap;
-        for (const auto& e : writes[i]->events) {
-          ids.add_text(e.id);
-          kinds.add_text(s.kind);
-          agg_ids.add_text(s.id);
-          types.add_text(e.event_type);
-          versions.add_text(e.event_version);
-          data.add_text(json_or_empty_object(e.data_json));
-          metadata.add_text(json_or_empty_object(e.metadata_json));
+        for (std::size_t k = from[g]; k < chain[g]; ++k) {
+          const auto& s = writes[members[g][k]]->snap;
+          for (const auto& e : writes[members[g][k]]->events) {
+            ids.add_text(e.id);
+            kinds.add_text(s.kind);
+            agg_ids.add_text(s.id);
+            types.add_text(e.event_type);
+            versions.add_text(e.event_version);
+            data.add_text(json_or_empty_object(e.data_json));
+            metadata.add_text(json_or_empty_object(e.metadata_json));
+          }
         }
       }
-      tx.exec_prepared(maybe_applied ? outbox_retry_name : outbox_name, ids.finish(), kinds.finish(),
-                       agg_ids.finish(), types.finish(), versions.finish(), data.finish(), metadata.finish());
+      tx.exec_prepared(outbox_name, ids.finish(), kinds.finish(), agg_ids.finish(), types.finish(),
+                       versions.finish(), data.finish(), metadata.finish());
       result.events = count;
     }
   }
 
   // Projections follow the newest state of each entity written now.
+  std::vector<const projection_row*> projection_rows;
   for (std::size_t g = 0; g < groups; ++g) {
-    if (state[g] != g_applied) {
+    if (!applied[g]) {
       continue;
     }
     ++result.snapshot_rows;
-    for (const auto& p : writes[top[g]]->projections) {
-      tx.exec_params(p.sql, pqxx::prepare::make_dynamic_params(p.params));
+    for (const auto& p : writes[members[g][chain[g] - 1]]->projections) {
+      projection_rows.push_back(&p);
     }
   }
+  write_projections(tx, slot, projection_rows);
 
   in_commit = true;
   tx.commit();
   in_commit = false;
 
-  result.outcomes.resize(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    result.outcomes[i] = (!stale[i] && state[group[i]] != g_fenced) ? write_outcome::committed : write_outcome::fenced;
+  result.outcomes.assign(n, write_outcome::fenced);
+  for (std::size_t g = 0; g < groups; ++g) {
+    const auto& m = members[g];
+    for (std::size_t k = 0; k < from[g]; ++k) {
+      result.outcomes[m[k]] = write_outcome::committed;  // by the earlier, in-doubt attempt
+    }
+    if (applied[g]) {
+      for (std::size_t k = from[g]; k < chain[g]; ++k) {
+        result.outcomes[m[k]] = write_outcome::committed;
+      }
+    }
   }
   return result;
 }
@@ -313,7 +532,7 @@ struct try_result {
 // PostgreSQL stays unreachable (reconnecting with backoff 50 ms doubling to 1 s).
 try_result commit_with_retry(connection_slot& slot, const snapshot_writer_options& opts, telemetry::metrics* metrics,
                              const std::vector<const pending_write*>& writes, steady::time_point deadline,
-                             bool& maybe_applied) {
+                             doubt_set& doubt) {
   auto backoff = std::chrono::milliseconds(50);
   db_error& last = slot.last_error;
   bool warned = false;
@@ -327,7 +546,7 @@ try_result commit_with_retry(connection_slot& slot, const snapshot_writer_option
     try {
       slot.ensure(opts);
       const auto started = steady::now();
-      auto r = write_batch(*slot.conn, opts.node_id, writes, maybe_applied, in_commit);
+      auto r = write_batch(slot, opts.node_id, writes, doubt, in_commit);
       if (metrics) {
         metrics->snapshot_commit_seconds.Observe(std::chrono::duration<double>(steady::now() - started).count());
         metrics->snapshot_batch_size.Observe(static_cast<double>(writes.size()));
@@ -340,7 +559,10 @@ try_result commit_with_retry(connection_slot& slot, const snapshot_writer_option
     } catch (...) {
       last = classify_current_exception();
       if (in_commit) {
-        maybe_applied = true;  // COMMIT may have happened: the next attempt checks stored versions
+        // COMMIT may have happened: the next attempt asks the stored rows for these write ids.
+        for (const auto* w : writes) {
+          doubt.insert_or_assign(w->snap.write_id, std::make_pair(entity_key(w->snap.kind, w->snap.id), w->snap.version));
+        }
       }
       if (!is_transient(last)) {
         return {try_status::error, {}, last};
@@ -448,6 +670,14 @@ write_outcome snapshot_writer::enqueue(pending_write w) {
   if (metrics_) {
     metrics_->snapshot_queue_depth.Increment();
   }
+  if (w.snap.write_id.empty()) {
+    w.snap.write_id = new_uuid();
+  }
+  for (auto& e : w.events) {
+    if (e.id.empty()) {
+      e.id = new_uuid();
+    }
+  }
   lane& l = *lanes_[fnv1a(w.snap.kind, w.snap.id) % lanes_.size()];
   bool wake = false;
   {
@@ -495,6 +725,7 @@ snapshot_writer_stats snapshot_writer::stats() const {
   s.fenced = stats_.fenced.load(std::memory_order_relaxed);
   s.failed = stats_.failed.load(std::memory_order_relaxed);
   s.unavailable = stats_.unavailable.load(std::memory_order_relaxed);
+  s.outcome_unknown = stats_.outcome_unknown.load(std::memory_order_relaxed);
   return s;
 }
 
@@ -572,9 +803,16 @@ void snapshot_writer::process(lane& l, std::vector<batch_item>& batch) {
     return;
   }
 
-  bool maybe_applied = false;
-  auto r = commit_with_retry(l.slot, opts_, metrics_, writes, oldest + opts_.commit_deadline, maybe_applied);
+  doubt_set doubt;
+  // Out of time: a write whose COMMIT may have happened is in doubt, not unavailable.
+  auto lost = [&doubt](const batch_item& item) {
+    return doubt.count(item.w.snap.write_id) != 0 ? write_outcome::outcome_unknown : write_outcome::unavailable;
+  };
+  auto r = commit_with_retry(l.slot, opts_, metrics_, writes, oldest + opts_.commit_deadline, doubt);
   if (r.status == try_status::committed) {
+    if (r.result.events > 0 && opts_.on_events_committed) {
+      opts_.on_events_committed();
+    }
     stats_.transactions.fetch_add(1, std::memory_order_relaxed);
     stats_.snapshot_rows.fetch_add(r.result.snapshot_rows, std::memory_order_relaxed);
     stats_.events.fetch_add(r.result.events, std::memory_order_relaxed);
@@ -587,7 +825,7 @@ void snapshot_writer::process(lane& l, std::vector<batch_item>& batch) {
     telemetry::log_warn("snapshot batch failed: postgresql unavailable past the commit deadline",
                         {{"writes", live.size()}, {"error", r.error.message}});
     for (auto* item : live) {
-      settle(*item, write_outcome::unavailable);
+      settle(*item, lost(*item));
     }
     return;
   }
@@ -605,20 +843,25 @@ void snapshot_writer::process(lane& l, std::vector<batch_item>& batch) {
       continue;
     }
     std::vector<const pending_write*> one{&item->w};
-    bool one_maybe_applied = maybe_applied;
-    auto r1 = commit_with_retry(l.slot, opts_, metrics_, one, item->enqueued_at + opts_.commit_deadline,
-                                one_maybe_applied);
+    auto r1 = commit_with_retry(l.slot, opts_, metrics_, one, item->enqueued_at + opts_.commit_deadline, doubt);
     switch (r1.status) {
       case try_status::committed:
+        if (r1.result.events > 0 && opts_.on_events_committed) {
+          opts_.on_events_committed();
+        }
         stats_.transactions.fetch_add(1, std::memory_order_relaxed);
         stats_.snapshot_rows.fetch_add(r1.result.snapshot_rows, std::memory_order_relaxed);
         stats_.events.fetch_add(r1.result.events, std::memory_order_relaxed);
         settle(*item, r1.result.outcomes[0]);
         break;
       case try_status::unavailable:
-        settle(*item, write_outcome::unavailable);
+        settle(*item, lost(*item));
         break;
       case try_status::error:
+        if (doubt.count(item->w.snap.write_id) != 0) {
+          settle(*item, write_outcome::outcome_unknown);  // failed before it could ask whether it landed
+          break;
+        }
         telemetry::log_warn("snapshot write failed",
                             {{"kind", item->w.snap.kind}, {"id", item->w.snap.id}, {"version", item->w.snap.version},
                              {"error", r1.error.message}, {"sqlstate", r1.error.sqlstate}});
@@ -640,7 +883,11 @@ void snapshot_writer::finish(batch_item& item, write_outcome o) {
     case write_outcome::unavailable:
     case write_outcome::failed:
     case write_outcome::overloaded:
-      (o == write_outcome::failed ? stats_.failed : stats_.unavailable).fetch_add(1, std::memory_order_relaxed);
+    case write_outcome::outcome_unknown:
+      (o == write_outcome::failed            ? stats_.failed
+       : o == write_outcome::outcome_unknown ? stats_.outcome_unknown
+                                             : stats_.unavailable)
+          .fetch_add(1, std::memory_order_relaxed);
       if (metrics_) {
         metrics_->snapshot_failed.Increment();
       }
@@ -666,7 +913,8 @@ void snapshot_writer::finish(batch_item& item, write_outcome o) {
 std::optional<snapshot> load_snapshot(pqxx::connection& conn, const std::string& kind, const std::string& id) {
   pqxx::nontransaction tx{conn};
   const pqxx::result r =
-      tx.exec_params("SELECT version, owner_epoch, state::text FROM entity_snapshots WHERE kind = $1 AND id = $2",
+      tx.exec_params("SELECT version, owner_epoch, state::text, recent_commands FROM entity_snapshots "
+                     "WHERE kind = $1 AND id = $2",
                      kind, id);
   if (r.empty()) {
     return std::nullopt;
@@ -678,6 +926,8 @@ std::optional<snapshot> load_snapshot(pqxx::connection& conn, const std::string&
   s.owner_epoch = r[0][1].as<std::int64_t>();
   s.shard = -1;
   s.state_json = r[0][2].c_str();
+  s.base_version = s.version;
+  s.recent_commands = r[0][3].c_str();
   return s;
 }
 

@@ -19,28 +19,16 @@
 
 #include <pqxx/connection>
 
+#include "actors/protocol/entity_records.hpp"
+
 namespace mercato::telemetry {
 class metrics;
 }
 
 namespace mercato::persistence {
 
-// A domain event (ARCHITECTURE.md event schema), appended to the outbox in the snapshot's transaction.
-struct domain_event {
-  std::string id;              // UUID, unique: handlers deduplicate by it
-  std::string event_type;      // "CartItemAdded", ...
-  std::string event_version = "1";
-  std::string data_json;       // JSON object text ("" is stored as {})
-  std::string metadata_json;   // {"correlation_id","causation_id","user_id","source"} as JSON text ("" = {})
-};
-
-// One statement that keeps a query table in step with the entity (same transaction as the snapshot).
-// Only the newest version of an entity in a batch has its projections applied: a projection is a
-// function of the state, so older ones would be overwritten anyway.
-struct projection_write {
-  std::string sql;                                // parameterised: $1, $2, ...
-  std::vector<std::optional<std::string>> params;  // text values, nullopt = NULL
-};
+using protocol::domain_event;
+using protocol::projection_row;
 
 struct snapshot {
   std::string kind;      // "cart"
@@ -49,6 +37,16 @@ struct snapshot {
   std::int64_t owner_epoch;
   int shard;             // the shard whose lease owner_epoch refers to (not stored: load_snapshot gives -1)
   std::string state_json;
+  // The version this state was built on (version - 1 for an entity's own writes). The write lands
+  // only if that is the stored version: compare-and-set, so nothing built on a failed or foreign
+  // write can be stored.
+  std::int64_t base_version = 0;
+  // Unique per write ("" = the writer assigns a random UUID). Stored with the row; an in-doubt
+  // COMMIT is resolved by looking for it.
+  std::string write_id;
+  // Command ids the entity has applied, space separated, newest last (stored with the row so a
+  // retried command is recognised after a reload).
+  std::string recent_commands;
 };
 
 enum class write_outcome {
@@ -56,11 +54,13 @@ enum class write_outcome {
   fenced,       // rejected: a newer version is stored, or owner_epoch no longer holds the shard lease
   unavailable,  // PostgreSQL could not be reached within the commit deadline
   overloaded,   // the queue was full (returned by enqueue, never via callback)
+  outcome_unknown,  // a COMMIT was sent and its outcome could not be learnt before the commit deadline:
+                    // the write may or may not be durable (the stored row tells; reload it)
   failed,       // any other error (constraint violation in a projection, ...): the batch was retried
                 // without this write, so only this write failed
   // A write that does not commit also settles the writes of the same entity that were queued behind
   // it before its outcome was reported: they get its outcome without being written, since their
-  // state builds on it.
+  // state builds on it (and a write built on a version that is not stored is fenced anyway).
 };
 
 const char* to_string(write_outcome o);
@@ -68,7 +68,7 @@ const char* to_string(write_outcome o);
 struct pending_write {
   snapshot snap;
   std::vector<domain_event> events;
-  std::vector<projection_write> projections;
+  std::vector<projection_row> projections;
   // Called exactly once, on a writer thread, after the outcome is known.
   std::function<void(write_outcome)> done;
 };
@@ -81,6 +81,9 @@ struct snapshot_writer_options {
   std::chrono::microseconds linger{2000};           // wait this long for a batch to fill
   std::size_t queue_limit = 100'000;                // pending writes (all threads) before overloaded
   std::chrono::milliseconds commit_deadline{5000};  // keep retrying an outage this long, then unavailable
+  // Called on a writer thread after each committed transaction that appended events (the outbox
+  // dispatcher's wake-up). Must not block.
+  std::function<void()> on_events_committed;
 };
 
 // Counters since construction (tests and benchmarks; the metrics carry the same in Prometheus form).
@@ -92,6 +95,7 @@ struct snapshot_writer_stats {
   std::uint64_t fenced = 0;
   std::uint64_t failed = 0;
   std::uint64_t unavailable = 0;
+  std::uint64_t outcome_unknown = 0;
 };
 
 class snapshot_writer {
@@ -124,7 +128,7 @@ class snapshot_writer {
 
   struct stat_counters {
     std::atomic<std::uint64_t> transactions{0}, snapshot_rows{0}, events{0};
-    std::atomic<std::uint64_t> committed{0}, fenced{0}, failed{0}, unavailable{0};
+    std::atomic<std::uint64_t> committed{0}, fenced{0}, failed{0}, unavailable{0}, outcome_unknown{0};
   };
 
   snapshot_writer_options opts_;

@@ -57,6 +57,14 @@ using park_atom = caf::atom_constant<caf::atom("ent_park")>;      // host -> ent
 using parked_atom = caf::atom_constant<caf::atom("ent_parked")>;  // entity -> host: (id, version, state json), then it stops
 using gone_atom = caf::atom_constant<caf::atom("ent_gone")>;      // entity's exit hook -> host: (actor id, id, reason)
 using park_tick_atom = caf::atom_constant<caf::atom("park_tick")>; // host: periodic park scan
+// Stopping after a failed write or a crash, without dropping a reply: the entity tells its host
+// (stopping_atom, id); the host holds new commands and answers (release_atom) behind every command it
+// forwarded before; meanwhile the entity hands each command it receives back (requeue_atom, id,
+// command, promise) or answers it with an error, and stops once released and its writes are settled.
+using stopping_atom = caf::atom_constant<caf::atom("ent_stop")>;  // entity -> host: (id)
+using release_atom = caf::atom_constant<caf::atom("ent_rel")>;    // host -> entity: nothing more comes
+using requeue_atom = caf::atom_constant<caf::atom("ent_requeu")>; // entity -> host: (id, command, promise)
+using drained_atom = caf::atom_constant<caf::atom("ent_drain")>;  // to self: the mailbox is answered
 
 // The shard of an entity id: stable across nodes and versions (FNV-1a, not std::hash).
 int shard_of(const std::string& id, int shards);

@@ -22,7 +22,10 @@ struct held_command {
 
 // Per-entity data that most entities never need: allocated on first use, released when unused.
 struct entry_extra {
-  std::vector<held_command> waiting;  // held while the entity is passivating, parking or restarting
+  // Held while the entity is passivating, parking, stopping or restarting: first the commands its
+  // stopping incarnation handed back (in their original order), then the ones held here.
+  std::vector<held_command> waiting;
+  std::size_t requeued = 0;  // how many of `waiting` were handed back
   // Poison detection: the message that crashed the entity last, and how often in a row.
   std::string crash_signature;
   int crash_streak = 0;
@@ -34,6 +37,7 @@ enum class phase : std::uint8_t {
   live,         // handles commands; in the live list
   passivating,  // asked to stop; commands are held
   parking,      // asked to hand over its state and stop; commands are held; in the parked list
+  stopping,     // stopping after a failed write or a crash; commands are held
   restarting,   // crashed; a new incarnation starts after the backoff; commands are held
   parked,       // no actor: the committed state is kept here; in the parked list
 };
@@ -48,6 +52,7 @@ struct entry {
   slot* next = nullptr;
   std::int64_t parked_version = 0;  // parking/parked: the committed state the entity handed over
   std::string parked_state;         // its encoding (empty for version 0: nothing stored yet)
+  std::string parked_recent;        // the command ids it applied last
   std::unique_ptr<entry_extra> extra;
   phase ph = phase::live;
   bool has_parked_state = false;       // parking: the state arrived
@@ -123,13 +128,15 @@ bool has_waiting(const entry& e) { return e.extra && !e.extra->waiting.empty(); 
 void drop_parked_state(entry& e) {
   e.parked_version = 0;
   std::string{}.swap(e.parked_state);
+  std::string{}.swap(e.parked_recent);
   e.has_parked_state = false;
   e.passivate_when_parked = false;
 }
 
 }  // namespace
 
-caf::behavior entity_host(caf::event_based_actor* self, std::shared_ptr<const entity_env> env, entity_spawner spawn) {
+caf::behavior entity_host(caf::event_based_actor* self, std::shared_ptr<const entity_env> env, entity_spawner spawn,
+                          caf::actor supervisor) {
   auto st = std::make_shared<host_state>();
   st->env = env;
   st->spawn = std::move(spawn);
@@ -142,7 +149,8 @@ caf::behavior entity_host(caf::event_based_actor* self, std::shared_ptr<const en
     auto& e = s->second;
     e.handle = st->spawn(self, s->first, st->env);
     if (restore) {
-      self->send(e.handle, restore_atom::value, e.parked_version, std::move(e.parked_state));
+      self->send(e.handle, restore_atom::value, e.parked_version, std::move(e.parked_state),
+                 std::move(e.parked_recent));
       ++st->unparks;
     } else {
       self->send(e.handle, load_atom::value);
@@ -160,33 +168,73 @@ caf::behavior entity_host(caf::event_based_actor* self, std::shared_ptr<const en
     }
     auto waiting = std::move(e.extra->waiting);
     e.extra->waiting.clear();
+    e.extra->requeued = 0;
     for (auto& w : waiting) {
       w.promise.delegate(e.handle, std::move(w.command));
     }
     release_extra_if_unused(e);
   };
 
+  // Stops the host without dropping a reply: every held command is answered now, and so is every
+  // command still in the mailbox, then it quits. A shutdown answers shutting_down and quits once a
+  // marker sent to itself comes back; an escalation answers entity_restarting and quits once the
+  // supervisor has released it (it forwards nothing after that).
+  auto drain_and_quit = [self, st, supervisor](caf::error reason) {
+    const bool shutdown = reason == caf::exit_reason::user_shutdown || reason == caf::exit_reason::kill;
+    auto err = shutdown ? caf::make_error(protocol::errc::shutting_down, "the node is stopping")
+                        : caf::make_error(protocol::errc::entity_restarting,
+                                          "the entity host is restarting; retry with the same command id");
+    for (auto& [id, e] : st->entities) {
+      if (e.extra) {
+        for (auto& w : e.extra->waiting) {
+          w.promise.deliver(err);
+        }
+        e.extra->waiting.clear();
+        e.extra->requeued = 0;
+      }
+    }
+    self->set_default_handler(caf::drop);
+    self->become(caf::behavior{
+        [err](protocol::to_entity_atom, const std::string&, caf::message&) -> caf::result<caf::message> {
+          return err;
+        },
+        [err](requeue_atom, const std::string&, caf::message&, caf::response_promise& rp) { rp.deliver(err); },
+        [err](protocol::crashed_atom, const std::string&, caf::message&, caf::response_promise& rp) {
+          rp.deliver(err);
+        },
+        [self, reason](drained_atom) { self->quit(reason); },
+        [self, reason](release_atom) { self->quit(reason); },
+    });
+    if (!shutdown && supervisor) {
+      self->send(supervisor, stopping_atom::value, std::string{});
+    } else {
+      self->send(self, drained_atom::value);
+    }
+  };
   // An exit_reason (user_shutdown, unreachable, kill) can only come from the router going away;
   // then the host goes too.
-  self->set_exit_handler([self](caf::exit_msg& em) {
+  self->set_exit_handler([drain_and_quit](caf::exit_msg& em) {
     if (em.reason && em.reason.category() == caf::atom("exit") && em.reason != caf::exit_reason::normal) {
-      self->quit(em.reason);
+      drain_and_quit(em.reason);
     }
   });
   // However the host ends (shutdown, escalation, a crash), its entities end with it, so a restarted
   // host can never meet a second live activation of the same id. Parked state goes with the host:
-  // it is committed, so a restarted host reads it back from the snapshots.
-  self->attach_functor([st] {
+  // it is committed, so a restarted host reads it back from the snapshots. The entities get the
+  // host's reason, so they answer what they hold with shutting_down or entity_restarting.
+  self->attach_functor([st](const caf::error& reason) {
+    const caf::error why = reason ? reason : caf::error{caf::exit_reason::user_shutdown};
     for (auto& [id, e] : st->entities) {
       if (e.handle) {
-        caf::anon_send_exit(e.handle, caf::exit_reason::user_shutdown);
+        e.handle->enqueue(nullptr, caf::make_message_id(), caf::make_message(caf::exit_msg{e.handle.address(), why}),
+                          nullptr);
       }
     }
     set_active_gauge(*st, -static_cast<std::int64_t>(st->active));
   });
 
   // An entity ended (reported by the exit hook its spawner attached).
-  auto on_gone = [self, st, start, flush_waiting](caf::actor_id aid, const std::string& id, const caf::error& reason) {
+  auto on_gone = [self, st, start, flush_waiting, drain_and_quit](caf::actor_id aid, const std::string& id, const caf::error& reason) {
     auto it = st->entities.find(id);
     if (it == st->entities.end() || !it->second.handle || it->second.handle.id() != aid) {
       return;  // not the current incarnation
@@ -245,7 +293,7 @@ caf::behavior entity_host(caf::event_based_actor* self, std::shared_ptr<const en
       if (static_cast<int>(st->restarts.size()) > env.limits.restart_intensity) {
         telemetry::log_error("entity restart limit exceeded; escalating",
                              {{"kind", env.kind}, {"restarts", st->restarts.size()}});
-        self->quit(caf::make_error(protocol::errc::restart_limit, env.kind));
+        drain_and_quit(caf::make_error(protocol::errc::restart_limit, env.kind));
         return;
       }
       const int streak = std::max(1, e.extra ? e.extra->crash_streak : 0);
@@ -334,6 +382,7 @@ caf::behavior entity_host(caf::event_based_actor* self, std::shared_ptr<const en
           switch (e.ph) {
             case phase::passivating:
             case phase::parking:
+            case phase::stopping:
             case phase::restarting:
               extra_of(e).waiting.push_back({std::move(command), rp});
               return rp;
@@ -355,7 +404,7 @@ caf::behavior entity_host(caf::event_based_actor* self, std::shared_ptr<const en
       [on_gone](gone_atom, caf::actor_id aid, const std::string& id, const caf::error& reason) {
         on_gone(aid, id, reason);
       },
-      [self, st](parked_atom, const std::string& id, std::int64_t version, std::string& state) {
+      [self, st](parked_atom, const std::string& id, std::int64_t version, std::string& state, std::string& recent) {
         // From an entity asked to park, right before it stops (its exit report follows and decides).
         auto it = st->entities.find(id);
         if (it == st->entities.end()) {
@@ -368,7 +417,40 @@ caf::behavior entity_host(caf::event_based_actor* self, std::shared_ptr<const en
         e.parked_version = version;
         e.parked_state = std::move(state);
         e.parked_state.shrink_to_fit();
+        e.parked_recent = std::move(recent);
+        e.parked_recent.shrink_to_fit();
         e.has_parked_state = true;
+      },
+      [self, st](stopping_atom, const std::string& id) {
+        // The entity stops after a failed write or a crash: hold its commands from now on and tell
+        // it so behind every command already forwarded to it (it hands those back).
+        auto it = st->entities.find(id);
+        if (it == st->entities.end() || !it->second.handle ||
+            it->second.handle != caf::actor_cast<caf::actor>(self->current_sender())) {
+          return;
+        }
+        slot* s = &*it;
+        auto& e = s->second;
+        if (e.ph == phase::live) {
+          st->live.unlink(s);
+        } else if (e.ph == phase::parking) {
+          st->parked.unlink(s);
+          drop_parked_state(e);
+        }
+        e.ph = phase::stopping;
+        self->send(e.handle, release_atom::value);
+      },
+      [st](requeue_atom, const std::string& id, caf::message& command, caf::response_promise& promise) {
+        // A command its stopping entity handed back: it runs on the next incarnation, in its order.
+        auto it = st->entities.find(id);
+        if (it == st->entities.end()) {
+          promise.deliver(caf::make_error(protocol::errc::entity_restarting, "the entity is restarting; retry"));
+          return;
+        }
+        auto& x = extra_of(it->second);
+        x.waiting.insert(x.waiting.begin() + static_cast<std::ptrdiff_t>(x.requeued),
+                         held_command{std::move(command), std::move(promise)});
+        ++x.requeued;
       },
       [st](protocol::crashed_atom, const std::string& id, caf::message& command, caf::response_promise& promise) {
         auto it = st->entities.find(id);
@@ -395,8 +477,10 @@ caf::behavior entity_host(caf::event_based_actor* self, std::shared_ptr<const en
           release_extra_if_unused(e);
           return;
         }
-        // Retry it first on the next incarnation.
-        x.waiting.insert(x.waiting.begin(), held_command{std::move(command), std::move(promise)});
+        // Retry it on the next incarnation, before what arrived after it.
+        x.waiting.insert(x.waiting.begin() + static_cast<std::ptrdiff_t>(x.requeued),
+                         held_command{std::move(command), std::move(promise)});
+        ++x.requeued;
       },
       [st, start, flush_waiting](protocol::retry_atom, const std::string& id) {
         auto it = st->entities.find(id);

@@ -36,6 +36,9 @@ using entity_spawner =
 //   (idle_atom, caf::timespan)  passivate entities idle at least that long (tests, operators)
 //   (stats_atom) -> (active: uint64, buffered: uint64)
 //   (stats_atom, parked_atom) -> (active incl. parked, parked, re-creations from a parked copy)
-caf::behavior entity_host(caf::event_based_actor* self, std::shared_ptr<const entity_env> env, entity_spawner spawn);
+// `supervisor` (the router; may be null) hears (stopping_atom, "") when the host escalates and answers
+// (release_atom) once it forwards nothing more, so no command reaches the host after it stopped.
+caf::behavior entity_host(caf::event_based_actor* self, std::shared_ptr<const entity_env> env, entity_spawner spawn,
+                          caf::actor supervisor);
 
 }  // namespace mercato::supervisors

@@ -21,6 +21,7 @@ struct router_state {
   std::shared_ptr<const entity_env> env;
   entity_spawner spawn;
   std::vector<caf::actor> hosts;
+  std::vector<caf::actor_addr> retiring;   // a host that escalated, until its down message
   std::vector<std::deque<held>> held_for;  // messages for a host that is restarting
   std::vector<int> restarts;               // consecutive restarts per host, for the backoff
 };
@@ -41,10 +42,12 @@ caf::behavior entity_router(caf::event_based_actor* self, std::shared_ptr<const 
   st->hosts.resize(n);
   st->held_for.resize(n);
   st->restarts.resize(n, 0);
+  st->retiring.resize(n);
 
   auto start_host = [self, st](std::size_t i) {
     // Linked: when the router stops (node shutdown), its hosts and their entities stop too.
-    st->hosts[i] = self->spawn<caf::monitored + caf::linked>(entity_host, st->env, st->spawn);
+    st->hosts[i] = self->spawn<caf::monitored + caf::linked>(entity_host, st->env, st->spawn,
+                                                             caf::actor_cast<caf::actor>(self));
     while (!st->held_for[i].empty()) {
       auto h = std::move(st->held_for[i].front());
       st->held_for[i].pop_front();
@@ -58,18 +61,35 @@ caf::behavior entity_router(caf::event_based_actor* self, std::shared_ptr<const 
   // Hosts are linked, so their exits arrive here too (handled via down_msg). A shutdown
   // (user_shutdown or kill) stops the router. CAF 0.17.6's anon_send_exit sets the source to the
   // receiver itself, so the source cannot tell a shutdown from a host's exit; the reason can.
-  self->set_exit_handler([self](caf::exit_msg& em) {
-    if (em.reason == caf::exit_reason::user_shutdown || em.reason == caf::exit_reason::kill) {
-      self->quit(em.reason);
+  // On shutdown nothing is dropped: held messages and whatever is still in the mailbox are answered
+  // shutting_down (a marker sent to itself tells when the mailbox is through), then the router
+  // quits and its linked hosts stop the same way.
+  self->set_exit_handler([self, st](caf::exit_msg& em) {
+    if (em.reason != caf::exit_reason::user_shutdown && em.reason != caf::exit_reason::kill) {
+      return;
     }
+    auto err = caf::make_error(protocol::errc::shutting_down, "the node is stopping");
+    for (auto& q : st->held_for) {
+      for (auto& h : q) {
+        h.promise.deliver(err);
+      }
+      q.clear();
+    }
+    self->set_default_handler(caf::drop);
+    self->become(caf::behavior{
+        [err](protocol::to_entity_atom, std::string&, caf::message&) -> caf::result<caf::message> { return err; },
+        [self, reason = em.reason](drained_atom) { self->quit(reason); },
+    });
+    self->send(self, drained_atom::value);
   });
 
   self->set_down_handler([self, st](caf::down_msg& dm) {
     for (std::size_t i = 0; i < st->hosts.size(); ++i) {
-      if (st->hosts[i].address() != dm.source) {
+      if (st->hosts[i].address() != dm.source && st->retiring[i] != dm.source) {
         continue;
       }
       st->hosts[i] = caf::actor{};
+      st->retiring[i] = caf::actor_addr{};
       const int attempt = ++st->restarts[i];
       auto backoff = st->env->limits.backoff_initial * (1 << std::min(attempt, 16));
       if (backoff > st->env->limits.backoff_max) {
@@ -93,6 +113,17 @@ caf::behavior entity_router(caf::event_based_actor* self, std::shared_ptr<const 
         }
         rp.delegate(st->hosts[i], protocol::to_entity_atom::value, std::move(id), std::move(command));
         return rp;
+      },
+      [self, st](supervisors::stopping_atom, const std::string&) {
+        // A host escalates: hold its messages from now on (they go to its successor), then let it go.
+        for (std::size_t i = 0; i < st->hosts.size(); ++i) {
+          if (st->hosts[i] && st->hosts[i] == caf::actor_cast<caf::actor>(self->current_sender())) {
+            st->retiring[i] = st->hosts[i].address();
+            self->send(st->hosts[i], supervisors::release_atom::value);
+            st->hosts[i] = caf::actor{};
+            return;
+          }
+        }
       },
       [st, start_host](protocol::restart_atom, std::uint64_t i) {
         if (i < st->hosts.size() && !st->hosts[i]) {

@@ -8,6 +8,10 @@
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
 #include <fmt/format.h>
+#include <caf/make_message.hpp>
+#include <caf/message.hpp>
+
+#include "actors/protocol/type_ids.hpp"
 
 namespace mercato::actors {
 namespace {
@@ -50,7 +54,7 @@ std::int64_t subtotal(const cart_model::state& s) {
   return sum;
 }
 
-persistence::domain_event event(const protocol::command_meta& meta, const std::string& cart_id, const char* type,
+protocol::domain_event event(const protocol::command_meta& meta, const std::string& cart_id, const char* type,
                                 boost::json::object data) {
   data["cart_id"] = cart_id;
   boost::json::object metadata{{"correlation_id", meta.request_id},
@@ -58,7 +62,7 @@ persistence::domain_event event(const protocol::command_meta& meta, const std::s
                                {"trace_id", meta.trace_id},
                                {"user_id", meta.user_id},
                                {"source", meta.source}};
-  return persistence::domain_event{{}, type, "1", boost::json::serialize(data), boost::json::serialize(metadata)};
+  return protocol::domain_event{{}, type, "1", boost::json::serialize(data), boost::json::serialize(metadata)};
 }
 
 protocol::cart_line* find_line(cart_model::state& s, const std::string& product_id) {
@@ -70,8 +74,9 @@ protocol::cart_line* find_line(cart_model::state& s, const std::string& product_
   return nullptr;
 }
 
-auto view_reply(const std::string& id) {
-  return [id](const cart_model::state& s, std::int64_t v) { return cart_model::view(id, s, v); };
+// The answer to a change: the cart as it is once the change is committed.
+caf::message view_reply(protocol::entity_context<cart_model::state>& ctx, const cart_model::state& next) {
+  return caf::make_message(cart_model::view(ctx.id(), next, ctx.version() + 1));
 }
 
 }  // namespace
@@ -124,34 +129,60 @@ boost::json::value cart_model::encode(const state& s) {
                              {"updated_at", s.updated_at}};
 }
 
-std::vector<persistence::projection_write> cart_model::project(const std::string& id, const state& s,
-                                                               std::int64_t version) {
+std::vector<protocol::projection_row> cart_model::project(const std::string& id, const state& s,
+                                                          std::int64_t version) {
+  using protocol::column_type;
   std::int64_t count = 0;
   for (const auto& l : s.items) {
     count += l.quantity;
   }
-  return {persistence::projection_write{
-      "INSERT INTO carts (id, owner_user_id, status, item_count, subtotal, currency, version, updated_at) "
-      "VALUES ($1, $2::uuid, $3, $4::integer, $5::bigint, $6, $7::bigint, $8::timestamptz) "
-      "ON CONFLICT (id) DO UPDATE SET owner_user_id = EXCLUDED.owner_user_id, status = EXCLUDED.status, "
-      "item_count = EXCLUDED.item_count, subtotal = EXCLUDED.subtotal, currency = EXCLUDED.currency, "
-      "version = EXCLUDED.version, updated_at = EXCLUDED.updated_at WHERE carts.version < EXCLUDED.version",
-      {id, s.owner_user_id.empty() ? std::nullopt : std::optional<std::string>(s.owner_user_id), s.status,
-       std::to_string(count), std::to_string(subtotal(s)), s.currency, std::to_string(version),
-       s.updated_at.empty() ? now_rfc3339() : s.updated_at}}};
+  auto opt = [](const std::string& v) { return v.empty() ? std::nullopt : std::optional<std::string>(v); };
+  return {protocol::projection_row{"carts",
+                                   {{"id", column_type::text, id},
+                                    {"owner_user_id", column_type::uuid, opt(s.owner_user_id)},
+                                    {"status", column_type::text, s.status},
+                                    {"item_count", column_type::integer, std::to_string(count)},
+                                    {"subtotal", column_type::bigint, std::to_string(subtotal(s))},
+                                    {"currency", column_type::text, s.currency},
+                                    {"version", column_type::bigint, std::to_string(version)},
+                                    {"updated_at", column_type::timestamptz,
+                                     s.updated_at.empty() ? now_rfc3339() : s.updated_at}}}};
+}
+
+const protocol::command_meta* cart_model::meta_of(const caf::message& msg) {
+  if (msg.match_elements<protocol::cart_add_item>()) {
+    return &msg.get_as<protocol::cart_add_item>(0).meta;
+  }
+  if (msg.match_elements<protocol::cart_set_quantity>()) {
+    return &msg.get_as<protocol::cart_set_quantity>(0).meta;
+  }
+  if (msg.match_elements<protocol::cart_remove_item>()) {
+    return &msg.get_as<protocol::cart_remove_item>(0).meta;
+  }
+  if (msg.match_elements<protocol::cart_open>()) {
+    return &msg.get_as<protocol::cart_open>(0).meta;
+  }
+  if (msg.match_elements<protocol::cart_get>()) {
+    return &msg.get_as<protocol::cart_get>(0).meta;
+  }
+  return nullptr;
+}
+
+caf::message cart_model::current(const std::string& id, const state& s, std::int64_t version) {
+  return caf::make_message(view(id, s, version));
 }
 
 protocol::cart_view cart_model::view(const std::string& id, const state& s, std::int64_t version) {
   return protocol::cart_view{id, version, s.owner_user_id, s.currency, s.items, subtotal(s), s.status, s.updated_at};
 }
 
-bool cart_model::handle(supervisors::entity_context<cart_model>& ctx, const caf::message& msg) {
+bool cart_model::handle(protocol::entity_context<state>& ctx, const caf::message& msg) {
   const auto& id = ctx.id();
   if (msg.match_elements<protocol::cart_get>()) {
     if (!ctx.exists()) {
       ctx.reject(errc::not_found, "no cart " + id);
     } else {
-      ctx.reply(view(id, ctx.state(), ctx.version()));
+      ctx.reply(caf::make_message(view(id, ctx.state(), ctx.version())));
     }
     return true;
   }
@@ -170,8 +201,9 @@ bool cart_model::handle(supervisors::entity_context<cart_model>& ctx, const caf:
     next.token_hash = cmd.token_hash;
     next.currency = cmd.currency;
     next.updated_at = now_rfc3339();
+    auto answer = view_reply(ctx, next);
     ctx.commit(std::move(next), {event(cmd.meta, id, "CartOpened", {{"owner_user_id", cmd.owner_user_id}})},
-               view_reply(id));
+               std::move(answer));
     return true;
   }
   const bool cart_command = msg.match_elements<protocol::cart_add_item>() ||
@@ -210,10 +242,11 @@ bool cart_model::handle(supervisors::entity_context<cart_model>& ctx, const caf:
       next.items.push_back(line);
     }
     next.updated_at = now_rfc3339();
+    auto answer = view_reply(ctx, next);
     ctx.commit(std::move(next),
                {event(cmd.meta, id, "CartItemAdded",
                       {{"product_id", line.product_id}, {"quantity", line.quantity}, {"unit_price", line.unit_price}})},
-               view_reply(id));
+               std::move(answer));
     return true;
   }
   if (msg.match_elements<protocol::cart_set_quantity>()) {
@@ -234,10 +267,11 @@ bool cart_model::handle(supervisors::entity_context<cart_model>& ctx, const caf:
       l->quantity = cmd.quantity;
     }
     next.updated_at = now_rfc3339();
+    auto answer = view_reply(ctx, next);
     ctx.commit(std::move(next),
                {event(cmd.meta, id, cmd.quantity == 0 ? "CartItemRemoved" : "CartItemQuantityChanged",
                       {{"product_id", cmd.product_id}, {"quantity", cmd.quantity}})},
-               view_reply(id));
+               std::move(answer));
     return true;
   }
   if (msg.match_elements<protocol::cart_remove_item>()) {
@@ -250,8 +284,9 @@ bool cart_model::handle(supervisors::entity_context<cart_model>& ctx, const caf:
     }
     next.items.erase(next.items.begin() + (l - next.items.data()));
     next.updated_at = now_rfc3339();
+    auto answer = view_reply(ctx, next);
     ctx.commit(std::move(next), {event(cmd.meta, id, "CartItemRemoved", {{"product_id", cmd.product_id}})},
-               view_reply(id));
+               std::move(answer));
     return true;
   }
   return false;

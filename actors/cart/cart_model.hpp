@@ -10,8 +10,8 @@
 #include <caf/message.hpp>
 
 #include "actors/protocol/cart_messages.hpp"
-#include "persistence/snapshot_writer.hpp"
-#include "supervisors/entity.hpp"
+#include "actors/protocol/entity_context.hpp"
+#include "actors/protocol/entity_records.hpp"
 
 namespace mercato::actors {
 
@@ -33,9 +33,11 @@ struct cart_model {
   static state empty(const std::string& id);
   static state decode(const boost::json::value& v);
   static boost::json::value encode(const state& s);
-  static std::vector<persistence::projection_write> project(const std::string& id, const state& s,
-                                                            std::int64_t version);
-  static bool handle(supervisors::entity_context<cart_model>& ctx, const caf::message& msg);
+  // The `carts` query table row.
+  static std::vector<protocol::projection_row> project(const std::string& id, const state& s, std::int64_t version);
+  static bool handle(protocol::entity_context<state>& ctx, const caf::message& msg);
+  static const protocol::command_meta* meta_of(const caf::message& msg);
+  static caf::message current(const std::string& id, const state& s, std::int64_t version);
 
   static protocol::cart_view view(const std::string& id, const state& s, std::int64_t version);
 };

@@ -6,6 +6,8 @@
 #include <string>
 
 #include <caf/error.hpp>
+#include <caf/make_message.hpp>
+#include <caf/message.hpp>
 
 namespace mercato::protocol {
 
@@ -21,7 +23,12 @@ enum class errc : std::uint8_t {
   timeout,            // no answer in time (503/504)
   crashed,            // exit reason of an entity whose handler threw
   restart_limit,      // exit reason of a host that restarted entities too often
-  shutting_down,      // the node is stopping
+  shutting_down,      // the node is stopping: nothing pending was applied after this answer; a retry with the
+                      // same command id on another node (or after the restart) is safe
+  outcome_unknown,    // the change was sent to PostgreSQL and whether it committed could not be learnt in
+                      // time; the entity reloads the truth, and a retry with the same command id is safe (503)
+  entity_restarting,  // the entity crashed or its host is restarting; a retry with the same command id is
+                      // safe (503)
 };
 
 const char* to_string(errc e);

@@ -9,6 +9,10 @@ namespace mercato::protocol {
 
 struct command_meta {
   std::string request_id;  // correlation id (X-Request-Id)
+  // Unique per command, the same on a retry: an entity applies a command id at most once (it keeps
+  // the last ones it applied with its snapshot). Empty: no deduplication. At most 64 printable
+  // ASCII characters without spaces.
+  std::string command_id;
   std::string trace_id;    // W3C trace id
   std::string user_id;     // empty for guests
   std::string source = "http";
@@ -16,11 +20,12 @@ struct command_meta {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, command_meta& x) {
-  return f(caf::meta::type_name("command_meta"), x.request_id, x.trace_id, x.user_id, x.source);
+  return f(caf::meta::type_name("command_meta"), x.request_id, x.command_id, x.trace_id, x.user_id,
+           x.source);
 }
 
 inline bool operator==(const command_meta& a, const command_meta& b) {
-  return a.request_id == b.request_id && a.trace_id == b.trace_id && a.user_id == b.user_id && a.source == b.source;
+  return a.request_id == b.request_id && a.command_id == b.command_id && a.trace_id == b.trace_id && a.user_id == b.user_id && a.source == b.source;
 }
 
 }  // namespace mercato::protocol

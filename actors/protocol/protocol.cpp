@@ -21,6 +21,8 @@ const char* to_string(errc e) {
     case errc::crashed: return "crashed";
     case errc::restart_limit: return "restart_limit";
     case errc::shutting_down: return "shutting_down";
+    case errc::outcome_unknown: return "outcome_unknown";
+    case errc::entity_restarting: return "entity_restarting";
   }
   return "unknown";
 }

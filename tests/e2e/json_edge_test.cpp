@@ -2,8 +2,12 @@
 // 413, and a handler that answers from another thread.
 #include <doctest/doctest.h>
 
+#include <atomic>
+#include <future>
+
 #include <thread>
 
+#include <boost/asio.hpp>
 #include <boost/json/object.hpp>
 #include <simdjson.h>
 
@@ -21,16 +25,27 @@ namespace {
 struct edge_fixture {
   edge_fixture() {
     routes.add(http::bhttp::verb::post, "/echo/{name}",
-               [](std::shared_ptr<http::request_context> ctx, http::responder respond) {
+               [this](std::shared_ptr<http::request_context> ctx, http::responder respond) {
                  std::string_view email;
                  if (ctx->json()["email"].get(email) != simdjson::SUCCESS) {
                    respond(http::invalid_request("email is required", {{"/email", "is required"}}));
                    return;
                  }
-                 // Answer from a different thread, as database and actor replies do.
-                 std::thread([ctx, respond, email = std::string(email)] {
+                 // Answer from a different thread, as database and actor replies do. "slow" answers
+                 // only when the test lets it (a request really in flight).
+                 const bool slow = *ctx->param("name") == "slow";
+                 if (slow) {
+                   slow_received.set_value();
+                 }
+                 std::thread([this, slow, ctx, respond, email = std::string(email)] {
+                   if (slow) {
+                     slow_release.get_future().wait();
+                   }
                    respond(http::response::json(
                        201, boost::json::object{{"email", email}, {"name", *ctx->param("name")}}));
+                   if (slow) {
+                     slow_answered = true;
+                   }
                  }).detach();
                },
                http::json_route());
@@ -43,6 +58,9 @@ struct edge_fixture {
   }
   ~edge_fixture() { server->shutdown(std::chrono::seconds(2)); }
 
+  std::promise<void> slow_received;
+  std::promise<void> slow_release;
+  std::atomic<bool> slow_answered{false};
   telemetry::metrics metrics;
   http::router routes;
   http::pipeline edge{routes, &metrics};
@@ -96,14 +114,35 @@ TEST_CASE("a body over the limit is 413 before any handler runs") {
 
 TEST_CASE("shutdown waits for a request in flight and answers it") {
   edge_fixture f;
+  const auto port = f.server->port();
   std::atomic<unsigned> status{0};
   std::thread client([&] {
-    http_client c{f.server->port()};
+    http_client c{port};
     status = c.request("POST", "/echo/slow", R"({"email":"s@x.io"})", {{"Content-Type", "application/json"}})
                  .status;
   });
+  // The handler has the request and holds its answer: the request is in flight.
+  REQUIRE(f.slow_received.get_future().wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+  auto cut = std::async(std::launch::async, [&] { return f.server->shutdown(std::chrono::seconds(10)); });
+  // The shutdown has begun (the listener is closed) while the answer is still held.
+  bool refusing = false;
+  for (int i = 0; i < 500 && !refusing; ++i) {
+    boost::asio::io_context ioc;
+    boost::asio::ip::tcp::socket s{ioc};
+    boost::system::error_code ec;
+    s.connect({boost::asio::ip::make_address("127.0.0.1"), port}, ec);
+    refusing = ec == boost::asio::error::connection_refused;
+    if (!refusing) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+  CHECK(refusing);
+  CHECK_FALSE(f.slow_answered.load());
+  f.slow_release.set_value();
+  const auto cut_count = cut.get();  // returns only once the held answer was written
+  CHECK(f.slow_answered.load());
   client.join();
   CHECK(status.load() == 201);
-  CHECK(f.server->shutdown(std::chrono::seconds(2)) == 0);
+  CHECK(cut_count == 0);
   CHECK(f.server->open_sessions() == 0);
 }

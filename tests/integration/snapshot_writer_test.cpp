@@ -13,6 +13,7 @@
 
 #include <pqxx/pqxx>
 
+#include "actors/protocol/entity_records.hpp"
 #include "persistence/migrations.hpp"
 #include "persistence/snapshot_writer.hpp"
 #include "support/scratch_database.hpp"
@@ -44,6 +45,17 @@ std::string new_uuid() {
                 static_cast<unsigned>((a >> 16) & 0xffff), static_cast<unsigned>(a & 0xffff),
                 static_cast<unsigned>(b >> 48), static_cast<unsigned long long>(b & 0xffffffffffffULL));
   return buf;
+}
+
+// A projection row of the test tables (key "id", a bigint "version", more bigint columns).
+protocol::projection_row proj(const std::string& table, const std::string& id, std::int64_t version,
+                              std::vector<std::pair<std::string, std::optional<std::string>>> more = {}) {
+  protocol::projection_row r{table, {{"id", protocol::column_type::text, id}}};
+  for (auto& [name, value] : more) {
+    r.columns.push_back({name, protocol::column_type::bigint, value});
+  }
+  r.columns.push_back({"version", protocol::column_type::bigint, std::to_string(version)});
+  return r;
 }
 
 // Collects the outcome of each write by index and checks that every callback runs exactly once.
@@ -95,7 +107,10 @@ persistence::pending_write make_write(const std::string& kind, const std::string
   persistence::pending_write w;
   w.snap = persistence::snapshot{kind, id, version, epoch, static_cast<int>(std::hash<std::string>{}(id) % shards),
                                  "{\"id\": \"" + id + "\", \"v\": " + std::to_string(version) +
-                                     ", \"pad\": \"" + std::string(120, 'x') + "\"}"};
+                                     ", \"pad\": \"" + std::string(120, 'x') + "\"}",
+                                 version - 1,  // built on the version before (tests starting higher set 0)
+                                 {},
+                                 {}};
   for (int e = 0; e < events; ++e) {
     w.events.push_back(persistence::domain_event{
         new_uuid(), "TestHappened", "1", "{\"v\": " + std::to_string(version) + ", \"e\": " + std::to_string(e) + "}",
@@ -210,10 +225,7 @@ TEST_CASE("one entity's versions 1..50 enqueued at once: all committed, newest s
   persistence::snapshot_writer w{opts, nullptr};
   for (std::size_t v = 1; v <= n; ++v) {
     auto pw = make_write("cart", "hot", static_cast<std::int64_t>(v), f.epoch);
-    pw.projections.push_back(
-        {"INSERT INTO proj_latest (id, version) VALUES ($1, $2) "
-         "ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version WHERE proj_latest.version < EXCLUDED.version",
-         {std::string("hot"), std::to_string(v)}});
+    pw.projections.push_back(proj("proj_latest", "hot", static_cast<std::int64_t>(v)));
     pw.done = a.slot(v - 1);
     REQUIRE(w.enqueue(std::move(pw)) == write_outcome::committed);
   }
@@ -232,7 +244,15 @@ TEST_CASE("one entity's versions 1..50 enqueued at once: all committed, newest s
 
 TEST_CASE("a batch writes one snapshot row per entity and applies only the newest version's projections") {
   fixture f;
-  exec(f.conn, "CREATE TABLE proj_log (id TEXT NOT NULL, version BIGINT NOT NULL)");
+  // proj_latest is the query table; its trigger logs every row written to it, so the log shows which
+  // versions' projections were applied.
+  exec(f.conn, R"SQL(
+    CREATE TABLE proj_log (id TEXT NOT NULL, version BIGINT NOT NULL);
+    CREATE TABLE proj_latest (id TEXT PRIMARY KEY, version BIGINT NOT NULL);
+    CREATE FUNCTION log_proj() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN INSERT INTO proj_log VALUES (NEW.id, NEW.version); RETURN NULL; END $$;
+    CREATE TRIGGER log_proj AFTER INSERT OR UPDATE ON proj_latest FOR EACH ROW EXECUTE FUNCTION log_proj();
+  )SQL");
   auto opts = f.options();
   opts.threads = 1;
   opts.max_batch = 4;
@@ -241,15 +261,12 @@ TEST_CASE("a batch writes one snapshot row per entity and applies only the newes
   persistence::snapshot_writer w{opts, nullptr};
   for (std::int64_t v = 1; v <= 3; ++v) {
     auto pw = make_write("cart", "multi", v, f.epoch, 2);
-    pw.projections.push_back({"INSERT INTO proj_log (id, version) VALUES ($1, $2)", {std::string("multi"),
-                                                                                     std::to_string(v)}});
+    pw.projections.push_back(proj("proj_latest", "multi", v));
     pw.done = a.slot(static_cast<std::size_t>(v - 1));
     REQUIRE(w.enqueue(std::move(pw)) == write_outcome::committed);
   }
   auto other = make_write("cart", "other", 1, f.epoch, 0);
-  other.projections.push_back({"INSERT INTO proj_log (id, version) VALUES ($1, $2)", {std::string("other"),
-                                                                                      std::nullopt}});
-  other.projections.back().params[1] = "7";
+  other.projections.push_back(proj("proj_latest", "other", 7));
   other.done = a.slot(3);
   REQUIRE(w.enqueue(std::move(other)) == write_outcome::committed);
   REQUIRE(a.wait(4));
@@ -270,6 +287,7 @@ TEST_CASE("a stale version is fenced and never overwrites, nor appends its event
   persistence::snapshot_writer w{f.options(), &m};
   acks a{3};
   auto v5 = make_write("cart", "c1", 5, f.epoch);
+  v5.snap.base_version = 0;
   v5.done = a.slot(0);
   REQUIRE(w.enqueue(std::move(v5)) == write_outcome::committed);
   REQUIRE(a.wait(1));
@@ -344,7 +362,7 @@ TEST_CASE("a write with an old owner epoch, another node's lease or no lease is 
 TEST_CASE("a failing projection fails only its own write; the rest of the batch commits") {
   fixture f;
   telemetry::metrics m;
-  exec(f.conn, "CREATE TABLE proj_stock (id TEXT PRIMARY KEY, qty INT NOT NULL CHECK (qty >= 0))");
+  exec(f.conn, "CREATE TABLE proj_stock (id TEXT PRIMARY KEY, qty INT NOT NULL CHECK (qty >= 0), version BIGINT)");
   auto opts = f.options();
   opts.threads = 1;
   opts.max_batch = 4;
@@ -355,7 +373,7 @@ TEST_CASE("a failing projection fails only its own write; the rest of the batch 
   for (std::size_t i = 0; i < 4; ++i) {
     const std::string id = "p" + std::to_string(i);
     auto pw = make_write("cart", id, 1, f.epoch);
-    pw.projections.push_back({"INSERT INTO proj_stock (id, qty) VALUES ($1, $2)", {id, std::to_string(qty[i])}});
+    pw.projections.push_back(proj("proj_stock", id, 1, {{"qty", std::to_string(qty[i])}}));
     pw.done = a.slot(i);
     REQUIRE(w.enqueue(std::move(pw)) == write_outcome::committed);
   }
@@ -418,6 +436,7 @@ TEST_CASE("load_snapshot round trip") {
   persistence::snapshot_writer w{f.options(), nullptr};
   acks a{1};
   auto pw = make_write("cart", "c9", 7, f.epoch);
+  pw.snap.base_version = 0;
   const std::string state = R"({"a": 1, "items": [{"qty": 2, "sku": "X"}]})";  // jsonb's own rendering
   pw.snap.state_json = state;
   pw.done = a.slot(0);
@@ -569,18 +588,14 @@ TEST_CASE("a write whose outcome failed takes the writes of its entity queued be
   CHECK(scalar(f.conn, "SELECT version FROM entity_snapshots WHERE id = 'x'") == 2);
 }
 
-TEST_CASE("a connection lost during COMMIT is retried without losing or doubling anything") {
-  fixture f;
-  // Stands in for a COMMIT that went through although the client saw the connection drop: k0 is
-  // stored already with the version and epoch the writer is about to write.
-  exec(f.conn, "INSERT INTO entity_snapshots (kind, id, version, owner_epoch, state) "
-               "VALUES ('cart', 'k0', 1, " + std::to_string(f.epoch) + ", '{}')");
-  // A deferred trigger runs inside COMMIT; the first time, it kills its own backend there.
-  exec(f.conn, R"SQL(
-    CREATE SEQUENCE kill_once;
+// A deferred trigger that kills its own backend inside COMMIT: the first `times` commits that write
+// entity_snapshots die there (the transaction is not committed, and the client cannot tell).
+void kill_in_commit(pqxx::connection& c, int times) {
+  exec(c, R"SQL(
+    CREATE SEQUENCE kill_count;
     CREATE FUNCTION kill_in_commit() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-      IF nextval('kill_once') = 1 THEN
+      IF nextval('kill_count') <= )SQL" + std::to_string(times) + R"SQL( THEN
         PERFORM pg_terminate_backend(pg_backend_pid());
         PERFORM pg_sleep(1);
       END IF;
@@ -589,6 +604,15 @@ TEST_CASE("a connection lost during COMMIT is retried without losing or doubling
     CREATE CONSTRAINT TRIGGER kill_in_commit AFTER INSERT OR UPDATE ON entity_snapshots
       DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION kill_in_commit();
   )SQL");
+}
+
+TEST_CASE("a connection lost during COMMIT is resolved by write id, never by version and epoch") {
+  fixture f;
+  // A stale row of an earlier incarnation holds k0 with the very version and epoch the writer is
+  // about to write (another write id). An in-doubt COMMIT must not take it for its own.
+  exec(f.conn, "INSERT INTO entity_snapshots (kind, id, version, owner_epoch, state, write_id) "
+               "VALUES ('cart', 'k0', 1, " + std::to_string(f.epoch) + ", '{}', gen_random_uuid())");
+  kill_in_commit(f.conn, 1);
   auto opts = f.options();
   opts.threads = 1;
   opts.max_batch = 3;
@@ -601,21 +625,132 @@ TEST_CASE("a connection lost during COMMIT is retried without losing or doubling
     REQUIRE(w.enqueue(std::move(pw)) == write_outcome::committed);
   }
   REQUIRE(a.wait(3));
-  CHECK(a.at(0) == write_outcome::committed);  // after an in-doubt COMMIT: "already there" is committed
+  CHECK(a.at(0) == write_outcome::fenced);  // the stored row is not this write: never acknowledged
   CHECK(a.at(1) == write_outcome::committed);
   CHECK(a.at(2) == write_outcome::committed);
-  CHECK(scalar(f.conn, "SELECT nextval('kill_once')") > 2);  // the trigger did fire again on the retry
+  CHECK(scalar(f.conn, "SELECT nextval('kill_count')") > 2);  // the trigger did fire again on the retry
   CHECK(scalar(f.conn, "SELECT COUNT(*) FROM entity_snapshots") == 3);
-  // k1 and k2 once each; k0's events belonged to the transaction taken as committed.
-  CHECK(scalar(f.conn, "SELECT COUNT(*) FROM outbox") == 2);
+  CHECK(scalar(f.conn, "SELECT COUNT(*) FROM outbox") == 2);  // k1 and k2 once each
   CHECK(scalar(f.conn, "SELECT COUNT(*) FROM outbox WHERE aggregate_id = 'k0'") == 0);
+  CHECK(scalar(f.conn, "SELECT COUNT(*) FROM entity_snapshots WHERE id = 'k0' AND state = '{}'::jsonb") == 1);
+}
 
-  // Without an in-doubt COMMIT the same situation is a plain fence.
-  acks b{1};
-  auto dup = make_write("cart", "k1", 1, f.epoch);
-  dup.done = b.slot(0);
-  REQUIRE(w.enqueue(std::move(dup)) == write_outcome::committed);
-  w.stop();
-  REQUIRE(b.wait(1, 1s));
-  CHECK(b.at(0) == write_outcome::fenced);
+TEST_CASE("an in-doubt COMMIT that did land is taken as committed by its write id; nothing is doubled") {
+  fixture f;
+  // Stands in for a COMMIT that went through although the client saw the connection drop: the row
+  // and the event of this very write (same write id, same event id) are stored already.
+  const std::string write_id = new_uuid();
+  auto pw = make_write("cart", "landed", 1, f.epoch);
+  pw.snap.write_id = write_id;
+  exec(f.conn, "INSERT INTO entity_snapshots (kind, id, version, owner_epoch, state, write_id) VALUES ('cart', "
+               "'landed', 1, " + std::to_string(f.epoch) + ", '{\"v\": 1}', '" + write_id + "')");
+  exec(f.conn, "INSERT INTO outbox (id, aggregate_kind, aggregate_id, event_type, data, metadata) VALUES ('" +
+                   pw.events[0].id + "', 'cart', 'landed', 'TestHappened', '{}', '{}')");
+  kill_in_commit(f.conn, 1);
+  auto opts = f.options();
+  opts.threads = 1;
+  opts.max_batch = 2;  // both writes in one batch: the batch closes when it is full
+  opts.linger = std::chrono::seconds(10);
+  persistence::snapshot_writer w{opts, nullptr};
+  acks a{2};
+  pw.done = a.slot(0);
+  REQUIRE(w.enqueue(std::move(pw)) == write_outcome::committed);
+  // A second entity in the same lane makes the first attempt write a row, so the trigger kills it.
+  auto other = make_write("cart", "other", 1, f.epoch);
+  other.done = a.slot(1);
+  REQUIRE(w.enqueue(std::move(other)) == write_outcome::committed);
+  REQUIRE(a.wait(2));
+  CHECK(a.at(0) == write_outcome::committed);
+  CHECK(a.at(1) == write_outcome::committed);
+  CHECK(scalar(f.conn, "SELECT nextval('kill_count')") > 1);
+  CHECK(scalar(f.conn, "SELECT COUNT(*) FROM outbox WHERE aggregate_id = 'landed'") == 1);
+  CHECK(scalar(f.conn, "SELECT COUNT(*) FROM outbox WHERE aggregate_id = 'other'") == 1);
+}
+
+TEST_CASE("a COMMIT whose outcome cannot be learnt before the deadline is outcome_unknown, not failed") {
+  fixture f;
+  kill_in_commit(f.conn, 1'000'000);  // every COMMIT dies
+  auto opts = f.options();
+  opts.threads = 1;
+  opts.commit_deadline = 1500ms;
+  persistence::snapshot_writer w{opts, nullptr};
+  acks a{1};
+  auto pw = make_write("cart", "doubt", 1, f.epoch);
+  pw.done = a.slot(0);
+  REQUIRE(w.enqueue(std::move(pw)) == write_outcome::committed);
+  REQUIRE(a.wait(1));
+  CHECK(a.at(0) == write_outcome::outcome_unknown);
+  CHECK(w.stats().outcome_unknown == 1);
+  CHECK(w.stats().unavailable == 0);
+}
+
+TEST_CASE("a write stacked on a failed one never lands, even when it reaches the writer after the failure") {
+  fixture f;
+  auto opts = f.options();
+  opts.threads = 1;
+  persistence::snapshot_writer w{opts, nullptr};
+  acks a{3};
+  auto v1 = make_write("cart", "s", 1, f.epoch);
+  v1.done = a.slot(0);
+  REQUIRE(w.enqueue(std::move(v1)) == write_outcome::committed);
+  REQUIRE(a.wait(1));
+  auto v2 = make_write("cart", "s", 2, f.epoch);
+  v2.events[0].id = "not-a-uuid";  // rejected by the outbox: this write fails
+  v2.done = a.slot(1);
+  REQUIRE(w.enqueue(std::move(v2)) == write_outcome::committed);
+  REQUIRE(a.wait(2));
+  REQUIRE(a.at(1) == write_outcome::failed);
+  // Built on version 2 by an entity that had not yet heard of the failure: newer than the stored
+  // version 1, so a "newer than stored" rule would store it, with v2's change and without v2's events.
+  auto v3 = make_write("cart", "s", 3, f.epoch);
+  v3.done = a.slot(2);
+  REQUIRE(w.enqueue(std::move(v3)) == write_outcome::committed);
+  REQUIRE(a.wait(3));
+  CHECK(a.at(2) == write_outcome::fenced);
+  CHECK(scalar(f.conn, "SELECT version FROM entity_snapshots WHERE id = 's'") == 1);
+  CHECK(scalar(f.conn, "SELECT COUNT(*) FROM outbox WHERE aggregate_id = 's'") == 1);
+}
+
+TEST_CASE("a write built on a version is never stored where that version is missing") {
+  fixture f;
+  persistence::snapshot_writer w{f.options(), nullptr};
+  acks a{1};
+  auto pw = make_write("cart", "gone", 4, f.epoch);  // base 3, but no row exists
+  pw.done = a.slot(0);
+  REQUIRE(w.enqueue(std::move(pw)) == write_outcome::committed);
+  REQUIRE(a.wait(1));
+  CHECK(a.at(0) == write_outcome::fenced);
+  CHECK(scalar(f.conn, "SELECT COUNT(*) FROM entity_snapshots") == 0);
+}
+
+TEST_CASE("projection rows as data: NULLs, quotes and a newer stored row are handled by the writer") {
+  fixture f;
+  exec(f.conn, "CREATE TABLE proj_typed (id TEXT PRIMARY KEY, owner UUID, note TEXT, at TIMESTAMPTZ, "
+               "version BIGINT NOT NULL)");
+  exec(f.conn, "INSERT INTO proj_typed VALUES ('newer', NULL, 'kept', now(), 99)");
+  persistence::snapshot_writer w{f.options(), nullptr};
+  acks a{2};
+  using protocol::column_type;
+  for (std::size_t i = 0; i < 2; ++i) {
+    const std::string id = i == 0 ? "p" : "newer";
+    auto pw = make_write("cart", id, 1, f.epoch);
+    pw.projections.push_back({"proj_typed",
+                              {{"id", column_type::text, id},
+                               {"owner", column_type::uuid, std::nullopt},
+                               {"note", column_type::text, std::string("a \"quoted\", {braced} NULL\\")},
+                               {"at", column_type::timestamptz, std::string("2026-01-02T03:04:05Z")},
+                               {"version", column_type::bigint, std::string("1")}}});
+    pw.done = a.slot(i);
+    REQUIRE(w.enqueue(std::move(pw)) == write_outcome::committed);
+  }
+  REQUIRE(a.wait(2));
+  CHECK(a.at(0) == write_outcome::committed);
+  CHECK(a.at(1) == write_outcome::committed);
+  pqxx::nontransaction tx{f.conn};
+  auto r = tx.exec("SELECT owner IS NULL, note, extract(epoch from at)::bigint FROM proj_typed WHERE id = 'p'");
+  REQUIRE(r.size() == 1);
+  CHECK(r[0][0].as<bool>());
+  CHECK(std::string(r[0][1].c_str()) == "a \"quoted\", {braced} NULL\\");
+  CHECK(r[0][2].as<std::int64_t>() == 1767323045);
+  CHECK(std::string(tx.exec("SELECT note FROM proj_typed WHERE id = 'newer'")[0][0].c_str()) == "kept");
 }

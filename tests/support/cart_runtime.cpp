@@ -8,8 +8,8 @@
 #include "actors/protocol/protocol.hpp"
 #include "actors/protocol/type_ids.hpp"
 #include "persistence/migrations.hpp"
-#include "supervisors/entity.hpp"
-#include "supervisors/entity_router.hpp"
+#include <algorithm>
+#include <atomic>
 
 namespace mercato::test {
 
@@ -18,50 +18,90 @@ cart_runtime::cart_runtime(cart_runtime_options opts) : opts_(std::move(opts)) {
       persistence::pg_pool_options{opts_.dsn, 4, 100'000, std::chrono::milliseconds(5000),
                                    std::chrono::milliseconds(2000), std::chrono::milliseconds(10'000)},
       &metrics_);
-  persistence::snapshot_writer_options wo;
-  wo.dsn = opts_.dsn;
-  wo.node_id = opts_.node_id;
-  wo.queue_limit = opts_.writer_queue_limit;
-  wo.commit_deadline = opts_.commit_deadline;
-  writer_ = std::make_unique<persistence::snapshot_writer>(wo, &metrics_);
-  env_ = std::make_shared<supervisors::entity_env>();
-  env_->kind = actors::cart_model::kind;
-  env_->shards = 64;
+  app::entity_runtime_options ro;
+  ro.dsn = opts_.dsn;
+  ro.node_id = opts_.node_id;
+  ro.shards = 64;
+  ro.scheduler_threads = 2;
+  ro.hosts_per_kind = opts_.hosts;
+  ro.limits = opts_.limits;
+  ro.writer.queue_limit = opts_.writer_queue_limit;
+  ro.writer.commit_deadline = opts_.commit_deadline;
+  runtime_ = std::make_unique<app::entity_runtime>(ro, *pool_, &metrics_);
   {
     pqxx::connection conn{opts_.dsn};
-    env_->epoch = persistence::acquire_all_leases(conn, env_->kind, env_->shards, opts_.node_id);
+    runtime_->take_leases(conn);
   }
-  env_->pool = pool_.get();
-  env_->writer = writer_.get();
-  env_->metrics = &metrics_;
-  env_->limits = opts_.limits;
-  cfg_ = std::make_unique<caf::actor_system_config>();
-  protocol::register_protocol(*cfg_);
-  cfg_->set("scheduler.max-threads", 2);
-  system_ = std::make_unique<caf::actor_system>(*cfg_);
-  router_ = system_->spawn(supervisors::entity_router, std::shared_ptr<const supervisors::entity_env>(env_),
-                           supervisors::spawner_for<actors::cart_model>(), opts_.hosts);
+  router_ = runtime_->router(actors::cart_model::kind);
 }
 
-cart_runtime::~cart_runtime() {
-  caf::anon_send_exit(router_, caf::exit_reason::user_shutdown);
+cart_runtime::~cart_runtime() { stop(); }
+
+void cart_runtime::stop() {
   router_ = caf::actor{};
-  system_->await_all_actors_done();
-  writer_->stop();
+  runtime_->stop();
   pool_->stop();
 }
 
 caf::expected<protocol::cart_view> cart_runtime::ask_message(const std::string& id, caf::message cmd,
                                                              std::chrono::milliseconds timeout) {
-  caf::scoped_actor self{*system_};
+  caf::scoped_actor self{runtime_->system()};
   caf::expected<protocol::cart_view> out{caf::make_error(protocol::errc::timeout)};
   self->request(router_, timeout, protocol::to_entity_atom::value, id, std::move(cmd))
       .receive([&](protocol::cart_view& v) { out = std::move(v); }, [&](caf::error& e) { out = std::move(e); });
   return out;
 }
 
+std::shared_ptr<reply_log> cart_runtime::send_all(const std::string& id, std::vector<caf::message> cmds,
+                                                  std::chrono::milliseconds timeout) {
+  auto log = std::make_shared<reply_log>(cmds.size());
+  system().spawn([log, router = router_, id, cmds = std::move(cmds), timeout](caf::event_based_actor* self) {
+    for (std::size_t i = 0; i < cmds.size(); ++i) {
+      self->request(router, timeout, protocol::to_entity_atom::value, id, cmds[i])
+          .then([log, i](protocol::cart_view& v) { log->set(i, std::move(v)); },
+                [log, i](caf::error& e) { log->set(i, std::move(e)); });
+    }
+  });
+  return log;
+}
+
+void reply_log::set(std::size_t i, caf::expected<protocol::cart_view> r) {
+  {
+    std::lock_guard<std::mutex> lock{m_};
+    results_[i] = std::move(r);
+    at_[i] = std::chrono::steady_clock::now();
+    done_[i] = true;
+  }
+  cv_.notify_all();
+}
+
+bool reply_log::wait(std::size_t i, std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock{m_};
+  return cv_.wait_for(lock, timeout, [&] { return static_cast<bool>(done_[i]); });
+}
+
+bool reply_log::wait_all(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock{m_};
+  return cv_.wait_for(lock, timeout, [&] { return std::all_of(done_.begin(), done_.end(), [](bool d) { return d; }); });
+}
+
+bool reply_log::done(std::size_t i) {
+  std::lock_guard<std::mutex> lock{m_};
+  return done_[i];
+}
+
+caf::expected<protocol::cart_view> reply_log::result(std::size_t i) {
+  std::lock_guard<std::mutex> lock{m_};
+  return results_[i];
+}
+
+std::chrono::steady_clock::time_point reply_log::at(std::size_t i) {
+  std::lock_guard<std::mutex> lock{m_};
+  return at_[i];
+}
+
 std::uint64_t cart_runtime::passivate_idle(std::chrono::milliseconds idle_for) {
-  caf::scoped_actor self{*system_};
+  caf::scoped_actor self{runtime_->system()};
   std::uint64_t asked = 0;
   self->request(router_, std::chrono::seconds(10), protocol::idle_atom::value, caf::timespan{idle_for})
       .receive([&](std::uint64_t n) { asked = n; }, [&](caf::error&) {});
@@ -69,7 +109,7 @@ std::uint64_t cart_runtime::passivate_idle(std::chrono::milliseconds idle_for) {
 }
 
 std::pair<std::uint64_t, std::uint64_t> cart_runtime::stats() {
-  caf::scoped_actor self{*system_};
+  caf::scoped_actor self{runtime_->system()};
   std::pair<std::uint64_t, std::uint64_t> out{0, 0};
   self->request(router_, std::chrono::seconds(10), protocol::stats_atom::value)
       .receive([&](std::uint64_t a, std::uint64_t w) { out = {a, w}; }, [&](caf::error&) {});
@@ -106,10 +146,16 @@ std::string error_code(const caf::error& e) {
   return caf::to_string(e);
 }
 
+std::string fresh_command_id() {
+  static std::atomic<std::uint64_t> next{1};
+  return "test-cmd-" + std::to_string(next.fetch_add(1));
+}
+
 protocol::cart_open open_cmd(std::string owner) {
   protocol::cart_open c;
   c.owner_user_id = std::move(owner);
   c.meta.request_id = "req-open";
+  c.meta.command_id = fresh_command_id();
   return c;
 }
 
@@ -117,6 +163,7 @@ protocol::cart_add_item add_cmd(int n, std::int32_t qty) {
   protocol::cart_add_item c;
   c.line = demo_line(n, qty);
   c.meta.request_id = "req-add-" + std::to_string(n);
+  c.meta.command_id = fresh_command_id();
   return c;
 }
 

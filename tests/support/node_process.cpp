@@ -30,7 +30,8 @@ std::string env_or(const char* name, const std::string& fallback) {
 std::string test_pg_dsn() { return env_or("MERCATO_TEST_PG_DSN", "postgresql://mercato@127.0.0.1:55433/mercato"); }
 std::string test_jwt_secret() { return "mercato-e2e-test-signing-key-0123456789abcdef"; }
 
-std::string test_redis_url() { return env_or("MERCATO_TEST_REDIS_URL", ""); }
+// Never empty: a test that needs Redis fails when the test services' Redis is not there.
+std::string test_redis_url() { return env_or("MERCATO_TEST_REDIS_URL", "redis://127.0.0.1:56380"); }
 std::string services_script() {
   return env_or("MERCATO_TEST_SERVICES_SCRIPT", std::string(MERCATO_SOURCE_DIR) + "/scripts/services");
 }

@@ -12,7 +12,7 @@ namespace mercato::test {
 
 // The test services' settings, from the environment scripts/test exports.
 std::string test_pg_dsn();
-std::string test_redis_url();  // empty when no Redis
+std::string test_redis_url();  // the test services' Redis (scripts/test starts it)
 std::string test_jwt_secret();  // the MERCATO_JWT_SECRET every node_process gets (tests forge tokens with it)
 std::string services_script();  // scripts/services, for pg-stop / pg-start
 std::uint16_t free_port();

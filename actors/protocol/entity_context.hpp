@@ -1,0 +1,54 @@
+#pragma once
+// How an entity kind plugs into the entity runtime (supervisors/), without knowing it: the runtime
+// hands each command to the kind's `handle` together with an entity_context, and the kind answers,
+// rejects or commits through it. Below both actors/ (the kinds) and supervisors/ (the runtime).
+//
+// A Model (an entity kind) supplies:
+//   static constexpr const char* kind;
+//   static constexpr int schema_version;
+//   struct state;
+//   static state empty(const std::string& id);
+//   static state decode(const boost::json::value& v);        // any schema version it ever wrote
+//   static boost::json::value encode(const state& s);         // current schema_version
+//   static std::vector<protocol::projection_row> project(const std::string& id, const state& s,
+//                                                        std::int64_t version);
+//   static bool handle(entity_context<state>& ctx, const caf::message& msg);  // false: not a command
+//   static const command_meta* meta_of(const caf::message& msg);   // the command's meta, or null
+//   static caf::message current(const std::string& id, const state& s, std::int64_t version);
+//       // the answer to a command whose command id was applied already (the state as it is now)
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/message.hpp>
+
+#include "actors/protocol/entity_records.hpp"
+#include "actors/protocol/errors.hpp"
+#include "actors/protocol/meta.hpp"
+
+namespace mercato::protocol {
+
+template <class State>
+class entity_context {
+ public:
+  virtual ~entity_context() = default;
+
+  virtual const std::string& id() const = 0;
+  // The state every accepted change has been applied to (some may still be committing: a command
+  // builds on it, but nobody sees it before its commit: answers wait for the writes before them).
+  virtual const State& state() const = 0;
+  virtual std::int64_t version() const = 0;  // the version state() has; 0: never stored
+  bool exists() const { return version() > 0; }
+
+  // Answers the current command, once every change accepted before it is committed.
+  virtual void reply(caf::message answer) = 0;
+  // Refuses the current command (nothing changes), once every change accepted before it is committed.
+  virtual void reject(errc code, std::string detail) = 0;
+  // Makes `next` the state under version() + 1 and answers `answer` once the snapshot, its events and
+  // its projection rows are committed. If the write cannot be queued the command fails with
+  // `overloaded` and nothing changes.
+  virtual void commit(State next, std::vector<domain_event> events, caf::message answer) = 0;
+};
+
+}  // namespace mercato::protocol
