@@ -4,6 +4,8 @@
 #include <fmt/format.h>
 #include <simdjson.h>
 
+#include <unordered_set>
+
 namespace mercato::http {
 
 std::string json_syntax_error::describe() const {
@@ -37,6 +39,56 @@ json_syntax_error locate_json_error(std::string_view body) {
     }
   }
   return err;
+}
+
+namespace {
+
+std::string pointer_token(std::string_view key) {
+  std::string out;
+  for (char c : key) {
+    if (c == '~') {
+      out += "~0";
+    } else if (c == '/') {
+      out += "~1";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::optional<std::string> duplicate_in(simdjson::dom::element e, const std::string& at, int depth) {
+  if (depth > 1024) {
+    return std::nullopt;  // simdjson's own depth limit is lower; this only bounds the recursion
+  }
+  simdjson::dom::object object;
+  simdjson::dom::array array;
+  if (e.get(object) == simdjson::SUCCESS) {
+    std::unordered_set<std::string_view> seen;
+    for (auto field : object) {
+      const auto here = at + "/" + pointer_token(field.key);
+      if (!seen.insert(field.key).second) {
+        return here;
+      }
+      if (auto inner = duplicate_in(field.value, here, depth + 1)) {
+        return inner;
+      }
+    }
+  } else if (e.get(array) == simdjson::SUCCESS) {
+    std::size_t i = 0;
+    for (auto item : array) {
+      if (auto inner = duplicate_in(item, at + "/" + std::to_string(i++), depth + 1)) {
+        return inner;
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<std::string> find_duplicate_key(const simdjson::dom::document& doc) {
+  return duplicate_in(doc.root(), "", 0);
 }
 
 std::optional<json_syntax_error> parse_json(std::string_view body, simdjson::dom::document& doc) {

@@ -24,6 +24,10 @@ struct json_syntax_error {
 // Parses `body` into `doc`. Returns the error (with its position) when the body is not valid JSON.
 std::optional<json_syntax_error> parse_json(std::string_view body, simdjson::dom::document& doc);
 
+// RFC 8259 leaves objects with repeated member names to the implementation (simdjson keeps them all,
+// lookups find the first): we refuse them. Returns the JSON pointer of the first repeated member.
+std::optional<std::string> find_duplicate_key(const simdjson::dom::document& doc);
+
 // Locates a syntax error in text already known to be invalid JSON.
 json_syntax_error locate_json_error(std::string_view body);
 

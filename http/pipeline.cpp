@@ -4,6 +4,7 @@
 #include <cctype>
 #include <random>
 
+#include <boost/beast/core/string.hpp>
 #include <boost/url/parse.hpp>
 #include <fmt/format.h>
 #include <simdjson.h>
@@ -44,17 +45,32 @@ bool is_json_media_type(std::string_view ct) {
          });
 }
 
-bool parse_target(request_context& ctx) {
+enum class target_status { ok, malformed, not_utf8 };
+
+// Splits and percent-decodes the request target. Decoded bytes must be UTF-8 (RFC 3986 §2.5; our
+// database and JSON are UTF-8): anything else is refused here, before routing, so it never reaches a
+// query (where PostgreSQL would reject it as an encoding error) or an answer. `bad` names the part.
+target_status parse_target(request_context& ctx, std::string& bad) {
   auto target = ctx.raw.target();
   auto parsed = boost::urls::parse_origin_form({target.data(), target.size()});
   if (!parsed) {
-    return false;
+    return target_status::malformed;
   }
-  ctx.path = parsed->path();
+  auto utf8 = [](const std::string& s) { return simdjson::validate_utf8(s.data(), s.size()); };
+  std::string path = parsed->path();
+  if (!utf8(path)) {
+    bad = "/path";
+    return target_status::not_utf8;
+  }
+  ctx.path = std::move(path);
   for (auto p : parsed->params()) {
+    if (!utf8(p.key) || !utf8(p.value)) {
+      bad = utf8(p.key) ? "/query/" + p.key : "/query";
+      return target_status::not_utf8;
+    }
     ctx.query.emplace_back(p.key, p.value);
   }
-  return true;
+  return target_status::ok;
 }
 
 }  // namespace
@@ -151,7 +167,7 @@ std::optional<problem> authenticate(request_context& ctx, const security::jwt_se
                                                 ? "the access token has expired; refresh it"
                                                 : "the access token is not valid");
   }
-  ctx.caller = principal{verified->subject, verified->roles, verified->vendor_id};
+  ctx.caller = principal{verified->subject, verified->roles, verified->vendor_id, verified->session_id};
   return std::nullopt;
 }
 
@@ -179,6 +195,14 @@ void pipeline::dispatch(std::shared_ptr<request_context> ctx, done_fn done) cons
     for (auto& h : ctx->extra_headers) {
       r.with_header(h.first, h.second);
     }
+    // Whatever answers a request that carried credentials is personal: no cache may keep it (this
+    // overrides a handler's own caching headers, which are written for anonymous readers).
+    if (ctx->caller || !ctx->header(bhttp::field::authorization).empty()) {
+      r.headers.erase(std::remove_if(r.headers.begin(), r.headers.end(),
+                                     [](const auto& h) { return boost::beast::iequals(h.first, "Cache-Control"); }),
+                      r.headers.end());
+      r.with_header("Cache-Control", "no-store");
+    }
     r.with_header("X-Request-Id", ctx->request_id);
     r.with_header("traceparent", "00-" + ctx->trace_id + "-" + ctx->span_id + "-01");
     const auto elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - ctx->received_at).count();
@@ -201,13 +225,23 @@ void pipeline::dispatch(std::shared_ptr<request_context> ctx, done_fn done) cons
     done(std::move(r));
   };
 
-  if (!parse_target(*ctx)) {
-    finish(response::from(invalid_request("the request target is not a valid origin-form URI")));
-    return;
+  std::string bad_part;
+  switch (parse_target(*ctx, bad_part)) {
+    case target_status::ok:
+      break;
+    case target_status::malformed:
+      finish(response::from(invalid_request("the request target is not a valid origin-form URI")));
+      return;
+    case target_status::not_utf8:
+      // The offending bytes are not echoed (nor logged): only where they were.
+      finish(response::from(problem{400, "invalid_encoding", "Invalid encoding",
+                                    "the request target decodes to bytes that are not UTF-8",
+                                    {{bad_part, "is not valid UTF-8 after percent-decoding"}}}));
+      return;
   }
   auto m = routes_.match(ctx->raw.method(), ctx->path);
   if (m.outcome == route_match::kind::not_found) {
-    finish(response::from(not_found("no route for " + ctx->path)));
+    finish(response::from(not_found("no route for this path")));
     return;
   }
   if (m.outcome == route_match::kind::method_not_allowed) {
@@ -251,6 +285,27 @@ void pipeline::admit(const route& matched, std::shared_ptr<request_context> ctx,
       respond(with_challenge(unauthenticated("unauthenticated", "this endpoint needs an access token"), false));
       return;
     }
+    if (matched.options.live_caller) {
+      const auto& check = routes_.caller_checker();
+      if (!check) {
+        respond(service_unavailable("unavailable", "this operation cannot be authorised on this node"));
+        return;
+      }
+      check(ctx, [this, &matched, ctx, respond](std::optional<response> refused) {
+        if (refused) {
+          respond(std::move(*refused));
+          return;
+        }
+        authorize(matched, ctx, respond);
+      });
+      return;
+    }
+  }
+  authorize(matched, ctx, std::move(respond));
+}
+
+void pipeline::authorize(const route& matched, std::shared_ptr<request_context> ctx, responder respond) const {
+  if (matched.options.signed_in || !matched.options.roles.empty()) {
     if (!matched.options.roles.empty() && !ctx->caller->is_admin()) {
       bool allowed = false;
       for (const auto& role : matched.options.roles) {
@@ -274,6 +329,12 @@ void pipeline::admit(const route& matched, std::shared_ptr<request_context> ctx,
     auto doc = std::make_unique<simdjson::dom::document>();
     if (auto err = parse_json(ctx->raw.body(), *doc)) {
       respond(response::from(malformed_json("the body is not valid JSON: " + err->describe())));
+      return;
+    }
+    if (auto dup = find_duplicate_key(*doc)) {
+      auto p = malformed_json("the body repeats a member name in one object");
+      p.errors.push_back({*dup, "appears more than once in its object"});
+      respond(response::from(p));
       return;
     }
     ctx->body_doc = std::move(doc);

@@ -35,8 +35,11 @@ class pipeline {
   void dispatch(std::shared_ptr<request_context> ctx, done_fn done) const;
 
  private:
-  // After routing: authorisation, JSON checks, then the handler.
+  // After routing: authentication (and for live_caller routes the check against current state), then
+  // authorize().
   void admit(const route& r, std::shared_ptr<request_context> ctx, responder respond) const;
+  // Roles, JSON checks, then the handler.
+  void authorize(const route& r, std::shared_ptr<request_context> ctx, responder respond) const;
 
   const router& routes_;
   telemetry::metrics* metrics_;

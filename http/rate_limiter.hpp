@@ -48,14 +48,15 @@ struct rate_limit_rule {
   bool enabled() const { return limit > 0 && window.count() > 0; }
 };
 
-// Failed logins slow down per account: the first `free_failures - 1` consecutive failures cost
-// nothing; the `free_failures`-th blocks the account for `base_delay`, each further failure doubles
-// it up to `max_delay`. The failure count is forgotten `forget_after` after the last failure (or at
+// Failed logins slow down per key (the login handler uses account + client address, so an attacker's
+// failures never block the owner's address): the first `free_failures - 1` consecutive failures cost
+// nothing; the `free_failures`-th blocks the key for `base_delay`, each further failure doubles it up to
+// `max_delay` (capped at a minute: guesses per address are bounded by the login rate limit anyway). The failure count is forgotten `forget_after` after the last failure (or at
 // once on a successful login).
 struct login_backoff_options {
   unsigned free_failures = 5;
   std::chrono::milliseconds base_delay{std::chrono::seconds(1)};
-  std::chrono::milliseconds max_delay{std::chrono::minutes(15)};
+  std::chrono::milliseconds max_delay{std::chrono::minutes(1)};
   std::chrono::milliseconds forget_after{std::chrono::minutes(15)};
 };
 

@@ -47,7 +47,8 @@ struct response {
 struct principal {
   std::string user_id;
   std::vector<std::string> roles;
-  std::string vendor_id;  // vendors only
+  std::string vendor_id;   // vendors only
+  std::string session_id;  // the login (refresh-token family) behind the token; empty for older tokens
 
   bool has_role(std::string_view role) const;
   bool is_admin() const { return has_role("admin"); }

@@ -22,14 +22,26 @@ struct route_options {
   bool signed_in = false;          // 401 without a valid access token
   std::vector<std::string> roles;  // non-empty: one of these roles (admin always passes), else 403
   bool rate_limited = true;        // false for the operations endpoints (probes, scrapes)
+  // Privileged or account-changing: the caller is confirmed against current state before the handler
+  // runs (the session behind the token is still live, and roles are the account's roles now, not the
+  // token's), so a logout, a revocation or a role change takes effect at once on every node.
+  bool live_caller = false;
 };
 
 // Shorthands for route registration.
-inline route_options json_route() { return route_options{true, false, {}, true}; }
-inline route_options signed_in_route(bool json = false) { return route_options{json, true, {}, true}; }
+inline route_options json_route() { return route_options{true, false, {}, true, false}; }
+inline route_options signed_in_route(bool json = false) { return route_options{json, true, {}, true, false}; }
+// Signed in and live_caller: changes of credentials (MFA).
+inline route_options live_route(bool json = false) { return route_options{json, true, {}, true, true}; }
+// Every role-restricted route is privileged, so live_caller too.
 inline route_options role_route(std::vector<std::string> roles, bool json = false) {
-  return route_options{json, true, std::move(roles), true};
+  return route_options{json, true, std::move(roles), true, true};
 }
+
+// Confirms the caller of a live_caller route against current state. Calls `done` once, from any thread:
+// nullopt to go on (ctx->caller now carries the current roles), or the refusal to answer with.
+using caller_check =
+    std::function<void(std::shared_ptr<request_context> ctx, std::function<void(std::optional<response>)> done)>;
 
 struct route {
   bhttp::verb method;
@@ -60,7 +72,13 @@ class router {
 
   std::vector<const route*> routes() const;
 
+  // Installed by the module that owns accounts (auth routes). Without one, live_caller routes are refused
+  // (503): failing closed beats trusting a token's roles by accident.
+  void set_caller_check(caller_check check) { caller_check_ = std::move(check); }
+  const caller_check& caller_checker() const { return caller_check_; }
+
  private:
+  caller_check caller_check_;
   struct node;
   std::unique_ptr<node> root_;
   std::vector<std::unique_ptr<route>> routes_;

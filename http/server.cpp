@@ -1,5 +1,6 @@
 #include "http/server.hpp"
 
+#include <algorithm>
 #include <ctime>
 #include <stdexcept>
 
@@ -92,6 +93,42 @@ class session : public std::enable_shared_from_this<session> {
     // request whose bytes already started arriving must complete within the read timeout.
     stream_.expires_after(buffer_.size() > 0 ? owner_.settings().read_timeout : owner_.settings().idle_timeout);
     reading_ = true;
+    read_header_bytes();
+  }
+
+  // RFC 9112 §5.2: a server must reject obsolete line folding (a header line continued by one starting
+  // with a space or tab) or replace it; Beast replaces it silently, so the header block is looked at
+  // before Beast parses it: the bytes stay in buffer_ and the parser reads them from there. Reads go on
+  // under the deadline set in do_read until the blank line arrives or the header limit is reached.
+  void read_header_bytes() {
+    const auto data = buffer_.data();
+    const std::string_view bytes(static_cast<const char*>(data.data()), data.size());
+    const auto end = bytes.find("\r\n\r\n");
+    const auto limit = owner_.settings().max_header_bytes;
+    if (end == std::string_view::npos && bytes.size() < limit) {
+      stream_.async_read_some(buffer_.prepare(std::min<std::size_t>(limit - bytes.size() + 4, 16384)),
+                              [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                                if (ec) {
+                                  self->on_read(ec);
+                                  return;
+                                }
+                                self->buffer_.commit(n);
+                                self->read_header_bytes();
+                              });
+      return;
+    }
+    // Skip the empty lines a client may send before the request line (RFC 9112 §2.2).
+    const auto first = bytes.find_first_not_of("\r\n");
+    const auto head = bytes.substr(0, end == std::string_view::npos ? bytes.size() : end + 2);
+    for (auto at = head.find("\r\n", first); at != std::string_view::npos && at + 2 < head.size();
+         at = head.find("\r\n", at + 2)) {
+      if (head[at + 2] == ' ' || head[at + 2] == '\t') {
+        reading_ = false;
+        write_error_and_close(invalid_request("obsolete line folding (a header line starting with a space or tab) "
+                                              "is not accepted"));
+        return;
+      }
+    }
     bhttp::async_read(stream_, buffer_, *parser_,
                       [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
   }
@@ -119,6 +156,16 @@ class session : public std::enable_shared_from_this<session> {
       return;
     }
 
+    // RFC 9112 §3.2: an HTTP/1.1 request without Host, or any request with more than one, is a 400.
+    {
+      const auto& req = parser_->get();
+      const auto hosts = req.count(bhttp::field::host);
+      if (hosts > 1 || (hosts == 0 && req.version() >= 11)) {
+        write_error_and_close(invalid_request(hosts > 1 ? "a request must not carry more than one Host header"
+                                                        : "an HTTP/1.1 request must carry a Host header"));
+        return;
+      }
+    }
     auto ctx = std::make_shared<request_context>();
     ctx->raw = parser_->release();
     keep_alive_ = ctx->raw.keep_alive();
@@ -136,6 +183,7 @@ class session : public std::enable_shared_from_this<session> {
     auto res = std::make_shared<bhttp::response<Body>>(static_cast<bhttp::status>(r.status), version_);
     res->set(bhttp::field::server, "mercato");
     res->set(bhttp::field::date, http_date());
+    res->set("X-Content-Type-Options", "nosniff");
     if (!r.content_type.empty()) {
       res->set(bhttp::field::content_type, r.content_type);
     }
@@ -179,6 +227,7 @@ class session : public std::enable_shared_from_this<session> {
     auto res = std::make_shared<bhttp::response<bhttp::string_body>>(static_cast<bhttp::status>(p.status), 11);
     res->set(bhttp::field::server, "mercato");
     res->set(bhttp::field::date, http_date());
+    res->set("X-Content-Type-Options", "nosniff");
     res->set(bhttp::field::content_type, "application/problem+json");
     res->set("X-Request-Id", generate_request_id());
     res->set("traceparent", "00-" + random_hex(32) + "-" + random_hex(16) + "-01");

@@ -1,5 +1,7 @@
 #include "persistence/user_store.hpp"
 
+#include <algorithm>
+
 #include <pqxx/nontransaction>
 #include <pqxx/result>
 #include <pqxx/row>
@@ -158,46 +160,74 @@ issued_refresh start_family(pqxx::connection& conn, const std::string& user_id, 
 
 refresh_rotation rotate(pqxx::connection& conn, const std::string& token, std::chrono::seconds refresh_ttl) {
   refresh_rotation out;
+  const auto hash = security::sha256_hex(token);
   pqxx::work tx{conn};
-  // Lock the family row: rotations and revocations of one family are serialised.
-  const auto rows = tx.exec_params(
-      "SELECT t.family_id::text, f.user_id::text, t.rotated_at IS NOT NULL, t.expires_at <= NOW(),"
-      " f.revoked_at IS NOT NULL"
-      " FROM refresh_tokens t JOIN refresh_token_families f ON f.id = t.family_id"
-      " WHERE t.token_hash = $1 FOR UPDATE OF f",
-      security::sha256_hex(token));
-  if (rows.empty()) {
-    out.outcome = refresh_outcome::unknown;
+  // Claim the token with a conditional update: of any number of concurrent uses exactly one sees
+  // rotated_at still NULL (the others wait for its row lock, then re-check the condition and match
+  // nothing). A SELECT ... FOR UPDATE of the family alone did not do this: under READ COMMITTED the
+  // waiting statement re-reads the locked family row but not the token row it joined, so both callers
+  // saw the token unused and both rotated it.
+  const auto claimed = tx.exec_params(
+      "UPDATE refresh_tokens t SET rotated_at = NOW() FROM refresh_token_families f"
+      " WHERE t.token_hash = $1 AND f.id = t.family_id AND t.rotated_at IS NULL AND t.expires_at > NOW()"
+      " AND f.revoked_at IS NULL RETURNING t.family_id::text, f.user_id::text",
+      hash);
+  if (claimed.empty()) {
+    // Why not: unknown, already used (reuse: a copy is in someone else's hands), revoked or expired.
+    const auto rows = tx.exec_params(
+        "SELECT t.family_id::text, t.rotated_at IS NOT NULL, t.expires_at <= NOW(), f.revoked_at IS NOT NULL"
+        " FROM refresh_tokens t JOIN refresh_token_families f ON f.id = t.family_id WHERE t.token_hash = $1",
+        hash);
+    if (rows.empty()) {
+      out.outcome = refresh_outcome::unknown;
+    } else if (rows[0][1].as<bool>()) {
+      // A used token presented again is reuse even when its family is already revoked, so every loser
+      // of a race gets the same answer as the first.
+      tx.exec_params("UPDATE refresh_token_families SET revoked_at = NOW(), revoked_reason = 'reuse'"
+                     " WHERE id = $1::uuid AND revoked_at IS NULL",
+                     rows[0][0].as<std::string>());
+      tx.commit();
+      out.outcome = refresh_outcome::reused;
+    } else if (rows[0][3].as<bool>()) {
+      out.outcome = refresh_outcome::revoked;
+    } else {
+      out.outcome = refresh_outcome::expired;
+    }
     return out;
   }
-  const auto family = rows[0][0].as<std::string>();
-  const auto user_id = rows[0][1].as<std::string>();
-  if (rows[0][4].as<bool>()) {
-    out.outcome = refresh_outcome::revoked;
-    return out;
-  }
-  if (rows[0][2].as<bool>()) {
-    tx.exec_params("UPDATE refresh_token_families SET revoked_at = NOW(), revoked_reason = 'reuse'"
-                   " WHERE id = $1::uuid AND revoked_at IS NULL",
-                   family);
-    tx.commit();
-    out.outcome = refresh_outcome::reused;
-    return out;
-  }
-  if (rows[0][3].as<bool>()) {
-    out.outcome = refresh_outcome::expired;
-    return out;
-  }
+  const auto family = claimed[0][0].as<std::string>();
+  const auto user_id = claimed[0][1].as<std::string>();
   auto user = one_user(tx.exec_params(select_user("u.id = $1::uuid AND u.status = 'active'"), user_id));
   if (!user) {
-    out.outcome = refresh_outcome::revoked;
+    out.outcome = refresh_outcome::revoked;  // rolled back: the token stays unused
     return out;
   }
-  tx.exec_params("UPDATE refresh_tokens SET rotated_at = NOW() WHERE token_hash = $1", security::sha256_hex(token));
   out.next = insert_token(tx, family, refresh_ttl);
   tx.commit();
   out.outcome = refresh_outcome::rotated;
   out.user = std::move(user);
+  return out;
+}
+
+std::optional<caller_state> current_caller(pqxx::connection& conn, const std::string& user_id,
+                                           const std::string& family_id) {
+  pqxx::nontransaction tx{conn};
+  // family_id comes from a signed token, but is checked as a UUID by the caller; a NULL family (no sid)
+  // simply finds nothing.
+  const auto rows = tx.exec_params(
+      "SELECT array_to_string(u.roles, ','), u.vendor_id::text, u.status = 'active',"
+      " EXISTS (SELECT 1 FROM refresh_token_families f WHERE f.id = $2::uuid AND f.user_id = u.id"
+      "         AND f.revoked_at IS NULL)"
+      " FROM users u WHERE u.id = $1::uuid",
+      user_id, family_id.empty() ? std::optional<std::string>{} : std::optional<std::string>{family_id});
+  if (rows.empty()) {
+    return std::nullopt;
+  }
+  caller_state out;
+  out.roles = split_roles(rows[0][0].as<std::string>());
+  out.vendor_id = opt<std::string>(rows[0][1]);
+  out.active = rows[0][2].as<bool>();
+  out.session_live = rows[0][3].as<bool>();
   return out;
 }
 
@@ -276,9 +306,70 @@ user_record ensure_admin(pqxx::connection& conn, const std::string& email, const
   return *user;
 }
 
-void set_pending_totp(pqxx::connection& conn, const std::string& user_id, const std::string& secret) {
+void set_pending_totp(pqxx::connection& conn, const std::string& user_id, const std::string& secret,
+                      const std::vector<std::string>& recovery_code_hashes) {
   pqxx::work tx{conn};
   tx.exec_params("UPDATE users SET totp_pending_secret = $2, updated_at = NOW() WHERE id = $1::uuid", user_id, secret);
+  tx.exec_params("DELETE FROM mfa_recovery_codes WHERE user_id = $1::uuid", user_id);
+  for (const auto& h : recovery_code_hashes) {
+    tx.exec_params("INSERT INTO mfa_recovery_codes (user_id, code_hash) VALUES ($1::uuid, $2)", user_id, h);
+  }
+  tx.commit();
+}
+
+bool consume_recovery_code(pqxx::connection& conn, const std::string& user_id, const std::string& code_hash) {
+  pqxx::work tx{conn};
+  const auto r = tx.exec_params(
+      "UPDATE mfa_recovery_codes c SET used_at = NOW() FROM users u"
+      " WHERE c.user_id = $1::uuid AND c.code_hash = $2 AND c.used_at IS NULL AND u.id = c.user_id"
+      " AND u.totp_enabled RETURNING c.user_id",
+      user_id, code_hash);
+  tx.commit();
+  return !r.empty();
+}
+
+bool disable_totp(pqxx::connection& conn, const std::string& user_id) {
+  pqxx::work tx{conn};
+  const auto r = tx.exec_params(
+      "UPDATE users SET totp_enabled = false, totp_secret = NULL, totp_pending_secret = NULL,"
+      " version = version + 1, updated_at = NOW() WHERE id = $1::uuid AND totp_enabled RETURNING id",
+      user_id);
+  tx.exec_params("DELETE FROM mfa_recovery_codes WHERE user_id = $1::uuid", user_id);
+  tx.commit();
+  return !r.empty();
+}
+
+std::optional<std::chrono::seconds> mfa_locked_for(pqxx::connection& conn, const std::string& user_id) {
+  pqxx::nontransaction tx{conn};
+  const auto r = tx.exec_params(
+      "SELECT ceil(extract(epoch FROM mfa_locked_until - NOW()))::bigint FROM users"
+      " WHERE id = $1::uuid AND mfa_locked_until > NOW()",
+      user_id);
+  if (r.empty()) {
+    return std::nullopt;
+  }
+  return std::chrono::seconds(std::max<std::int64_t>(1, r[0][0].as<std::int64_t>()));
+}
+
+std::optional<std::chrono::seconds> record_mfa_failure(pqxx::connection& conn, const std::string& user_id) {
+  pqxx::work tx{conn};
+  const auto r = tx.exec_params(
+      "UPDATE users SET"
+      " mfa_locked_until = CASE WHEN mfa_failures + 1 >= $2 THEN NOW() + make_interval(secs => $3)"
+      "                    ELSE mfa_locked_until END,"
+      " mfa_failures = CASE WHEN mfa_failures + 1 >= $2 THEN 0 ELSE mfa_failures + 1 END"
+      " WHERE id = $1::uuid RETURNING mfa_failures = 0 AND mfa_locked_until > NOW()",
+      user_id, mfa_max_failures, static_cast<std::int64_t>(mfa_lock_duration.count()));
+  tx.commit();
+  if (!r.empty() && r[0][0].as<bool>()) {
+    return mfa_lock_duration;
+  }
+  return std::nullopt;
+}
+
+void clear_mfa_failures(pqxx::connection& conn, const std::string& user_id) {
+  pqxx::work tx{conn};
+  tx.exec_params("UPDATE users SET mfa_failures = 0 WHERE id = $1::uuid AND mfa_failures <> 0", user_id);
   tx.commit();
 }
 

@@ -105,9 +105,22 @@ std::optional<registration> register_user(pqxx::connection& conn, const std::str
 // Starts a refresh-token family (a login).
 issued_refresh start_family(pqxx::connection& conn, const std::string& user_id, std::chrono::seconds refresh_ttl);
 
-// Exchanges a refresh token for a new one of the same family (atomically: of two concurrent uses of
-// one token, one rotates and the other is reuse).
+// Exchanges a refresh token for a new one of the same family. Use is atomic and single: of any number of
+// concurrent uses of one token exactly one rotates; every other use of it (concurrent or later) is reuse
+// and revokes the family.
 refresh_rotation rotate(pqxx::connection& conn, const std::string& token, std::chrono::seconds refresh_ttl);
+
+// What a privileged or account-changing request must know of its caller now, not as of the token: the
+// account's current roles and vendor link, and whether the login (refresh-token family) that minted the
+// token is still live (not logged out, not revoked by reuse or a role change). nullopt: no such account.
+struct caller_state {
+  std::vector<std::string> roles;
+  std::optional<std::string> vendor_id;
+  bool active = false;        // status 'active'
+  bool session_live = false;  // the family exists, belongs to the user and is not revoked
+};
+std::optional<caller_state> current_caller(pqxx::connection& conn, const std::string& user_id,
+                                           const std::string& family_id);
 
 // Revokes the family the token belongs to; false when the token is unknown.
 bool revoke_family_of(pqxx::connection& conn, const std::string& token, const std::string& reason);
@@ -130,12 +143,28 @@ std::optional<user_record> set_roles(pqxx::connection& conn, const std::string& 
 user_record ensure_admin(pqxx::connection& conn, const std::string& email, const std::string& name,
                          const std::string& password_hash);
 
-// TOTP: the enrolment secret, its confirmation and the replay guard.
-void set_pending_totp(pqxx::connection& conn, const std::string& user_id, const std::string& secret);
+// TOTP: the enrolment secret, its confirmation and the replay guard. Enrolment also replaces the
+// account's recovery codes (SHA-256 hex of each).
+void set_pending_totp(pqxx::connection& conn, const std::string& user_id, const std::string& secret,
+                      const std::vector<std::string>& recovery_code_hashes);
 // Turns MFA on with the pending secret if it is still `secret` and `step` is newer than the last one.
 bool activate_totp(pqxx::connection& conn, const std::string& user_id, const std::string& secret, std::int64_t step);
 // Records `step` as used; false when it (or a later one) was used already: the code is a replay.
 bool consume_totp_step(pqxx::connection& conn, const std::string& user_id, std::int64_t step);
+// Marks one unused recovery code of an MFA account as used; false when there is none with this hash.
+bool consume_recovery_code(pqxx::connection& conn, const std::string& user_id, const std::string& code_hash);
+// Turns MFA off: secrets and recovery codes are removed. False when MFA was not on.
+bool disable_totp(pqxx::connection& conn, const std::string& user_id);
+
+// The attempt cap of second factors (and re-authentication), kept in the database so it holds on every
+// node whether or not rate limits are on: `max_failures` failures in a row lock them for `lock_for`.
+inline constexpr int mfa_max_failures = 5;
+inline constexpr std::chrono::seconds mfa_lock_duration{300};
+// Remaining lock time, or nullopt when not locked.
+std::optional<std::chrono::seconds> mfa_locked_for(pqxx::connection& conn, const std::string& user_id);
+// Counts a failure; returns the lock it started (nullopt: not locked yet).
+std::optional<std::chrono::seconds> record_mfa_failure(pqxx::connection& conn, const std::string& user_id);
+void clear_mfa_failures(pqxx::connection& conn, const std::string& user_id);
 
 std::vector<address_record> addresses(pqxx::connection& conn, const std::string& user_id);
 // nullopt when the user already has max_addresses_per_user addresses.

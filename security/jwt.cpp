@@ -167,6 +167,9 @@ std::string sign_access_token(const access_claims& c, const jwt_settings& s) {
   if (!c.vendor_id.empty()) {
     payload["vendor_id"] = json::string_view(c.vendor_id);
   }
+  if (!c.session_id.empty()) {
+    payload["sid"] = json::string_view(c.session_id);
+  }
   const std::string payload_text = json::serialize(payload);
 
   jwt_t* raw = nullptr;
@@ -203,6 +206,7 @@ std::string_view to_string(jwt_error e) {
     case jwt_error::wrong_issuer: return "wrong_issuer";
     case jwt_error::wrong_audience: return "wrong_audience";
     case jwt_error::missing_claim: return "missing_claim";
+    case jwt_error::too_long_lived: return "too_long_lived";
   }
   return "unknown";
 }
@@ -241,8 +245,12 @@ verified_token verify_access_token(std::string_view token, const jwt_settings& s
   if (!alg_it->value().is_string() || alg_it->value().get_string() != "HS256") {
     return jwt_error::wrong_algorithm;
   }
-  if (header->contains("crit")) {
-    return jwt_error::malformed;  // no extension is understood (RFC 7515 §4.1.11)
+  // Only the parameters we write are accepted: crit names extensions we do not understand (RFC 7515
+  // §4.1.11), jku/jwk/x5u/x5c point at keys an attacker chooses, cty/zip/b64 change how the payload is read.
+  for (const auto& member : *header) {
+    if (member.key() != "alg" && member.key() != "typ" && member.key() != "kid") {
+      return jwt_error::malformed;
+    }
   }
   if (auto it = header->find("typ"); it != header->end()) {
     const auto* typ = it->value().if_string();
@@ -311,7 +319,8 @@ verified_token verify_access_token(std::string_view token, const jwt_settings& s
       c.roles.emplace_back(r.get_string());
     }
   }
-  for (auto [name, field] : {std::pair{"vendor_id", &c.vendor_id}, std::pair{"jti", &c.token_id}}) {
+  for (auto [name, field] : {std::pair{"vendor_id", &c.vendor_id}, std::pair{"jti", &c.token_id},
+                             std::pair{"sid", &c.session_id}}) {
     if (auto it = p.find(name); it != p.end()) {
       if (!it->value().is_string()) {
         return jwt_error::malformed;
@@ -352,6 +361,12 @@ verified_token verify_access_token(std::string_view token, const jwt_settings& s
   }
   if (t + leeway < *iat) {
     return jwt_error::issued_in_future;
+  }
+  // A lifetime longer than ours was not minted by this configuration (or a leaked key is being used to
+  // make long-lived tokens): refuse it rather than honour a far-future exp.
+  const std::int64_t ttl = s.access_ttl.count();
+  if (*exp - *iat > ttl || *exp - t > ttl + leeway) {
+    return jwt_error::too_long_lived;
   }
   c.issued_at = from_unix(*iat);
   c.expires_at = from_unix(*exp);

@@ -4,7 +4,9 @@
 //
 // Verification never trusts the header: the algorithm is pinned to HS256 ("none", HS384/512, RS*, ES*,
 // PS* and any spelling other than exactly "HS256" are wrong_algorithm), the `kid` must be the configured
-// one, a `crit` header is refused, and iss, aud, sub, exp, nbf and iat are required. Signatures are
+// one, and the header may hold nothing but alg, typ and kid (crit, jku, jwk, x5u, cty, ... are refused:
+// none of them is understood, and several name keys an attacker controls). iss, aud, sub, exp, nbf and
+// iat are required, and a token may not live longer than the configured access_ttl. Signatures are
 // computed and compared (constant time) by libjwt with the configured key only.
 
 #include <chrono>
@@ -39,6 +41,7 @@ struct access_claims {
   std::vector<std::string> roles;  // "roles": customer, vendor, support, admin
   std::string vendor_id;           // "vendor_id" (only for vendors; empty: not written)
   std::string token_id;            // jti
+  std::string session_id;          // "sid": the refresh-token family (login) that minted it; empty: none
   std::chrono::system_clock::time_point issued_at, expires_at;  // iat (= nbf), exp; whole seconds
 };
 
@@ -47,7 +50,7 @@ access_claims make_access_claims(std::string subject, std::vector<std::string> r
                                  const jwt_settings& s, std::chrono::system_clock::time_point now);
 
 // Signs `c` as a compact JWS: header {"alg":"HS256","typ":"JWT","kid":...}, payload with iss, aud, sub,
-// iat, nbf (= iat), exp, jti, roles and vendor_id. Throws std::invalid_argument for unusable settings or
+// iat, nbf (= iat), exp, jti, roles, vendor_id and sid. Throws std::invalid_argument for unusable settings or
 // an empty subject, std::runtime_error if libjwt fails.
 std::string sign_access_token(const access_claims& c, const jwt_settings& s);
 
@@ -62,6 +65,7 @@ enum class jwt_error {
   wrong_issuer,
   wrong_audience,    // aud (a string or an array of strings) does not contain the configured audience
   missing_claim,     // one of iss, aud, sub, exp, nbf, iat absent (sub also when empty)
+  too_long_lived,    // exp - iat, or exp - now, exceeds access_ttl (+ leeway): not minted by us as configured
 };
 
 // Stable name of an error ("bad_signature", ...), for logs and metrics; never sent to clients.
@@ -87,8 +91,8 @@ class verified_token {
 inline constexpr std::size_t jwt_max_token_bytes = 8192;
 
 // Verifies `token` (the bearer string, without "Bearer "). Checks, in order: shape and size, header
-// (alg pinned to HS256, typ "JWT" if present, no crit, kid), signature, required claims and their types,
-// iss, aud, exp, nbf, iat. Throws std::invalid_argument only for unusable settings.
+// (alg pinned to HS256, typ "JWT" if present, kid, no other parameter), signature, required claims and
+// their types, iss, aud, exp, nbf, iat, lifetime. Throws std::invalid_argument only for unusable settings.
 verified_token verify_access_token(std::string_view token, const jwt_settings& s,
                                    std::chrono::system_clock::time_point now = std::chrono::system_clock::now());
 

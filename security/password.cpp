@@ -6,6 +6,8 @@
 
 #include <sodium.h>
 
+#include "security/password_strength.hpp"
+
 namespace mercato::security {
 namespace {
 
@@ -210,7 +212,7 @@ std::optional<std::string> password_problem(std::string_view pw, std::string_vie
       return "password must not be the same as the email address";
     }
   }
-  return std::nullopt;
+  return password_weakness(pw, e);
 }
 
 std::optional<std::string> normalize_email(std::string_view email) {

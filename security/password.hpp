@@ -36,8 +36,9 @@ bool verify_password_dummy(std::string_view pw, const password_params& p = {});
 bool needs_rehash(std::string_view stored, const password_params& p = {});
 
 // Password policy: 8..128 characters, counted as Unicode code points (the password must be valid
-// UTF-8), and not equal to the email (compared case-insensitively, surrounding spaces of the email
-// ignored). No composition rules (NIST SP 800-63B). Returns a message for the client, or nullopt.
+// UTF-8), not equal to the email (compared case-insensitively, surrounding spaces of the email
+// ignored), and not common, trivial or context-specific (security/password_strength.hpp). No
+// composition rules (NIST SP 800-63B). Returns a message for the client naming the rule, or nullopt.
 std::optional<std::string> password_problem(std::string_view pw, std::string_view email);
 
 // Normalises an email address for storage and lookup, or nullopt when it is not acceptable.

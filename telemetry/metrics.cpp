@@ -203,10 +203,36 @@ std::string metrics::scrape() const {
   return out.str();
 }
 
-void metrics::observe_http_request(std::string_view route, std::string_view method, unsigned status,
+std::string_view metric_method(std::string_view method) {
+  static constexpr std::string_view known[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT",
+                                               "TRACE"};
+  for (auto k : known) {
+    if (method == k) {
+      return k;
+    }
+  }
+  return "other";
+}
+
+std::string_view metric_route(std::string_view route) {
+  // Routes are the router's patterns ("/api/v1/products/{id}") or "unmatched"; anything else (a raw path
+  // by mistake) folds into "unmatched" rather than opening a series per client path.
+  if (route.empty() || route.front() != '/' || route.size() > 128) {
+    return "unmatched";
+  }
+  return route;
+}
+
+void metrics::observe_http_request(std::string_view route_pattern, std::string_view method, unsigned status,
                                    double seconds) {
+  // Label values come from fixed sets only: a client choosing methods, paths or statuses must not be able
+  // to create series (each one lives until the process ends).
+  const auto route = metric_route(route_pattern);
+  if (status < 100 || status > 599) {
+    status = 500;
+  }
   const std::string status_text = std::to_string(status);
-  http_requests_.Add({{"route", std::string(route)}, {"method", std::string(method)}, {"status", status_text}})
+  http_requests_.Add({{"route", std::string(route)}, {"method", std::string(metric_method(method))}, {"status", status_text}})
       .Increment();
   http_duration_.Add({{"route", std::string(route)}, {"status_class", status_text.substr(0, 1) + "xx"}},
                      latency_buckets())

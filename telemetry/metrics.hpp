@@ -16,6 +16,9 @@
 
 namespace mercato::telemetry {
 
+// The label value of an HTTP method: one of RFC 9110's methods, else "other".
+std::string_view metric_method(std::string_view method);
+
 class metrics {
  public:
   metrics();
@@ -27,6 +30,7 @@ class metrics {
   // Prometheus text exposition format 0.0.4.
   std::string scrape() const;
 
+  // `route` must be a route pattern or "unmatched"; methods outside RFC 9110's set count as "other".
   void observe_http_request(std::string_view route, std::string_view method, unsigned status, double seconds);
 
   prometheus::Gauge& http_in_flight;

@@ -1,6 +1,7 @@
 #include "http/routes/auth_routes.hpp"
 
 #include <algorithm>
+#include <cctype>
 
 #include <boost/json/array.hpp>
 #include <boost/json/parse.hpp>
@@ -33,6 +34,44 @@ problem conflict(std::string code, std::string detail) {
   return problem{409, std::move(code), "Conflict", std::move(detail), {}};
 }
 
+// The session behind an access token ended (logout, reuse, role change) or the account is disabled.
+response session_revoked(std::string detail) {
+  return response::from(problem{401, "session_revoked", "Unauthorized", std::move(detail), {}})
+      .with_header("WWW-Authenticate", "Bearer realm=\"mercato\", error=\"invalid_token\"");
+}
+
+response mfa_throttled(std::chrono::seconds wait) {
+  return response::from(problem{429, "mfa_throttled", "Too many failed attempts",
+                                "too many wrong codes or passwords for this account; retry after " +
+                                    std::to_string(wait.count()) + " s",
+                                {}})
+      .with_header("Retry-After", std::to_string(wait.count()));
+}
+
+// Recovery codes: 64 random bits each, written as four groups of four hex digits. Compared without
+// dashes, spaces or case; only their SHA-256 is stored.
+constexpr std::size_t recovery_code_count = 10;
+
+std::vector<std::string> new_recovery_codes() {
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < recovery_code_count; ++i) {
+    const auto hex = security::sha256_hex(security::random_token(32)).substr(0, 16);
+    out.push_back(hex.substr(0, 4) + "-" + hex.substr(4, 4) + "-" + hex.substr(8, 4) + "-" + hex.substr(12, 4));
+  }
+  return out;
+}
+
+std::string recovery_code_hash(std::string_view code) {
+  std::string plain;
+  for (char c : code) {
+    if (c == '-' || c == ' ') {
+      continue;
+    }
+    plain += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return security::sha256_hex(plain);
+}
+
 // Runs `work` on the worker pool; a full queue answers 503.
 void run_work(worker_pool& workers, const responder& respond, std::function<void()> work) {
   if (!workers.submit(std::move(work))) {
@@ -55,8 +94,9 @@ boost::json::value or_null(const std::optional<T>& v) {
 // The answer of register, login and refresh.
 response token_response(unsigned status, const auth_context& auth, const user_record& user,
                         const persistence::issued_refresh& refresh) {
-  const auto claims =
+  auto claims =
       security::make_access_claims(user.id, user.roles, user.vendor_id.value_or(""), auth.jwt, clock::now());
+  claims.session_id = refresh.family_id;  // ties the access token to this login (logout, revocation)
   boost::json::object body{
       {"user", user_json(user)},
       {"access_token", security::sign_access_token(claims, auth.jwt)},
@@ -121,75 +161,96 @@ response throttled(std::chrono::seconds wait) {
       .with_header("Retry-After", std::to_string(wait.count()));
 }
 
+// The failed-login back-off is kept per account and client address: an attacker's failures slow the
+// attacker's address down, never the owner's (see docs/architecture.md).
+std::string backoff_key(const std::string& email, const std::string& client_ip) { return email + "|" + client_ip; }
+
 void login(const auth_ptr& auth, const std::shared_ptr<request_context>& ctx, const responder& respond) {
   body_reader body(*ctx);
-  body.allow_only({"email", "password", "totp_code"});
+  body.allow_only({"email", "password", "totp_code", "recovery_code"});
   auto email_text = body.text("email", true, 1, 320);
   auto password = body.text("password", true, 1, max_password_bytes);
   auto totp_code = body.text("totp_code", false, 1, 16);
+  auto recovery_code = body.text("recovery_code", false, 1, 64);
+  if (totp_code && recovery_code) {
+    body.error("recovery_code", "send either totp_code or recovery_code, not both");
+  }
   if (!body.ok()) {
     respond(body.to_problem());
     return;
   }
   // An address that cannot exist still costs a hash: the answer time must not tell it apart.
   const auto email = security::normalize_email(*email_text).value_or(std::string{});
-  run_work(auth->workers, respond, [auth, respond, email, password = *password, totp_code] {
+  const auto key = backoff_key(email, ctx->client_ip);
+  run_work(auth->workers, respond, [auth, respond, email, key, password = *password, totp_code, recovery_code] {
     if (auth->limits != nullptr && auth->limits->enabled() && !email.empty()) {
-      if (auto wait = auth->limits->logins().blocked_for(email)) {
+      if (auto wait = auth->limits->logins().blocked_for(key)) {
         respond(throttled(*wait));
         return;
       }
     }
-    with_db(auth->pool, respond, [auth, respond, email, password, totp_code](pqxx::connection& conn) {
+    with_db(auth->pool, respond, [auth, respond, email, key, password, totp_code, recovery_code](pqxx::connection& conn) {
       auto user = email.empty() ? std::nullopt : store::find_by_email(conn, email);
       // Hand the slow part back to the workers: this thread holds a database connection.
-      run_work(auth->workers, respond, [auth, respond, email, password, totp_code, user] {
+      run_work(auth->workers, respond, [auth, respond, email, key, password, totp_code, recovery_code, user] {
         const bool active = user && user->status == "active";
         const bool good = active ? security::verify_password(password, user->password_hash)
                                  : security::verify_password_dummy(password, auth->password);
-        auto fail = [&](problem p) {
+        if (!good) {
           if (auth->limits != nullptr && auth->limits->enabled() && !email.empty()) {
-            if (auto wait = auth->limits->logins().record_failure(email)) {
+            if (auto wait = auth->limits->logins().record_failure(key)) {
               telemetry::log_warn("login throttled", {{"wait_s", wait->count()}});
             }
           }
-          respond(p);
-        };
-        if (!good) {
-          fail(unauthorized("invalid_credentials", "the email or the password is wrong"));
+          respond(unauthorized("invalid_credentials", "the email or the password is wrong"));
           return;
         }
         std::optional<std::int64_t> step;
         if (user->totp_enabled) {
-          if (!totp_code) {
+          if (!totp_code && !recovery_code) {
             // The password was right; the client asks for the code and sends both again.
             respond(unauthorized("mfa_required", "this account needs a TOTP code: send totp_code with the login"));
             return;
           }
-          step = security::verify_totp(user->totp_secret.value_or(""), *totp_code, clock::now(), 1);
-          if (!step) {
-            fail(unauthorized("invalid_totp_code", "the TOTP code is wrong or expired"));
-            return;
+          if (totp_code) {
+            step = security::verify_totp(user->totp_secret.value_or(""), *totp_code, clock::now(), 1);
           }
         }
         std::optional<std::string> rehash;
         if (security::needs_rehash(user->password_hash, auth->password)) {
           rehash = security::hash_password(password, auth->password);
         }
-        run_db(auth->pool, respond, [auth, respond, email, user, step, rehash](pqxx::connection& conn) {
-          if (step && !store::consume_totp_step(conn, user->id, *step)) {
-            return response::from(unauthorized("invalid_totp_code", "this TOTP code was used already; wait for the next one"));
-          }
-          if (rehash) {
-            store::update_password_hash(conn, user->id, *rehash);
-          }
-          auto refresh = store::start_family(conn, user->id, auth->refresh_ttl);
-          if (auth->limits != nullptr && auth->limits->enabled()) {
-            // Clearing the failure count blocks on Redis: leave that to the workers.
-            (void)auth->workers.submit([auth, email] { auth->limits->logins().record_success(email); });
-          }
-          return token_response(200, *auth, *user, refresh);
-        });
+        run_db(auth->pool, respond,
+               [auth, key, user, step, totp_code, recovery_code, rehash](pqxx::connection& conn) {
+                 if (user->totp_enabled) {
+                   // The attempt cap of codes lives in the database: it holds with rate limits off too.
+                   if (auto wait = store::mfa_locked_for(conn, user->id)) {
+                     return mfa_throttled(*wait);
+                   }
+                   if (totp_code && (!step || !store::consume_totp_step(conn, user->id, *step))) {
+                     (void)store::record_mfa_failure(conn, user->id);
+                     return response::from(unauthorized(
+                         "invalid_totp_code", step ? "this TOTP code was used already; wait for the next one"
+                                                   : "the TOTP code is wrong or expired"));
+                   }
+                   if (recovery_code &&
+                       !store::consume_recovery_code(conn, user->id, recovery_code_hash(*recovery_code))) {
+                     (void)store::record_mfa_failure(conn, user->id);
+                     return response::from(
+                         unauthorized("invalid_recovery_code", "the recovery code is wrong or was used already"));
+                   }
+                   store::clear_mfa_failures(conn, user->id);
+                 }
+                 if (rehash) {
+                   store::update_password_hash(conn, user->id, *rehash);
+                 }
+                 auto refresh = store::start_family(conn, user->id, auth->refresh_ttl);
+                 if (auth->limits != nullptr && auth->limits->enabled()) {
+                   // Clearing the failure count blocks on Redis: leave that to the workers.
+                   (void)auth->workers.submit([auth, key] { auth->limits->logins().record_success(key); });
+                 }
+                 return token_response(200, *auth, *user, refresh);
+               });
       });
     });
   });
@@ -248,21 +309,63 @@ void logout(const auth_ptr& auth, const std::shared_ptr<request_context>& ctx, c
 }
 
 // --- MFA ----------------------------------------------------------------------------------------
+// Changing credentials needs the password again (a stolen access token alone must not be able to lock
+// the owner out) and a live session (the pipeline refuses tokens of a logged-out or revoked login on
+// live routes). Wrong passwords here count toward the same cap as wrong codes.
 
-void totp_enrol(const auth_ptr& auth, const std::shared_ptr<request_context>& ctx, const responder& respond) {
-  run_db(auth->pool, respond, [auth, user_id = ctx->caller->user_id](pqxx::connection& conn) {
+using after_password = std::function<response(pqxx::connection&, const user_record&)>;
+
+void reauthenticate(const auth_ptr& auth, const responder& respond, const std::string& user_id,
+                    const std::string& password, after_password next) {
+  with_db(auth->pool, respond, [auth, respond, user_id, password, next](pqxx::connection& conn) {
     auto user = store::find_by_id(conn, user_id);
     if (!user) {
-      return response::from(unauthorized("invalid_token", "the account of this token no longer exists"));
+      respond(unauthorized("invalid_token", "the account of this token no longer exists"));
+      return;
     }
-    if (user->totp_enabled) {
+    if (auto wait = store::mfa_locked_for(conn, user_id)) {
+      respond(mfa_throttled(*wait));
+      return;
+    }
+    run_work(auth->workers, respond, [auth, respond, user = *user, password, next] {
+      const bool good = security::verify_password(password, user.password_hash);
+      run_db(auth->pool, respond, [user, good, next](pqxx::connection& conn) {
+        if (!good) {
+          (void)store::record_mfa_failure(conn, user.id);
+          return response::from(unauthorized("invalid_credentials", "the password is wrong"));
+        }
+        return next(conn, user);
+      });
+    });
+  });
+}
+
+void totp_enrol(const auth_ptr& auth, const std::shared_ptr<request_context>& ctx, const responder& respond) {
+  body_reader body(*ctx);
+  body.allow_only({"password"});
+  auto password = body.text("password", true, 1, max_password_bytes);
+  if (!body.ok()) {
+    respond(body.to_problem());
+    return;
+  }
+  reauthenticate(auth, respond, ctx->caller->user_id, *password, [auth](pqxx::connection& conn, const user_record& user) {
+    if (user.totp_enabled) {
       return response::from(conflict("mfa_already_enabled", "TOTP is already active for this account"));
     }
+    store::clear_mfa_failures(conn, user.id);
     auto secret = security::new_totp_secret();
-    store::set_pending_totp(conn, user_id, secret);
+    auto codes = new_recovery_codes();
+    std::vector<std::string> hashes;
+    boost::json::array shown;
+    for (const auto& c : codes) {
+      hashes.push_back(recovery_code_hash(c));
+      shown.emplace_back(c);
+    }
+    store::set_pending_totp(conn, user.id, secret, hashes);
     return response::json(200, boost::json::object{{"secret", secret},
-                                                   {"otpauth_uri", security::otpauth_uri(secret, user->email,
-                                                                                         auth->jwt.issuer)}})
+                                                   {"otpauth_uri", security::otpauth_uri(secret, user.email,
+                                                                                         auth->jwt.issuer)},
+                                                   {"recovery_codes", std::move(shown)}})
         .with_header("Cache-Control", "no-store");
   });
 }
@@ -286,12 +389,86 @@ void totp_verify(const auth_ptr& auth, const std::shared_ptr<request_context>& c
     if (!user->totp_pending_secret) {
       return response::from(conflict("mfa_not_pending", "start the enrolment with POST /api/v1/auth/mfa/totp first"));
     }
+    if (auto wait = store::mfa_locked_for(conn, user_id)) {
+      return mfa_throttled(*wait);
+    }
     auto step = security::verify_totp(*user->totp_pending_secret, code, clock::now(), 1);
     if (!step || !store::activate_totp(conn, user_id, *user->totp_pending_secret, *step)) {
+      (void)store::record_mfa_failure(conn, user_id);
       return response::from(invalid_request("the code does not match", {{"/code", "is wrong or expired"}}));
     }
+    store::clear_mfa_failures(conn, user_id);
     return response::empty(204);
   });
+}
+
+void totp_disable(const auth_ptr& auth, const std::shared_ptr<request_context>& ctx, const responder& respond) {
+  body_reader body(*ctx);
+  body.allow_only({"password", "code", "recovery_code"});
+  auto password = body.text("password", true, 1, max_password_bytes);
+  auto code = body.text("code", false, 1, 16);
+  auto recovery_code = body.text("recovery_code", false, 1, 64);
+  if (body.ok() && !code && !recovery_code) {
+    body.error("code", "send a current TOTP code (or recovery_code)");
+  }
+  if (code && recovery_code) {
+    body.error("recovery_code", "send either code or recovery_code, not both");
+  }
+  if (!body.ok()) {
+    respond(body.to_problem());
+    return;
+  }
+  reauthenticate(auth, respond, ctx->caller->user_id, *password,
+                 [code, recovery_code](pqxx::connection& conn, const user_record& user) {
+                   if (!user.totp_enabled) {
+                     return response::from(conflict("mfa_not_enabled", "TOTP is not active for this account"));
+                   }
+                   if (code) {
+                     auto step = security::verify_totp(user.totp_secret.value_or(""), *code, clock::now(), 1);
+                     if (!step || !store::consume_totp_step(conn, user.id, *step)) {
+                       (void)store::record_mfa_failure(conn, user.id);
+                       return response::from(unauthorized("invalid_totp_code", "the TOTP code is wrong, expired or used"));
+                     }
+                   } else if (!store::consume_recovery_code(conn, user.id, recovery_code_hash(*recovery_code))) {
+                     (void)store::record_mfa_failure(conn, user.id);
+                     return response::from(
+                         unauthorized("invalid_recovery_code", "the recovery code is wrong or was used already"));
+                   }
+                   store::clear_mfa_failures(conn, user.id);
+                   (void)store::disable_totp(conn, user.id);
+                   telemetry::log_info("mfa disabled", {{"user_id", user.id}});
+                   return response::empty(204);
+                 });
+}
+
+// The pipeline's check of live_caller routes (router::set_caller_check): the login behind the token must
+// still be live and the account active; roles and vendor are read from the store, not the token. One
+// primary-key read per privileged request, not cached, so a change is in force at once on every node.
+void check_caller(const auth_ptr& auth, const std::shared_ptr<request_context>& ctx,
+                  const std::function<void(std::optional<response>)>& done) {
+  const auto user_id = ctx->caller->user_id;
+  const auto sid = ctx->caller->session_id;
+  if (!is_uuid(user_id) || !is_uuid(sid)) {
+    done(session_revoked("this access token belongs to no live session; sign in again"));
+    return;
+  }
+  const bool queued = auth->pool.submit(
+      [ctx, user_id, sid, done](pqxx::connection& conn) {
+        auto state = store::current_caller(conn, user_id, sid);
+        if (!state || !state->active || !state->session_live) {
+          done(session_revoked("the session of this access token has ended (logout, revocation or a change of "
+                               "roles); sign in again"));
+          return;
+        }
+        ctx->caller->roles = state->roles;
+        ctx->caller->vendor_id = state->vendor_id.value_or("");
+        done(std::nullopt);
+      },
+      [done](const persistence::db_error& err) { done(response::from(problem_for(err))); });
+  if (!queued) {
+    done(response::from(service_unavailable("overloaded", "too many requests are waiting for the database"))
+             .with_header("Retry-After", "1"));
+  }
 }
 
 // --- /me ----------------------------------------------------------------------------------------
@@ -562,15 +739,19 @@ void add_auth_routes(router& routes, std::shared_ptr<const auth_context> auth) {
   routes.add(verb::post, "/api/v1/auth/login", bind(login), json_route());
   routes.add(verb::post, "/api/v1/auth/refresh", bind(refresh), json_route());
   routes.add(verb::post, "/api/v1/auth/logout", bind(logout), json_route());
-  routes.add(verb::post, "/api/v1/auth/mfa/totp", bind(totp_enrol), signed_in_route());
-  routes.add(verb::post, "/api/v1/auth/mfa/totp/verify", bind(totp_verify), signed_in_route(true));
+  routes.add(verb::post, "/api/v1/auth/mfa/totp", bind(totp_enrol), live_route(true));
+  routes.add(verb::post, "/api/v1/auth/mfa/totp/verify", bind(totp_verify), live_route(true));
+  routes.add(verb::post, "/api/v1/auth/mfa/totp/disable", bind(totp_disable), live_route(true));
   routes.add(verb::get, "/api/v1/me", bind(get_me), signed_in_route());
-  routes.add(verb::patch, "/api/v1/me", bind(patch_me), signed_in_route(true));
+  routes.add(verb::patch, "/api/v1/me", bind(patch_me), live_route(true));
   routes.add(verb::get, "/api/v1/me/addresses", bind(list_addresses), signed_in_route());
   routes.add(verb::post, "/api/v1/me/addresses", bind(add_address), signed_in_route(true));
   routes.add(verb::delete_, "/api/v1/me/addresses/{id}", bind(delete_address), signed_in_route());
   routes.add(verb::get, "/api/v1/me/notifications", bind(list_notifications), signed_in_route());
   routes.add(verb::put, "/api/v1/admin/users/{id}/roles", bind(set_roles), role_route({"admin"}, true));
+  routes.set_caller_check([auth](std::shared_ptr<request_context> ctx, std::function<void(std::optional<response>)> done) {
+    check_caller(auth, ctx, done);
+  });
 }
 
 }  // namespace mercato::http

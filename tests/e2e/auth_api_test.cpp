@@ -201,7 +201,7 @@ TEST_CASE("TOTP: enrolment, then login needs a code; expired and replayed codes 
   using namespace mercato::security;
   http_client c{node().port()};
   auto s = register_user(c, "mfa");
-  auto enrol = c.request("POST", "/api/v1/auth/mfa/totp", "", bearer(s.access));
+  auto enrol = post(c, "/api/v1/auth/mfa/totp", {{"password", "correct horse battery"}}, s.access);
   REQUIRE_MESSAGE(enrol.status == 200, enrol.body);
   const auto secret = str(enrol.json(), "secret");
   CHECK(str(enrol.json(), "otpauth_uri").rfind("otpauth://totp/", 0) == 0);

@@ -32,6 +32,7 @@ boost::json::value http_reply::json() const { return boost::json::parse(body); }
 
 struct http_client::impl {
   std::string host;
+  std::string source;
   std::uint16_t port;
   net::io_context ioc;
   std::unique_ptr<beast::tcp_stream> stream;
@@ -40,6 +41,11 @@ struct http_client::impl {
   void connect() {
     stream = std::make_unique<beast::tcp_stream>(ioc);
     stream->expires_after(std::chrono::seconds(10));
+    if (!source.empty()) {
+      const auto from = net::ip::make_address(source);
+      stream->socket().open(from.is_v4() ? tcp::v4() : tcp::v6());
+      stream->socket().bind(tcp::endpoint(from, 0));
+    }
     stream->connect(tcp::endpoint(net::ip::make_address(host), port));
     buffer.clear();
   }
@@ -65,11 +71,14 @@ struct http_client::impl {
   }
 };
 
-http_client::http_client(std::uint16_t port, std::string host) : impl_(std::make_unique<impl>()) {
-  if (host.rfind("127.", 0) != 0 && host != "::1") {
+http_client::http_client(std::uint16_t port, std::string host, std::string source)
+    : impl_(std::make_unique<impl>()) {
+  auto loopback = [](const std::string& a) { return a.rfind("127.", 0) == 0 || a == "::1"; };
+  if (!loopback(host) || (!source.empty() && !loopback(source))) {
     throw std::invalid_argument("tests talk to loopback only");
   }
   impl_->host = std::move(host);
+  impl_->source = std::move(source);
   impl_->port = port;
 }
 

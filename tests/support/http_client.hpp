@@ -23,7 +23,9 @@ struct http_reply {
 
 class http_client {
  public:
-  explicit http_client(std::uint16_t port, std::string host = "127.0.0.1");
+  // `source`: the loopback address the connection comes from (e.g. 127.0.0.2, to be another client
+  // address for per-address limits); empty: chosen by the kernel.
+  explicit http_client(std::uint16_t port, std::string host = "127.0.0.1", std::string source = {});
   ~http_client();
   http_client(const http_client&) = delete;
   http_client& operator=(const http_client&) = delete;

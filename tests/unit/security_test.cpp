@@ -11,6 +11,7 @@
 
 #include "security/jwt.hpp"
 #include "security/password.hpp"
+#include "security/password_strength.hpp"
 #include "security/totp.hpp"
 
 using namespace mercato::security;
@@ -114,15 +115,23 @@ TEST_CASE("argon2id: OWASP defaults (m=19 MiB, t=2, p=1) and needs_rehash") {
 TEST_CASE("password policy") {
   CHECK(password_problem("short", "a@b.example"));
   CHECK(password_problem("1234567", "a@b.example"));
-  CHECK_FALSE(password_problem("12345678", "a@b.example"));
-  CHECK_FALSE(password_problem(std::string(128, 'x'), "a@b.example"));
-  CHECK(password_problem(std::string(129, 'x'), "a@b.example"));
+  CHECK_FALSE(password_problem("tq7#vz2k", "a@b.example"));
+  std::string long_one;
+  while (long_one.size() < 129) {
+    long_one += "violet tractor sings at noon ";
+  }
+  CHECK_FALSE(password_problem(long_one.substr(0, 128), "a@b.example"));
+  CHECK(password_problem(long_one.substr(0, 129), "a@b.example"));
   // code points, not bytes: 8 two-byte characters are long enough, 4 of them are not
-  CHECK_FALSE(password_problem("\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9", "a@b.example"));
+  CHECK_FALSE(password_problem("\xC3\xA9\xC3\xA0\xC3\xBC\xC3\xB6\xC3\x9F\xC3\xA7\xC3\xB1\xC3\xB8", "a@b.example"));
   CHECK(password_problem("\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9", "a@b.example"));
   std::string emoji128;
   for (int i = 0; i < 128; ++i) {
-    emoji128 += "\xF0\x9F\x98\x80";  // U+1F600, 4 bytes
+    const int cp = 0x1F600 + i;  // 128 different 4-byte characters
+    emoji128 += static_cast<char>(0xF0);
+    emoji128 += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    emoji128 += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    emoji128 += static_cast<char>(0x80 | (cp & 0x3F));
   }
   CHECK_FALSE(password_problem(emoji128, "a@b.example"));
   CHECK(password_problem(emoji128 + "\xF0\x9F\x98\x80", "a@b.example"));
@@ -134,7 +143,9 @@ TEST_CASE("password policy") {
   CHECK(password_problem("alice@example.com", "  ALICE@example.COM "));
   CHECK(*password_problem("alice@example.com", "alice@example.com") ==
         "password must not be the same as the email address");
-  CHECK_FALSE(password_problem("alice@example.com!", "alice@example.com"));
+  // containing the name part of the email is refused too (a context-specific word)
+  CHECK(password_problem("alice@example.com!", "alice@example.com")->find("email") != std::string::npos);
+  CHECK_FALSE(password_problem("bob@example.com!", "alice@example.com"));
 }
 
 TEST_CASE("email normalisation") {
@@ -358,6 +369,42 @@ TEST_CASE("jwt: malformed input") {
                           s.secret)) == jwt_error::malformed);
   CHECK(error_of(sign_raw(good_header, "[]", s.secret)) == jwt_error::malformed);
   CHECK(to_string(jwt_error::bad_signature) == "bad_signature");
+  // No header parameter beyond alg, typ and kid: keys named by the token are never fetched or used.
+  for (const char* extra : {R"("jku":"https://x.example/k")", R"("jwk":{"kty":"oct"})", R"("x5u":"https://x")",
+                            R"("cty":"JWT")", R"("zip":"DEF")", R"("b64":false)"}) {
+    CAPTURE(extra);
+    CHECK(error_of(sign_raw(std::string(R"({"alg":"HS256","typ":"JWT","kid":"k1",)") + extra + "}",
+                            payload(now_s, now_s, now_s + 900), s.secret)) == jwt_error::malformed);
+  }
+}
+
+TEST_CASE("jwt: a lifetime beyond access_ttl is refused") {
+  const auto s = settings();  // access_ttl 900 s, leeway 30 s
+  CHECK(verify_access_token(sign_raw(good_header, payload(now_s, now_s, now_s + 900), s.secret), s, at(now_s)).ok());
+  CHECK(error_of(sign_raw(good_header, payload(now_s, now_s, now_s + 901), s.secret)) == jwt_error::too_long_lived);
+  CHECK(error_of(sign_raw(good_header, payload(now_s, now_s, now_s + 10LL * 365 * 86400), s.secret)) ==
+        jwt_error::too_long_lived);
+  // iat set back to hide a long exp still cannot reach beyond now + ttl + leeway
+  CHECK(error_of(sign_raw(good_header, payload(now_s - 3000, now_s - 3000, now_s + 2000), s.secret)) ==
+        jwt_error::too_long_lived);
+}
+
+TEST_CASE("password policy: common passwords, trivial patterns, context words") {
+  for (const char* common : {"12345678", "password", "Password1", "PASSWORD123!", "iloveyou", "sunshine"}) {
+    CAPTURE(common);
+    REQUIRE(password_problem(common, "a@b.example"));
+    CHECK(password_problem(common, "a@b.example")->find("commonly used") != std::string::npos);
+  }
+  for (const char* trivial : {"        ", "aaaaaaaa", "abcdefgh", "98765432", "abababab", "poiuytrewq", "cde3xsw2"}) {
+    CAPTURE(trivial);
+    REQUIRE(password_problem(trivial, "a@b.example"));
+    CHECK(password_problem(trivial, "a@b.example")->find("pattern") != std::string::npos);
+  }
+  CHECK(password_problem("my mercato account", "a@b.example")->find("name of this service") != std::string::npos);
+  CHECK(password_problem("alice-rocks-1999", "alice@b.example")->find("email") != std::string::npos);
+  CHECK_FALSE(password_problem("violet tractor sings", "alice@b.example"));
+  CHECK(is_common_password("qwerty"));
+  CHECK_FALSE(is_common_password("violet tractor sings"));
 }
 
 TEST_CASE("jwt: settings are checked") {
