@@ -184,15 +184,20 @@ caf::behavior entity_host(caf::event_based_actor* self, std::shared_ptr<const en
     auto err = shutdown ? caf::make_error(protocol::errc::shutting_down, "the node is stopping")
                         : caf::make_error(protocol::errc::entity_restarting,
                                           "the entity host is restarting; retry with the same command id");
-    for (auto& [id, e] : st->entities) {
-      if (e.extra) {
-        for (auto& w : e.extra->waiting) {
-          w.promise.deliver(err);
+    // The held commands are answered last, right before quitting: a caller that retries at once then
+    // reaches the supervisor after it stopped forwarding here (it holds the retry for the new host).
+    auto finish = [self, st, err, reason] {
+      for (auto& [id, e] : st->entities) {
+        if (e.extra) {
+          for (auto& w : e.extra->waiting) {
+            w.promise.deliver(err);
+          }
+          e.extra->waiting.clear();
+          e.extra->requeued = 0;
         }
-        e.extra->waiting.clear();
-        e.extra->requeued = 0;
       }
-    }
+      self->quit(reason);
+    };
     self->set_default_handler(caf::drop);
     self->become(caf::behavior{
         [err](protocol::to_entity_atom, const std::string&, caf::message&) -> caf::result<caf::message> {
@@ -202,8 +207,8 @@ caf::behavior entity_host(caf::event_based_actor* self, std::shared_ptr<const en
         [err](protocol::crashed_atom, const std::string&, caf::message&, caf::response_promise& rp) {
           rp.deliver(err);
         },
-        [self, reason](drained_atom) { self->quit(reason); },
-        [self, reason](release_atom) { self->quit(reason); },
+        [finish](drained_atom) { finish(); },
+        [finish](release_atom) { finish(); },
     });
     if (!shutdown && supervisor) {
       self->send(supervisor, stopping_atom::value, std::string{});
