@@ -212,7 +212,7 @@ void outbox_dispatcher::run() {
       const db_error err = classify_current_exception();
       if (!s.failing) {
         // Logged once per outage; the recovery is logged too.
-        telemetry::log_warn("outbox dispatcher cannot reach the outbox, retrying",
+        telemetry::log_warn("outbox dispatcher: database error, retrying with backoff",
                             {{"error", err.message}, {"kind", to_string(err.kind)}, {"sqlstate", err.sqlstate}});
         s.failing = true;
       }
