@@ -77,7 +77,7 @@ std::chrono::milliseconds as_ms(const typed_value& v) {
 
 // One table drives the TOML walk, the environment, the command line and the --help text, so a setting
 // cannot be reachable from one source and silently missing from another.
-const std::array<field_spec, 36> fields = {{
+const std::array<field_spec, 40> fields = {{
     {"node_id", "MERCATO_NODE_ID", "--node-id", "Node name, unique in the cluster", value_kind::identifier, 0, 0,
      [](settings& s, const typed_value& v) { s.node_id = as_text(v); }},
     {"scheduler_threads", "MERCATO_SCHEDULER_THREADS", "--scheduler-threads", "CAF worker threads (0 = cores)",
@@ -152,6 +152,14 @@ const std::array<field_spec, 36> fields = {{
      max_timeout_ms, [](settings& s, const typed_value& v) { s.postgres.statement_timeout = as_ms(v); }},
     {"postgres.queue_limit", "MERCATO_PG_QUEUE_LIMIT", "", "", value_kind::count, 1, max_size,
      [](settings& s, const typed_value& v) { s.postgres.queue_limit = static_cast<std::size_t>(as_number(v)); }},
+    {"outbox.poll_interval_ms", "MERCATO_OUTBOX_POLL_INTERVAL_MS", "", "", value_kind::milliseconds, 1, 60'000,
+     [](settings& s, const typed_value& v) { s.outbox.poll_interval = as_ms(v); }},
+    {"outbox.batch_size", "MERCATO_OUTBOX_BATCH_SIZE", "", "", value_kind::count, 1, 100'000,
+     [](settings& s, const typed_value& v) { s.outbox.batch_size = static_cast<std::size_t>(as_number(v)); }},
+    {"outbox.retention_s", "MERCATO_OUTBOX_RETENTION_S", "", "", value_kind::seconds, 1, 3650ull * 86'400,
+     [](settings& s, const typed_value& v) { s.outbox.retention = std::chrono::seconds(as_number(v)); }},
+    {"outbox.retention_interval_s", "MERCATO_OUTBOX_RETENTION_INTERVAL_S", "", "", value_kind::seconds, 1, 86'400,
+     [](settings& s, const typed_value& v) { s.outbox.retention_interval = std::chrono::seconds(as_number(v)); }},
     {"redis.url", "MERCATO_REDIS_URL", "--redis-url", "Redis URL (empty = no Redis)", value_kind::optional_text, 0,
      0,
      [](settings& s, const typed_value& v) {

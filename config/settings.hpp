@@ -69,6 +69,14 @@ struct auth_settings {
   std::optional<std::string> admin_password;
 };
 
+// The outbox dispatcher (persistence/outbox_dispatcher): delivery of committed domain events.
+struct outbox_settings {
+  std::chrono::milliseconds poll_interval{100};  // look for new events this often (commits also wake it)
+  std::size_t batch_size = 500;                  // events delivered and marked per round
+  std::chrono::seconds retention{7 * 24 * 3600}; // dispatched events are deleted after this long
+  std::chrono::seconds retention_interval{60};   // how often the retention sweep runs
+};
+
 struct log_settings {
   std::string level = "info";                   // trace, debug, info, warn, error, critical, off
   log_format format = log_format::text;
@@ -83,6 +91,7 @@ struct settings {
   log_settings log;
   rate_limit_settings rate_limits;
   auth_settings auth;
+  outbox_settings outbox;
   bool load_demo_catalog = false;               // --demo: load the demo catalog when the catalog is empty
 };
 

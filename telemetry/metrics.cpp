@@ -86,6 +86,41 @@ metrics::metrics(std::shared_ptr<prometheus::Registry> reg)
                               .Help("Snapshot writes refused because the write queue was full")
                               .Register(*reg)
                               .Add({})),
+      outbox_dispatched(prometheus::BuildCounter()
+                            .Name("mercato_outbox_dispatched_total")
+                            .Help("Outbox events delivered to every subscriber and marked dispatched")
+                            .Register(*reg)
+                            .Add({})),
+      outbox_pending(prometheus::BuildGauge()
+                         .Name("mercato_outbox_pending_events")
+                         .Help("Committed outbox events not yet dispatched (capped at 1000000; reported by the "
+                               "node holding the dispatch lock, 0 on the others)")
+                         .Register(*reg)
+                         .Add({})),
+      outbox_oldest_pending_seconds(prometheus::BuildGauge()
+                                        .Name("mercato_outbox_oldest_pending_seconds")
+                                        .Help("Age of the oldest undispatched outbox event (0 when none; reported "
+                                              "by the node holding the dispatch lock)")
+                                        .Register(*reg)
+                                        .Add({})),
+      outbox_dispatch_lag_seconds(prometheus::BuildHistogram()
+                                      .Name("mercato_outbox_dispatch_lag_seconds")
+                                      .Help("Time from an event's transaction start (occurred_at) to its delivery "
+                                            "to every subscriber")
+                                      .Register(*reg)
+                                      .Add({}, prometheus::Histogram::BucketBoundaries{
+                                                   0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                                                   30.0, 60.0, 300.0, 1800.0})),
+      outbox_retention_deleted(prometheus::BuildCounter()
+                                   .Name("mercato_outbox_retention_deleted_total")
+                                   .Help("Dispatched outbox events deleted after the retention period")
+                                   .Register(*reg)
+                                   .Add({})),
+      outbox_dispatcher_active(prometheus::BuildGauge()
+                                   .Name("mercato_outbox_dispatcher_active")
+                                   .Help("1 while this node holds the outbox dispatch lock and dispatches")
+                                   .Register(*reg)
+                                   .Add({})),
       registry_(std::move(reg)),
       http_requests_(prometheus::BuildCounter()
                          .Name("mercato_http_requests_total")
@@ -115,6 +150,11 @@ metrics::metrics(std::shared_ptr<prometheus::Registry> reg)
                                  .Name("mercato_entity_poison_messages_total")
                                  .Help("Messages dropped with entity_failed after crashing an entity repeatedly")
                                  .Register(*registry_)),
+      outbox_subscriber_failures_(prometheus::BuildCounter()
+                                      .Name("mercato_outbox_subscriber_failures_total")
+                                      .Help("Outbox deliveries a subscriber refused by throwing (the batch is "
+                                            "delivered again), by subscriber")
+                                      .Register(*registry_)),
       cache_requests_(prometheus::BuildCounter()
                           .Name("mercato_cache_requests_total")
                           .Help("Catalog cache lookups by level (l1 in-process, l2 Redis) and result (hit, miss, "
@@ -169,6 +209,10 @@ prometheus::Counter& metrics::entity_restarts(const std::string& kind) {
 }
 prometheus::Counter& metrics::entity_poison_dropped(const std::string& kind) {
   return entity_poison_dropped_.Add({{"kind", kind}});
+}
+
+prometheus::Counter& metrics::outbox_subscriber_failures(const std::string& subscriber) {
+  return outbox_subscriber_failures_.Add({{"subscriber", subscriber}});
 }
 
 void metrics::report_cache(const cache_counts& c) {

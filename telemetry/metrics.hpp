@@ -49,6 +49,15 @@ class metrics {
   prometheus::Counter& snapshot_failed;
   prometheus::Counter& snapshot_overloaded;
 
+  // Outbox dispatcher. The backlog gauges are reported by the node holding the dispatch lock (0 elsewhere).
+  prometheus::Counter& outbox_dispatched;
+  prometheus::Gauge& outbox_pending;
+  prometheus::Gauge& outbox_oldest_pending_seconds;
+  prometheus::Histogram& outbox_dispatch_lag_seconds;
+  prometheus::Counter& outbox_retention_deleted;
+  prometheus::Gauge& outbox_dispatcher_active;
+  prometheus::Counter& outbox_subscriber_failures(const std::string& subscriber);
+
   // The catalog cache's own counters (monotonic since start) and sizes, as the cache reports them.
   struct cache_counts {
     std::uint64_t l1_hits = 0;
@@ -84,6 +93,7 @@ class metrics {
   prometheus::Family<prometheus::Counter>& entity_passivations_;
   prometheus::Family<prometheus::Counter>& entity_restarts_;
   prometheus::Family<prometheus::Counter>& entity_poison_dropped_;
+  prometheus::Family<prometheus::Counter>& outbox_subscriber_failures_;
 
   // Catalog cache: mercato_cache_requests_total{level, result} and friends.
   prometheus::Family<prometheus::Counter>& cache_requests_;

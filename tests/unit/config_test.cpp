@@ -62,7 +62,9 @@ bool same(const cfg::settings& a, const cfg::settings& b) {
          a.postgres.statement_timeout == b.postgres.statement_timeout &&
          a.postgres.queue_limit == b.postgres.queue_limit && a.redis.url == b.redis.url &&
          a.log.level == b.log.level && a.log.format == b.log.format && a.rate_limits.enabled == b.rate_limits.enabled && a.rate_limits.login == b.rate_limits.login &&
-         a.load_demo_catalog == b.load_demo_catalog;
+         a.load_demo_catalog == b.load_demo_catalog && a.outbox.poll_interval == b.outbox.poll_interval &&
+         a.outbox.batch_size == b.outbox.batch_size && a.outbox.retention == b.outbox.retention &&
+         a.outbox.retention_interval == b.outbox.retention_interval;
 }
 
 std::string all_errors(const cfg::load_result& r) {
@@ -579,4 +581,48 @@ TEST_CASE("auth settings: token lifetimes are bounded, the admin comes from MERC
   CHECK(loaded(run({})).auth.refresh_token_ttl == std::chrono::hours(24 * 30));
   CHECK(only_error(run({}, {{"MERCATO_ACCESS_TOKEN_TTL_S", "5"}})).key == "auth.access_token_ttl_s");
   CHECK(only_error(run({}, {{"MERCATO_ADMIN_EMIAL", "x"}})).source == "environment (MERCATO_ADMIN_EMIAL)");
+}
+
+TEST_CASE("outbox settings: defaults, file, environment, ranges") {
+  const auto d = loaded(run({}));
+  CHECK(d.outbox.poll_interval == std::chrono::milliseconds(100));
+  CHECK(d.outbox.batch_size == 500);
+  CHECK(d.outbox.retention == std::chrono::hours(24 * 7));
+  CHECK(d.outbox.retention_interval == std::chrono::seconds(60));
+
+  temp_dir dir;
+  auto file = dir.write("outbox.toml",
+                        "[outbox]\npoll_interval_ms = 250\nbatch_size = 64\nretention_s = 5\nretention_interval_s = 2\n");
+  const auto f = loaded(run({"--config", file}));
+  CHECK(f.outbox.poll_interval == std::chrono::milliseconds(250));
+  CHECK(f.outbox.batch_size == 64);
+  CHECK(f.outbox.retention == std::chrono::seconds(5));
+  CHECK(f.outbox.retention_interval == std::chrono::seconds(2));
+
+  const auto e = loaded(run({"--config", file}, {{"MERCATO_OUTBOX_POLL_INTERVAL_MS", "7"},
+                                                 {"MERCATO_OUTBOX_BATCH_SIZE", "8"},
+                                                 {"MERCATO_OUTBOX_RETENTION_S", "9"},
+                                                 {"MERCATO_OUTBOX_RETENTION_INTERVAL_S", "10"}}));
+  CHECK(e.outbox.poll_interval == std::chrono::milliseconds(7));
+  CHECK(e.outbox.batch_size == 8);
+  CHECK(e.outbox.retention == std::chrono::seconds(9));
+  CHECK(e.outbox.retention_interval == std::chrono::seconds(10));
+
+  for (const auto& [variable, value] : std::vector<std::pair<std::string, std::string>>{
+           {"MERCATO_OUTBOX_POLL_INTERVAL_MS", "0"},
+           {"MERCATO_OUTBOX_POLL_INTERVAL_MS", "60001"},
+           {"MERCATO_OUTBOX_BATCH_SIZE", "0"},
+           {"MERCATO_OUTBOX_BATCH_SIZE", "100001"},
+           {"MERCATO_OUTBOX_RETENTION_S", "0"},
+           {"MERCATO_OUTBOX_RETENTION_INTERVAL_S", "0"},
+           {"MERCATO_OUTBOX_RETENTION_INTERVAL_S", "86401"}}) {
+    CAPTURE(variable);
+    CAPTURE(value);
+    const auto err = only_error(run({}, {{variable, value}}));
+    CHECK(contains(err.key, "outbox."));
+    CHECK(contains(err.message, "between"));
+  }
+  CHECK(only_error(run({}, {{"MERCATO_OUTBOX_BATCH_SIZE", "many"}})).key == "outbox.batch_size");
+  CHECK(contains(only_error(run({"--config", dir.write("bad.toml", "[outbox]\nbatch = 5\n")})).message,
+                 "unknown key"));
 }

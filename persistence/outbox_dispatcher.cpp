@@ -1,0 +1,416 @@
+#include "persistence/outbox_dispatcher.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+#include <unordered_set>
+
+#include <pqxx/pqxx>
+
+#include "persistence/db_error.hpp"
+#include "persistence/pg_pool.hpp"
+#include "telemetry/logging.hpp"
+#include "telemetry/metrics.hpp"
+
+namespace mercato::persistence {
+
+namespace {
+
+using steady = std::chrono::steady_clock;
+
+// Session advisory lock: one dispatcher per database. ("mercato" + 02; the migrations use 01.)
+constexpr long long dispatch_lock_key = 0x6d6572636174'6f02LL;
+
+// The oldest undispatched events (idx_outbox_pending). `lag` is measured by the server's clock against
+// the server's occurred_at, so the node's clock never skews it.
+constexpr const char* select_name = "mercato_outbox_select";
+constexpr const char* select_sql =
+    "SELECT seq, id::text, aggregate_kind, aggregate_id, event_type, event_version, "
+    "  to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), data::text, metadata::text, "
+    "  EXTRACT(EPOCH FROM clock_timestamp() - occurred_at)::float8 "
+    "FROM outbox WHERE dispatched_at IS NULL ORDER BY seq LIMIT $1";
+
+// `dispatched_at IS NULL`: a row marked already (by a dispatcher that lost the lock mid-batch) keeps its
+// first mark.
+constexpr const char* mark_name = "mercato_outbox_mark";
+constexpr const char* mark_sql =
+    "UPDATE outbox SET dispatched_at = now() WHERE seq = ANY($1::bigint[]) AND dispatched_at IS NULL";
+
+// The pending count is capped so that a huge backlog cannot make the gauge refresh itself slow.
+constexpr long long pending_cap = 1'000'000;
+constexpr const char* gauges_name = "mercato_outbox_gauges";
+constexpr const char* gauges_sql =
+    "SELECT (SELECT count(*) FROM (SELECT 1 FROM outbox WHERE dispatched_at IS NULL LIMIT 1000000) p), "
+    "  COALESCE((SELECT EXTRACT(EPOCH FROM clock_timestamp() - occurred_at)::float8 FROM outbox "
+    "            WHERE dispatched_at IS NULL ORDER BY seq LIMIT 1), 0)";
+
+// Oldest first through idx_outbox_dispatched (migration 0009). `dispatched_at < ...` never matches NULL.
+constexpr const char* purge_sql =
+    "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox "
+    "  WHERE dispatched_at < now() - $1::bigint * interval '1 second' ORDER BY dispatched_at LIMIT $2)";
+
+std::size_t purge_once(pqxx::connection& conn, std::chrono::seconds retention, std::size_t batch) {
+  pqxx::nontransaction tx{conn};
+  const pqxx::result r = tx.exec_params(purge_sql, static_cast<long long>(retention.count()),
+                                        static_cast<long long>(std::max<std::size_t>(batch, 1)));
+  return static_cast<std::size_t>(r.affected_rows());
+}
+
+std::string seq_array(const std::vector<outbox_event>& batch) {
+  std::string s = "{";
+  for (const auto& e : batch) {
+    if (s.size() > 1) {
+      s.push_back(',');
+    }
+    s += std::to_string(e.seq);
+  }
+  s.push_back('}');
+  return s;
+}
+
+bool contains(const std::vector<std::string>& list, const std::string& value) {
+  return list.empty() || std::find(list.begin(), list.end(), value) != list.end();
+}
+
+}  // namespace
+
+bool outbox_filter::matches(const outbox_event& e) const {
+  return contains(aggregate_kinds, e.aggregate_kind) && contains(event_types, e.event_type);
+}
+
+std::size_t purge_dispatched_outbox(pqxx::connection& conn, std::chrono::seconds retention, std::size_t batch) {
+  batch = std::max<std::size_t>(batch, 1);
+  std::size_t total = 0;
+  for (;;) {
+    const std::size_t n = purge_once(conn, retention, batch);
+    total += n;
+    if (n < batch) {
+      return total;
+    }
+  }
+}
+
+// Dispatcher-thread state.
+struct outbox_dispatcher::session {
+  std::unique_ptr<pqxx::connection> conn;
+  bool locked = false;
+  bool failing = false;        // an error was logged and nothing has succeeded since
+  bool lock_wait_logged = false;
+  std::chrono::milliseconds db_backoff{0};
+  std::chrono::milliseconds subscriber_backoff{0};
+  steady::time_point next_sweep{};
+  steady::time_point next_refresh{};
+  // Per subscriber, the seqs it took while the batch they belong to could not be marked (another
+  // subscriber threw): a retry skips them, so a healthy subscriber is not flooded with repeats while a
+  // broken one is retried. Cleared when a batch is marked or the connection (and so the lock) is lost.
+  std::vector<std::unordered_set<std::int64_t>> taken;
+};
+
+outbox_dispatcher::outbox_dispatcher(outbox_dispatcher_options opts, telemetry::metrics* metrics)
+    : opts_(std::move(opts)), metrics_(metrics) {
+  opts_.batch_size = std::max<std::size_t>(opts_.batch_size, 1);
+  opts_.retention_batch = std::max<std::size_t>(opts_.retention_batch, 1);
+  opts_.poll_interval = std::max(opts_.poll_interval, std::chrono::milliseconds(1));
+  opts_.lock_retry = std::max(opts_.lock_retry, std::chrono::milliseconds(1));
+  opts_.retry_backoff = std::max(opts_.retry_backoff, std::chrono::milliseconds(1));
+  opts_.max_retry_backoff = std::max(opts_.max_retry_backoff, opts_.retry_backoff);
+}
+
+outbox_dispatcher::~outbox_dispatcher() { stop(); }
+
+void outbox_dispatcher::subscribe(std::string name, handler fn, outbox_filter filter) {
+  std::lock_guard<std::mutex> lock{mutex_};
+  if (started_) {
+    throw std::logic_error("outbox_dispatcher::subscribe after start: " + name);
+  }
+  if (!fn) {
+    throw std::invalid_argument("outbox_dispatcher::subscribe without a function: " + name);
+  }
+  subscribers_.push_back(subscriber{std::move(name), std::move(fn), std::move(filter)});
+}
+
+void outbox_dispatcher::start() {
+  std::lock_guard<std::mutex> guard{stop_mutex_};
+  std::lock_guard<std::mutex> lock{mutex_};
+  if (started_) {
+    return;
+  }
+  started_ = true;
+  if (stopping_) {
+    return;  // stopped before it ever started
+  }
+  thread_ = std::thread([this] { run(); });
+}
+
+void outbox_dispatcher::notify() noexcept {
+  {
+    std::lock_guard<std::mutex> lock{mutex_};
+    notified_ = true;
+  }
+  cv_.notify_one();
+}
+
+void outbox_dispatcher::stop() {
+  std::lock_guard<std::mutex> guard{stop_mutex_};
+  {
+    std::lock_guard<std::mutex> lock{mutex_};
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) {
+    thread_.join();
+  }
+}
+
+outbox_dispatcher_stats outbox_dispatcher::stats() const {
+  outbox_dispatcher_stats s;
+  s.dispatched = dispatched_.load(std::memory_order_relaxed);
+  s.batches = batches_.load(std::memory_order_relaxed);
+  s.subscriber_failures = subscriber_failures_.load(std::memory_order_relaxed);
+  s.retention_deleted = retention_deleted_.load(std::memory_order_relaxed);
+  return s;
+}
+
+bool outbox_dispatcher::wait_until(steady::time_point until, bool wake_on_notify) {
+  std::unique_lock<std::mutex> lock{mutex_};
+  cv_.wait_until(lock, until, [&] { return stopping_ || (wake_on_notify && notified_); });
+  return !stopping_;
+}
+
+void outbox_dispatcher::run() {
+  session s;
+  s.db_backoff = opts_.retry_backoff;
+  s.subscriber_backoff = opts_.retry_backoff;
+  s.taken.resize(subscribers_.size());
+  auto set_active = [this](bool on) {
+    active_.store(on, std::memory_order_relaxed);
+    if (metrics_) {
+      metrics_->outbox_dispatcher_active.Set(on ? 1 : 0);
+      if (!on) {
+        // Only the dispatching node reports the backlog, so a sum over nodes counts it once.
+        metrics_->outbox_pending.Set(0);
+        metrics_->outbox_oldest_pending_seconds.Set(0);
+      }
+    }
+  };
+
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock{mutex_};
+      if (stopping_) {
+        break;
+      }
+    }
+    bool keep_going = true;
+    try {
+      keep_going = round(s);
+      if (s.failing) {
+        telemetry::log_info("outbox dispatcher recovered");
+        s.failing = false;
+      }
+      s.db_backoff = opts_.retry_backoff;
+    } catch (...) {
+      const db_error err = classify_current_exception();
+      if (!s.failing) {
+        // Logged once per outage; the recovery is logged too.
+        telemetry::log_warn("outbox dispatcher: database error, retrying with backoff",
+                            {{"error", err.message}, {"kind", to_string(err.kind)}, {"sqlstate", err.sqlstate}});
+        s.failing = true;
+      }
+      if (err.kind == db_error_kind::unavailable || !s.conn || !s.conn->is_open()) {
+        s.conn.reset();  // the server released the lock with the session
+      }
+      if (!s.conn) {
+        if (s.locked) {
+          s.locked = false;
+          set_active(false);
+        }
+        for (auto& t : s.taken) {
+          t.clear();
+        }
+      }
+      keep_going = wait_until(steady::now() + s.db_backoff, false);
+      s.db_backoff = std::min(s.db_backoff * 2, opts_.max_retry_backoff);
+    }
+    if (!keep_going) {
+      break;
+    }
+  }
+
+  // Closing the session releases the advisory lock; a waiting dispatcher takes over.
+  s.conn.reset();
+  if (s.locked) {
+    set_active(false);
+    telemetry::log_info("outbox dispatcher stopped and released the dispatch lock");
+  }
+}
+
+// One step: connect, take the lock, sweep and refresh when due, deliver one batch and mark it. Throws
+// database errors (run() backs off); false when stop() was called while waiting.
+bool outbox_dispatcher::round(session& s) {
+  if (!s.conn) {
+    auto c = open_connection(opts_.dsn, opts_.connect_timeout, opts_.statement_timeout);
+    c->prepare(select_name, select_sql);
+    c->prepare(mark_name, mark_sql);
+    c->prepare(gauges_name, gauges_sql);
+    s.conn = std::move(c);
+  }
+  if (!s.locked) {
+    bool got = false;
+    {
+      pqxx::nontransaction tx{*s.conn};
+      got = tx.exec_params1("SELECT pg_try_advisory_lock($1)", dispatch_lock_key)[0].as<bool>();
+    }
+    if (!got) {
+      if (!s.lock_wait_logged) {
+        telemetry::log_info("outbox dispatcher standing by: another dispatcher holds the dispatch lock");
+        s.lock_wait_logged = true;
+      }
+      return wait_until(steady::now() + opts_.lock_retry, false);
+    }
+    s.locked = true;
+    s.lock_wait_logged = false;
+    active_.store(true, std::memory_order_relaxed);
+    if (metrics_) {
+      metrics_->outbox_dispatcher_active.Set(1);
+    }
+    telemetry::log_info("outbox dispatcher took the dispatch lock");
+    s.next_refresh = steady::time_point{};
+  }
+
+  auto now = steady::now();
+  if (now >= s.next_sweep) {
+    sweep(s);
+  }
+  if (now >= s.next_refresh) {
+    refresh_gauges(s);
+    s.next_refresh = now + opts_.pending_refresh;
+  }
+
+  {
+    std::lock_guard<std::mutex> lock{mutex_};
+    notified_ = false;  // a notify() from here on wakes the next wait
+  }
+  std::vector<outbox_event> batch;
+  std::vector<double> lag;
+  {
+    pqxx::nontransaction tx{*s.conn};
+    const pqxx::result rows = tx.exec_prepared(select_name, static_cast<long long>(opts_.batch_size));
+    batch.reserve(rows.size());
+    lag.reserve(rows.size());
+    for (const auto& r : rows) {
+      outbox_event e;
+      e.seq = r[0].as<std::int64_t>();
+      e.id = r[1].c_str();
+      e.aggregate_kind = r[2].c_str();
+      e.aggregate_id = r[3].c_str();
+      e.event_type = r[4].c_str();
+      e.event_version = r[5].c_str();
+      e.occurred_at = r[6].c_str();
+      e.data_json = r[7].c_str();
+      e.metadata_json = r[8].c_str();
+      lag.push_back(r[9].as<double>());
+      batch.push_back(std::move(e));
+    }
+  }
+  if (batch.empty()) {
+    return wait_until(steady::now() + opts_.poll_interval, true);
+  }
+
+  const auto delivery_started = steady::now();
+  std::vector<outbox_event> subset;
+  bool all_taken = true;
+  for (std::size_t i = 0; i < subscribers_.size(); ++i) {
+    auto& sub = subscribers_[i];
+    auto& taken = s.taken[i];
+    subset.clear();
+    for (const auto& e : batch) {
+      if (sub.filter.matches(e) && taken.count(e.seq) == 0) {
+        subset.push_back(e);
+      }
+    }
+    if (subset.empty()) {
+      continue;
+    }
+    std::string error;
+    try {
+      sub.fn(subset);
+      for (const auto& e : subset) {
+        taken.insert(e.seq);
+      }
+      continue;
+    } catch (const std::exception& e) {
+      error = e.what();
+    } catch (...) {
+      error = "unknown exception";
+    }
+    all_taken = false;
+    subscriber_failures_.fetch_add(1, std::memory_order_relaxed);
+    if (metrics_) {
+      metrics_->outbox_subscriber_failures(sub.name).Increment();
+    }
+    telemetry::log_warn("outbox subscriber failed; the batch will be delivered again",
+                        {{"subscriber", sub.name},
+                         {"error", error},
+                         {"first_seq", subset.front().seq},
+                         {"events", subset.size()},
+                         {"retry_in_ms", s.subscriber_backoff.count()}});
+  }
+  if (!all_taken) {
+    const auto wait = s.subscriber_backoff;
+    s.subscriber_backoff = std::min(s.subscriber_backoff * 2, opts_.max_retry_backoff);
+    return wait_until(steady::now() + wait, false);
+  }
+  s.subscriber_backoff = opts_.retry_backoff;
+  const double delivery_seconds = std::chrono::duration<double>(steady::now() - delivery_started).count();
+
+  {
+    pqxx::nontransaction tx{*s.conn};
+    tx.exec_prepared(mark_name, seq_array(batch));
+  }
+  for (auto& t : s.taken) {
+    t.clear();
+  }
+  dispatched_.fetch_add(batch.size(), std::memory_order_relaxed);
+  batches_.fetch_add(1, std::memory_order_relaxed);
+  if (metrics_) {
+    metrics_->outbox_dispatched.Increment(static_cast<double>(batch.size()));
+    for (double l : lag) {
+      metrics_->outbox_dispatch_lag_seconds.Observe(std::max(0.0, l) + delivery_seconds);
+    }
+  }
+  if (batch.size() >= opts_.batch_size) {
+    return true;  // more may be waiting: go again at once
+  }
+  return wait_until(steady::now() + opts_.poll_interval, true);
+}
+
+void outbox_dispatcher::refresh_gauges(session& s) {
+  if (!metrics_) {
+    return;
+  }
+  pqxx::nontransaction tx{*s.conn};
+  const pqxx::result r = tx.exec_prepared(gauges_name);
+  metrics_->outbox_pending.Set(static_cast<double>(std::min(r[0][0].as<long long>(), pending_cap)));
+  metrics_->outbox_oldest_pending_seconds.Set(std::max(0.0, r[0][1].as<double>()));
+}
+
+// A bounded slice of the retention sweep: at most 10 statements, so dispatching never waits long
+// behind it. If rows are left, the next round continues; else the next sweep is one interval away.
+void outbox_dispatcher::sweep(session& s) {
+  constexpr int max_statements = 10;
+  for (int i = 0; i < max_statements; ++i) {
+    const std::size_t n = purge_once(*s.conn, opts_.retention, opts_.retention_batch);
+    if (n > 0) {
+      retention_deleted_.fetch_add(n, std::memory_order_relaxed);
+      if (metrics_) {
+        metrics_->outbox_retention_deleted.Increment(static_cast<double>(n));
+      }
+    }
+    if (n < opts_.retention_batch) {
+      s.next_sweep = steady::now() + opts_.retention_interval;
+      return;
+    }
+  }
+}
+
+}  // namespace mercato::persistence
