@@ -21,9 +21,22 @@ struct entity_runtime::impl {
 
   impl(entity_runtime_options o, persistence::pg_pool& pool, telemetry::metrics* m)
       : opts(std::move(o)), metrics(m) {
+    if (opts.dispatch_outbox) {
+      auto oo = opts.outbox;
+      oo.dsn = opts.dsn;
+      dispatcher = std::make_unique<persistence::outbox_dispatcher>(std::move(oo), metrics);
+    }
     auto wo = opts.writer;
     wo.dsn = opts.dsn;
     wo.node_id = opts.node_id;
+    if (dispatcher) {
+      wo.on_events_committed = [d = dispatcher.get(), next = std::move(wo.on_events_committed)] {
+        d->notify();
+        if (next) {
+          next();
+        }
+      };
+    }
     writer = std::make_unique<persistence::snapshot_writer>(std::move(wo), metrics);
     protocol::register_protocol(caf_config);
     if (opts.scheduler_threads > 0) {
@@ -67,6 +80,7 @@ struct entity_runtime::impl {
 
   entity_runtime_options opts;
   telemetry::metrics* metrics;
+  std::unique_ptr<persistence::outbox_dispatcher> dispatcher;  // outlives the writer that wakes it
   std::unique_ptr<persistence::snapshot_writer> writer;
   caf::actor_system_config caf_config;
   std::unique_ptr<caf::actor_system> system;
@@ -78,6 +92,19 @@ entity_runtime::entity_runtime(entity_runtime_options opts, persistence::pg_pool
     : impl_(std::make_unique<impl>(std::move(opts), pool, metrics)) {}
 
 entity_runtime::~entity_runtime() { stop(); }
+
+void entity_runtime::subscribe(std::string name, persistence::outbox_dispatcher::handler fn,
+                               persistence::outbox_filter filter) {
+  if (impl_->dispatcher) {
+    impl_->dispatcher->subscribe(std::move(name), std::move(fn), std::move(filter));
+  }
+}
+
+void entity_runtime::start_outbox() {
+  if (impl_->dispatcher) {
+    impl_->dispatcher->start();
+  }
+}
 
 void entity_runtime::take_leases(pqxx::connection& conn) {
   // One node holds every lease until the cluster arrives; taking them again bumps the epoch, which
@@ -117,6 +144,9 @@ void entity_runtime::stop() {
   }
   impl_->system->await_all_actors_done();
   impl_->writer->stop();
+  if (impl_->dispatcher) {
+    impl_->dispatcher->stop();
+  }
 }
 
 }  // namespace mercato::app

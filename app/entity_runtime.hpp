@@ -12,6 +12,7 @@
 #include <caf/actor_system.hpp>
 #include <pqxx/connection>
 
+#include "persistence/outbox_dispatcher.hpp"
 #include "persistence/snapshot_writer.hpp"
 #include "supervisors/entity_env.hpp"
 
@@ -32,6 +33,10 @@ struct entity_runtime_options {
   int hosts_per_kind = 0;              // 0: one per scheduler worker
   supervisors::runtime_limits limits;
   persistence::snapshot_writer_options writer;  // dsn and node_id are taken from above
+  // Committed domain events go to the subscribers (the writer wakes the dispatcher after each commit
+  // that appended events). Off only where nothing may consume the outbox (a benchmark of the writer).
+  bool dispatch_outbox = true;
+  persistence::outbox_dispatcher_options outbox;  // dsn is taken from above
 };
 
 class entity_runtime {
@@ -41,6 +46,11 @@ class entity_runtime {
   ~entity_runtime();
   entity_runtime(const entity_runtime&) = delete;
   entity_runtime& operator=(const entity_runtime&) = delete;
+
+  // Subscribes to the committed domain events (before start_outbox()).
+  void subscribe(std::string name, persistence::outbox_dispatcher::handler fn, persistence::outbox_filter filter = {});
+  // Starts delivering committed events to the subscribers (idempotent; no-op without dispatch_outbox).
+  void start_outbox();
 
   // Takes the shard leases of every kind for this node (blocking: call at start-up or on a pool
   // thread). Until then every write is fenced.
@@ -53,7 +63,8 @@ class entity_runtime {
   caf::actor_system& system();
   persistence::snapshot_writer& writer();
 
-  // Answers everything pending (shutting_down), stops every actor, then drains the writer. Idempotent.
+  // Answers everything pending (shutting_down), stops every actor, drains the writer, then stops the
+  // outbox dispatcher (what it did not mark is delivered by the next one). Idempotent.
   void stop();
 
  private:

@@ -54,6 +54,10 @@ struct node::parts {
     o.dsn = s.postgres.dsn;
     o.node_id = s.node_id;
     o.scheduler_threads = s.scheduler_threads > 0 ? static_cast<std::size_t>(s.scheduler_threads) : 0;
+    o.outbox.poll_interval = s.outbox.poll_interval;
+    o.outbox.batch_size = s.outbox.batch_size;
+    o.outbox.retention = s.outbox.retention;
+    o.outbox.retention_interval = s.outbox.retention_interval;
     return o;
   }
 
@@ -141,6 +145,9 @@ void node::start() {
   parts_ = std::make_unique<parts>(settings_);
   auto& p = *parts_;
   p.bootstrap.start();
+  // Subscribers to the committed domain events register here, before the dispatcher starts (the
+  // live-updates hub and the checkout's handlers will).
+  p.runtime->start_outbox();
   http::add_ops_routes(p.routes, {&p.pool, &p.metrics, [&p] { return p.bootstrap.done(); },
                                   [&p] { return p.runtime->leases_held(); }, settings_.node_id, p.redis, p.cache});
   http::add_catalog_routes(p.routes, p.pool, p.cache);

@@ -6,8 +6,14 @@
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
+
+#include <boost/json/parse.hpp>
 
 #include <pqxx/pqxx>
 
@@ -295,4 +301,56 @@ TEST_CASE_FIXTURE(fixture, "a stop with requests pending answers each at once wi
   CHECK(code_of(*log, 1) == "shutting_down");
   CHECK(log->at(0) - stopping < 100ms);
   CHECK(log->at(1) - stopping < 100ms);
+}
+
+TEST_CASE_FIXTURE(fixture, "committed events reach the node's subscribers once committed, in order per cart") {
+  std::mutex m;
+  std::condition_variable cv;
+  std::map<std::string, std::vector<std::string>> seen;  // cart -> product ids of its CartItemAdded, in order
+  std::size_t total = 0;
+  auto opts = options();
+  opts.on_events = [&](const std::vector<persistence::outbox_event>& events) {
+    std::lock_guard<std::mutex> lock{m};
+    for (const auto& e : events) {
+      ++total;
+      if (e.event_type == "CartItemAdded") {
+        auto data = boost::json::parse(e.data_json).as_object();
+        seen[e.aggregate_id].push_back(std::string(data.at("product_id").as_string()));
+      }
+    }
+    cv.notify_all();
+  };
+  cart_runtime rt{opts};
+  constexpr int carts = 3;
+  constexpr int adds = 40;
+  std::vector<std::thread> senders;
+  for (int c = 0; c < carts; ++c) {
+    senders.emplace_back([&, c] {
+      const std::string id = "ev-" + std::to_string(c);
+      REQUIRE(rt.ask(id, open_cmd()));
+      std::vector<caf::message> cmds;
+      for (int i = 1; i <= adds; ++i) {
+        cmds.push_back(msg(add_cmd(i)));  // pipelined: several versions per group commit
+      }
+      auto log = rt.send_all(id, std::move(cmds));
+      REQUIRE(log->wait_all(20s));
+      for (int i = 0; i < adds; ++i) {
+        REQUIRE(log->result(static_cast<std::size_t>(i)));
+      }
+    });
+  }
+  for (auto& t : senders) {
+    t.join();
+  }
+  std::unique_lock<std::mutex> lock{m};
+  REQUIRE(cv.wait_for(lock, 20s, [&] { return total >= carts * (adds + 1); }));
+  for (int c = 0; c < carts; ++c) {
+    const auto& got = seen["ev-" + std::to_string(c)];
+    REQUIRE(got.size() == static_cast<std::size_t>(adds));
+    for (int i = 0; i < adds; ++i) {
+      CHECK(got[static_cast<std::size_t>(i)] == demo_line(i + 1).product_id);
+    }
+  }
+  lock.unlock();
+  CHECK(count("SELECT COUNT(*) FROM outbox WHERE dispatched_at IS NULL") == 0);
 }

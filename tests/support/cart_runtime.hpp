@@ -15,6 +15,7 @@
 #include "actors/protocol/cart_messages.hpp"
 #include "actors/protocol/errors.hpp"
 #include "app/entity_runtime.hpp"
+#include "persistence/outbox_dispatcher.hpp"
 #include "persistence/pg_pool.hpp"
 #include "support/scratch_database.hpp"
 #include "persistence/snapshot_writer.hpp"
@@ -49,6 +50,8 @@ struct cart_runtime_options {
   int hosts = 2;
   std::size_t writer_queue_limit = 100'000;
   std::chrono::milliseconds commit_deadline{5'000};
+  // Receives the committed domain events (the runtime's outbox dispatcher delivers them).
+  persistence::outbox_dispatcher::handler on_events = nullptr;
 };
 
 class cart_runtime {
