@@ -433,7 +433,9 @@ std::string token_hash_of(std::size_t i) {
 protocol::command_meta bench_meta(std::size_t i) {
   protocol::command_meta m;
   m.request_id = "bench-" + std::to_string(i);
-  m.command_id = "bench-" + std::to_string(i);  // as the edge sends them: every command deduplicable
+  // As the edge will send them: every command carries an id of its own (so it is deduplicable).
+  static std::atomic<std::uint64_t> next_command{1};
+  m.command_id = "bench-cmd-" + std::to_string(next_command.fetch_add(1, std::memory_order_relaxed));
   m.source = "bench";
   return m;
 }

@@ -38,11 +38,14 @@ using steady = std::chrono::steady_clock;
 //
 // Fencing: a snapshot row is written only if its (kind, shard, owner_epoch) names a live lease of
 // this node, and only as a compare-and-set on the version it was built on: the stored version must
-// equal the write's prev_version (the base of the first write of that entity in the batch), and a
-// write built on a version > 0 never inserts a missing row. So a write stacked on one that failed,
-// or on a state another writer has since replaced, cannot land. The lease is read, not locked (no
-// FOR SHARE): the row lock taken by ON CONFLICT serialises two writers of one entity, and not
-// locking keeps lease rows free of multixacts and cannot deadlock with lease takeover.
+// equal the write's prev_version (the base of the first write of that entity in the batch), so a write
+// stacked on one that failed, or on a state another writer has since replaced, cannot land. A write
+// built on a version > 0 must not create a missing row either: the upsert cannot refuse that without a
+// per-row subquery (which PostgreSQL planned as a hashed scan of the whole table), so such rows come
+// back marked as inserted and are deleted again in the same transaction (a row only goes missing if
+// someone deleted it; the common path is the one upsert through the primary key). The lease is read,
+// not locked (no FOR SHARE): the row lock taken by ON CONFLICT serialises two writers of one entity,
+// and not locking keeps lease rows free of multixacts and cannot deadlock with lease takeover.
 constexpr const char* upsert_name = "mercato_snapshot_upsert";
 constexpr const char* upsert_sql =
     "INSERT INTO entity_snapshots AS s (kind, id, version, owner_epoch, state, prev_version, write_id, "
@@ -53,12 +56,15 @@ constexpr const char* upsert_sql =
     "  AS i(kind, id, version, owner_epoch, shard, state, prev_version, write_id, recent_commands) "
     "JOIN shard_leases l ON l.kind = i.kind AND l.shard = i.shard AND l.epoch = i.owner_epoch "
     "  AND l.owner_node = $10 AND l.expires_at > now() "
-    "WHERE i.prev_version = 0 OR EXISTS (SELECT 1 FROM entity_snapshots e WHERE e.kind = i.kind AND e.id = i.id) "
     "ON CONFLICT (kind, id) DO UPDATE SET version = EXCLUDED.version, owner_epoch = EXCLUDED.owner_epoch, "
     "  state = EXCLUDED.state, prev_version = EXCLUDED.prev_version, write_id = EXCLUDED.write_id, "
     "  recent_commands = EXCLUDED.recent_commands, updated_at = now() "
     "WHERE s.version = EXCLUDED.prev_version "
-    "RETURNING s.kind, s.id, s.version";
+    "RETURNING s.kind, s.id, s.version, s.xmax = 0 AND s.prev_version > 0";  // last: created where it must not
+constexpr const char* unmake_name = "mercato_snapshot_unmake";
+constexpr const char* unmake_sql =
+    "DELETE FROM entity_snapshots s USING unnest($1::text[], $2::text[]) AS k(kind, id) "
+    "WHERE s.kind = k.kind AND s.id = k.id";
 
 constexpr const char* outbox_name = "mercato_outbox_insert";
 constexpr const char* outbox_sql =
@@ -169,6 +175,7 @@ struct connection_slot {
     const auto statement_timeout = std::max(opts.commit_deadline, std::chrono::milliseconds(1000));
     auto c = open_connection(opts.dsn, connect_timeout, statement_timeout);
     c->prepare(upsert_name, upsert_sql);
+    c->prepare(unmake_name, unmake_sql);
     c->prepare(outbox_name, outbox_sql);
     c->prepare(write_ids_name, write_ids_sql);
     conn = std::move(c);
@@ -432,12 +439,23 @@ attempt_result write_batch(connection_slot& slot, const std::string& node_id,
           tx.exec_prepared(upsert_name, kinds.finish(), ids.finish(), versions.finish(), epochs.finish(),
                            shards.finish(), states.finish(), prevs.finish(), write_ids.finish(), recents.finish(),
                            node_id);
+      array_literal unmake_kinds, unmake_ids;
+      bool unmake = false;
       for (const auto& row : result_rows) {
+        if (row[3].as<bool>()) {  // built on a version, but no row was there: take it back, fenced
+          unmake_kinds.add_text(row[0].c_str());
+          unmake_ids.add_text(row[1].c_str());
+          unmake = true;
+          continue;
+        }
         auto it = group_of_key.find(entity_key(row[0].c_str(), row[1].c_str()));
         if (it != group_of_key.end() &&
             row[2].as<std::int64_t>() == writes[members[it->second][chain[it->second] - 1]]->snap.version) {
           applied[it->second] = 1;
         }
+      }
+      if (unmake) {
+        tx.exec_prepared(unmake_name, unmake_kinds.finish(), unmake_ids.finish());
       }
     }
   }
