@@ -11,11 +11,15 @@ namespace {
 constexpr const char* product_columns =
     "p.id::text, p.sku, p.name, p.description, p.category_id::text, p.vendor_id::text,"
     " (p.base_price * 100)::bigint, (p.current_price * 100)::bigint, p.currency,"
-    " p.stock_quantity, p.reserved_quantity, p.low_stock_threshold, p.weight::text,"
+    // Stock comes from the committed inventory (the inventory entity's projection).
+    " COALESCE(inv.on_hand, 0), COALESCE(inv.reserved, 0), COALESCE(inv.low_stock_threshold, p.low_stock_threshold),"
+    " p.weight::text,"
     " p.dimensions::text, p.attributes::text, p.images::text, p.status, p.version,"
     " to_char(p.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
     " to_char(p.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
 constexpr int product_column_count = 20;
+// Joined wherever product_columns are read.
+constexpr const char* inventory_join = " LEFT JOIN inventory inv ON inv.product_id = p.id";
 
 template <class T>
 std::optional<T> opt(const pqxx::field& f) {
@@ -108,7 +112,7 @@ product_page catalog_store::list_products(pqxx::connection& conn, const product_
     where.push_back("p.current_price <= " + ps.add(std::to_string(*filter.max_price)) + "::numeric / 100");
   }
   if (filter.in_stock_only) {
-    where.push_back("p.stock_quantity > p.reserved_quantity");
+    where.push_back("EXISTS (SELECT 1 FROM inventory i WHERE i.product_id = p.id AND i.on_hand > i.reserved)");
   }
 
   // Keyset paging: the cursor holds the last row's sort key and id; rows strictly after it follow.
@@ -159,7 +163,7 @@ product_page catalog_store::list_products(pqxx::connection& conn, const product_
   }
 
   std::string sql = with + "SELECT " + product_columns + ", " + key_expr + " AS sort_key FROM (SELECT p.*, " +
-                    rank_expr + " AS rank FROM products p) p WHERE ";
+                    rank_expr + " AS rank FROM products p) p" + inventory_join + " WHERE ";
   for (std::size_t i = 0; i < where.size(); ++i) {
     sql += (i == 0 ? "" : " AND ") + where[i];
   }
@@ -183,7 +187,9 @@ product_page catalog_store::list_products(pqxx::connection& conn, const product_
 std::optional<product_view> catalog_store::find_product(pqxx::connection& conn, const std::string& id) {
   pqxx::nontransaction tx{conn};
   const auto rows =
-      tx.exec_params(std::string("SELECT ") + product_columns + " FROM products p WHERE p.id = $1::uuid", id);
+      tx.exec_params(std::string("SELECT ") + product_columns + " FROM products p" + inventory_join +
+                     " WHERE p.id = $1::uuid",
+                     id);
   if (rows.empty()) {
     return std::nullopt;
   }

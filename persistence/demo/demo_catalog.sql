@@ -93,3 +93,15 @@ INSERT INTO products (id, sku, name, description, category_id, vendor_id, base_p
   ('c223b3dd-36f1-576a-8706-f759fe16ff88', 'FOO-0062', 'Approach Shoes', 'Approach Shoes from Northwind Outfitters. A dependable pick in footwear, finished in forest.', '8333183c-7376-585b-b35a-2d983c470191', 'c1abef32-80f7-5cc5-a656-d8d0929c01b1', 74.99, 63.99, 120, 10, 0.698, '{"length_cm": 36, "width_cm": 20, "height_cm": 31}', '{"color": "forest"}', '["/static/demo/foo-0062-1.jpg"]', NOW() - INTERVAL '62 minutes', NOW() - INTERVAL '62 minutes'),
   ('51eb8102-c477-58d6-81cc-71de441c4f1e', 'FOO-0063', 'Wool Hiking Socks 3-Pack', 'Wool Hiking Socks 3-Pack from Northwind Outfitters. A dependable pick in footwear, finished in navy.', '8333183c-7376-585b-b35a-2d983c470191', 'c1abef32-80f7-5cc5-a656-d8d0929c01b1', 223.99, 223.99, 120, 20, 7.186, '{"length_cm": 101, "width_cm": 61, "height_cm": 41}', '{"color": "navy"}', '["/static/demo/foo-0063-1.jpg"]', NOW() - INTERVAL '63 minutes', NOW() - INTERVAL '63 minutes')
 ON CONFLICT DO NOTHING;
+
+-- Each demo product is an inventory entity at version 1 with its stock (as persistence/inventory_seed).
+INSERT INTO entity_snapshots (kind, id, version, owner_epoch, state)
+SELECT 'inventory', p.id::text, 1, 0,
+       jsonb_build_object('schema', 1, 'on_hand', p.stock_quantity, 'reserved', 0,
+                          'low_stock_threshold', p.low_stock_threshold, 'reservations', '[]'::jsonb,
+                          'low', p.stock_quantity <= p.low_stock_threshold)
+FROM products p
+ON CONFLICT (kind, id) DO NOTHING;
+INSERT INTO inventory (product_id, on_hand, reserved, low_stock_threshold, version)
+SELECT p.id, p.stock_quantity, 0, p.low_stock_threshold, 1 FROM products p
+ON CONFLICT (product_id) DO NOTHING;

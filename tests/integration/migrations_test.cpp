@@ -9,7 +9,9 @@
 #include <pqxx/pqxx>
 
 #include "persistence/catalog_store.hpp"
+#include "persistence/inventory_seed.hpp"
 #include "persistence/migrations.hpp"
+#include "persistence/snapshot_writer.hpp"
 #include "support/scratch_database.hpp"
 
 using namespace mercato;
@@ -30,6 +32,30 @@ TEST_CASE("the bundled migrations are ordered by version without duplicates") {
     CHECK_FALSE(all[i].name.empty());
     CHECK_FALSE(all[i].sql.empty());
   }
+}
+
+TEST_CASE("a new product's inventory is seeded at version 1 in the product's transaction") {
+  test::scratch_database db;
+  pqxx::connection conn{db.dsn()};
+  persistence::apply_migrations(conn, persistence::bundled_migrations());
+  const std::string id = "6d1e5a54-0000-4000-8000-00000000a001";
+  {
+    pqxx::work tx{conn};
+    tx.exec_params("INSERT INTO products (id, sku, name, base_price, current_price) VALUES ($1::uuid, 'SEED-1', "
+                   "'Seeded', 10, 10)",
+                   id);
+    persistence::seed_inventory(tx, id, 7, 3);
+    tx.commit();
+  }
+  CHECK(count(conn, "SELECT COUNT(*) FROM inventory WHERE on_hand = 7 AND reserved = 0 AND low_stock_threshold = 3 "
+                    "AND version = 1") == 1);
+  auto snap = persistence::load_snapshot(conn, "inventory", id);
+  REQUIRE(snap);
+  CHECK(snap->version == 1);
+  CHECK(snap->state_json.find("\"on_hand\": 7") != std::string::npos);
+  // A second seed of the same product is refused (its inventory exists).
+  pqxx::work tx{conn};
+  CHECK_THROWS(persistence::seed_inventory(tx, id, 1, 1));
 }
 
 TEST_CASE("applying migrations twice is a no-op the second time") {
@@ -95,6 +121,12 @@ TEST_CASE("the demo catalog loads once and has the promised shape") {
   CHECK(count(conn, "SELECT COUNT(*) FROM categories") >= 8);
   CHECK(count(conn, "SELECT COUNT(*) FROM products WHERE stock_quantity = 0") > 0);
   CHECK(count(conn, "SELECT COUNT(DISTINCT current_price) FROM products") > 30);
+  // Every demo product is an inventory entity at version 1, with its projection row.
+  CHECK(count(conn, "SELECT COUNT(*) FROM entity_snapshots s JOIN products p ON s.id = p.id::text "
+                    "WHERE s.kind = 'inventory' AND s.version = 1 "
+                    "AND (s.state->>'on_hand')::int = p.stock_quantity") == added);
+  CHECK(count(conn, "SELECT COUNT(*) FROM inventory i JOIN products p ON i.product_id = p.id "
+                    "WHERE i.on_hand = p.stock_quantity AND i.reserved = 0") == added);
   // Three levels: a leaf whose parent has a parent.
   CHECK(count(conn,
               "SELECT COUNT(*) FROM categories c JOIN categories p ON c.parent_id = p.id "
