@@ -424,15 +424,12 @@ std::string state_of(std::size_t e, long long v) {
          std::to_string(v) + "}";
 }
 
-std::string token_hash_of(std::size_t i) {
-  char buf[65];
-  std::snprintf(buf, sizeof buf, "%064zx", i * 2654435761u + 12345);
-  return buf;
-}
+constexpr const char* bench_owner = "b0000000-0000-4000-8000-00000000be7c";
 
 protocol::command_meta bench_meta(std::size_t i) {
   protocol::command_meta m;
   m.request_id = "bench-" + std::to_string(i);
+  m.user_id = bench_owner;
   // As the edge will send them: every command carries an id of its own (so it is deduplicable).
   static std::atomic<std::uint64_t> next_command{1};
   m.command_id = "bench-cmd-" + std::to_string(next_command.fetch_add(1, std::memory_order_relaxed));
@@ -1008,7 +1005,7 @@ request_spec get_request(const std::string& id, std::size_t i) {
 request_spec open_request(const std::string& id, std::size_t i) {
   protocol::cart_open cmd;
   cmd.meta = bench_meta(i);
-  cmd.token_hash = token_hash_of(i);
+  cmd.owner_user_id = bench_owner;  // every command speaks for this owner (bench_meta)
   return {id, caf::make_message(std::move(cmd))};
 }
 

@@ -119,6 +119,27 @@ std::optional<bool> body_reader::boolean(std::string_view name, bool required) {
   return v;
 }
 
+std::optional<std::int64_t> body_reader::integer(std::string_view name, bool required, std::int64_t min,
+                                                 std::int64_t max) {
+  auto e = impl_->get(name);
+  if (!e || e->is_null()) {
+    if (required && impl_->is_object) {
+      error(name, "is required");
+    }
+    return std::nullopt;
+  }
+  std::int64_t v = 0;
+  if (!(e->is_int64() || e->is_uint64()) || e->get_int64().get(v) != simdjson::SUCCESS) {
+    error(name, "must be an integer");
+    return std::nullopt;
+  }
+  if (v < min || v > max) {
+    error(name, "must be from " + std::to_string(min) + " to " + std::to_string(max));
+    return std::nullopt;
+  }
+  return v;
+}
+
 std::optional<std::string> body_reader::object_json(std::string_view name, bool required, std::size_t max_bytes) {
   auto e = impl_->get(name);
   if (!e || e->is_null()) {

@@ -29,6 +29,8 @@ class body_reader {
   // Length bounds count Unicode code points. Surrounding whitespace is kept (trim yourself if needed).
   std::optional<std::string> text(std::string_view name, bool required, std::size_t min_chars, std::size_t max_chars);
   std::optional<bool> boolean(std::string_view name, bool required);
+  // A JSON integer within [min, max] (a float such as 1.0 or 1.5 is refused).
+  std::optional<std::int64_t> integer(std::string_view name, bool required, std::int64_t min, std::int64_t max);
   // A JSON object, re-serialised (minified), at most `max_bytes`.
   std::optional<std::string> object_json(std::string_view name, bool required, std::size_t max_bytes);
   std::optional<std::vector<std::string>> text_array(std::string_view name, bool required, std::size_t max_items);

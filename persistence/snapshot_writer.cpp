@@ -609,6 +609,7 @@ try_result commit_with_retry(connection_slot& slot, const snapshot_writer_option
 struct snapshot_writer::batch_item {
   pending_write w;
   steady::time_point enqueued_at;
+  std::function<void()> barrier;  // set: not a write; run once everything enqueued before it has settled
 };
 
 struct snapshot_writer::lane {
@@ -635,8 +636,9 @@ struct snapshot_writer::lane {
 
   // Writes leave the queue in order, so a newer failure of an entity replaces the older one: every
   // write enqueued before the older one was reported has been handled already.
-  void record_failure(std::string key, std::int64_t version, write_outcome o) {
-    const auto now = steady::now();
+  // `now`: taken right before the outcome was reported (a write enqueued after that was built by an
+  // entity that may already know; the compare-and-set decides for it).
+  void record_failure(std::string key, std::int64_t version, write_outcome o, steady::time_point now) {
     failed_entities.insert_or_assign(key, failure{version, o, now});
     failure_order.emplace_back(now, std::move(key));
   }
@@ -707,7 +709,7 @@ write_outcome snapshot_writer::enqueue(pending_write w) {
       }
       return refuse();
     }
-    l.queue.push_back(batch_item{std::move(w), steady::now()});
+    l.queue.push_back(batch_item{std::move(w), steady::now(), {}});
     // The lane sleeps until a first write arrives, then lingers until the batch is full.
     wake = l.queue.size() == 1 || l.queue.size() == opts_.max_batch;
   }
@@ -756,6 +758,7 @@ void snapshot_writer::run_lane(lane& l) {
   }
   std::vector<batch_item> batch;
   batch.reserve(std::min<std::size_t>(opts_.max_batch, 4096));
+  std::vector<std::function<void()>> barriers;
   for (;;) {
     batch.clear();
     {
@@ -764,17 +767,55 @@ void snapshot_writer::run_lane(lane& l) {
       if (l.queue.empty()) {
         return;  // stopping, and everything is drained
       }
-      if (!l.stopping && l.queue.size() < opts_.max_batch && opts_.linger.count() > 0) {
+      // A barrier at the front (an activation waiting for earlier writes) does not wait out the linger.
+      if (!l.stopping && l.queue.size() < opts_.max_batch && opts_.linger.count() > 0 && !l.queue.front().barrier) {
         const auto until = l.queue.front().enqueued_at + opts_.linger;
         l.cv.wait_until(lock, until, [&] { return l.stopping || l.queue.size() >= opts_.max_batch; });
       }
       const std::size_t take = std::min(opts_.max_batch, l.queue.size());
       for (std::size_t i = 0; i < take; ++i) {
-        batch.push_back(std::move(l.queue.front()));
+        if (l.queue.front().barrier) {
+          barriers.push_back(std::move(l.queue.front().barrier));
+        } else {
+          batch.push_back(std::move(l.queue.front()));
+        }
         l.queue.pop_front();
       }
     }
-    process(l, batch);
+    if (!batch.empty()) {
+      process(l, batch);
+    }
+    // Every write taken with a barrier (so every write enqueued before it) has settled now.
+    for (auto& fn : barriers) {
+      run_barrier(fn);
+    }
+    barriers.clear();
+  }
+}
+
+void snapshot_writer::after_pending(const std::string& kind, const std::string& id, std::function<void()> fn) {
+  lane& l = *lanes_[fnv1a(kind, id) % lanes_.size()];
+  {
+    std::lock_guard<std::mutex> lock{l.mutex};
+    if (!l.stopping) {
+      batch_item item;
+      item.enqueued_at = steady::now();
+      item.barrier = std::move(fn);
+      l.queue.push_back(std::move(item));
+      l.cv.notify_one();
+      return;
+    }
+  }
+  run_barrier(fn);  // stopping: nothing more will be written
+}
+
+void snapshot_writer::run_barrier(std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    telemetry::log_error("snapshot writer barrier threw", {{"error", e.what()}});
+  } catch (...) {
+    telemetry::log_error("snapshot writer barrier threw");
   }
 }
 
@@ -799,8 +840,9 @@ void snapshot_writer::process(lane& l, std::vector<batch_item>& batch) {
     }
     std::string key = entity_key(item.w.snap.kind, item.w.snap.id);
     const std::int64_t version = item.w.snap.version;
+    const auto reported = steady::now();
     finish(item, o);  // reported to the entity from here on
-    l.record_failure(std::move(key), version, o);
+    l.record_failure(std::move(key), version, o, reported);
   };
 
   std::vector<batch_item*> live;

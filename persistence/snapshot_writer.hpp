@@ -110,6 +110,12 @@ class snapshot_writer {
   // meaning "accepted"; the real outcome arrives through `done`.
   write_outcome enqueue(pending_write w);
 
+  // Calls `fn` on a writer thread once every write of (kind, id) enqueued before this call has settled
+  // (committed or failed), so a read issued from `fn` sees what they left in the database. An
+  // activation waits on this: a new incarnation of an entity never reads a snapshot while writes of a
+  // stopped one are still in flight. (When stopping, `fn` runs at once.)
+  void after_pending(const std::string& kind, const std::string& id, std::function<void()> fn);
+
   // Commits what is queued (bounded by the commit deadline), then stops the threads. Idempotent;
   // not from inside a `done` callback (it joins the thread running it).
   void stop();
@@ -125,6 +131,7 @@ class snapshot_writer {
   void run_lane(lane& l);
   void process(lane& l, std::vector<batch_item>& batch);
   void finish(batch_item& item, write_outcome o);
+  static void run_barrier(std::function<void()>& fn);
 
   struct stat_counters {
     std::atomic<std::uint64_t> transactions{0}, snapshot_rows{0}, events{0};

@@ -129,6 +129,9 @@ class entity_context_impl final : public protocol::entity_context<typename Model
     respond(caf::message{}, caf::make_error(code, std::move(detail)));
   }
 
+  // Refuses with a ready error (the runtime's own checks).
+  void refuse(caf::error err) { respond(caf::message{}, std::move(err)); }
+
   void commit(state_type next, std::vector<protocol::domain_event> events, caf::message answer) override {
     auto& st = self_->state;
     const auto& env = *st.env;
@@ -308,10 +311,22 @@ caf::behavior entity_actor(caf::stateful_actor<entity_data<Model>>* self, std::s
       }
       const protocol::command_meta* meta = Model::meta_of(msg);
       entity_context_impl<Model> ctx{self, msg, meta};
-      if (meta && !meta->command_id.empty() &&
-          std::find(st.recent.begin(), st.recent.end(), meta->command_id) != st.recent.end()) {
-        ctx.reply(Model::current(st.id, st.state, st.version));  // applied already: not again
-        return caf::message{};
+      if (meta) {
+        if (auto refusal = Model::admit(st.state, st.version, msg, *meta)) {
+          ctx.refuse(std::move(refusal));
+          return caf::message{};
+        }
+        if (!meta->command_id.empty() &&
+            std::find(st.recent.begin(), st.recent.end(), meta->command_id) != st.recent.end()) {
+          ctx.reply(Model::current(st.id, st.state, st.version));  // applied already: not again
+          return caf::message{};
+        }
+        if (meta->expected_version > 0 && meta->expected_version != st.version) {
+          ctx.reject(protocol::errc::precondition_failed,
+                     "the version is " + std::to_string(st.version) + ", not " +
+                         std::to_string(meta->expected_version));
+          return caf::message{};
+        }
       }
       if (!Model::handle(ctx, msg)) {
         return caf::make_error(protocol::errc::invalid, std::string("not a ") + Model::kind + " command");
@@ -391,24 +406,29 @@ caf::behavior entity_actor(caf::stateful_actor<entity_data<Model>>* self, std::s
 
   return {
       // Activation: read the snapshot on the database pool, then switch to running.
+      // The read waits until writes of an earlier incarnation still in the writer have settled (a host
+      // that stopped does not wait for its entities' writes), so it sees what they stored.
       [self](load_atom) {
         auto me = caf::actor_cast<caf::actor>(self);
-        const bool queued = self->state.env->pool->submit(
-            [me, kind = std::string(Model::kind), id = self->state.id](pqxx::connection& conn) {
-              auto snap = persistence::load_snapshot(conn, kind, id);
-              if (snap) {
-                caf::anon_send(me, protocol::loaded_atom::value, snap->version, snap->state_json,
-                               snap->recent_commands);
-              } else {
-                caf::anon_send(me, protocol::loaded_atom::value, std::int64_t{0}, std::string{}, std::string{});
-              }
-            },
-            [me](const persistence::db_error& err) {
-              caf::anon_send(me, protocol::load_fail_atom::value, err.message);
-            });
-        if (!queued) {
-          caf::anon_send(me, protocol::load_fail_atom::value, std::string("database pool queue is full"));
-        }
+        auto env = self->state.env;
+        env->writer->after_pending(Model::kind, self->state.id, [me, env, id = self->state.id] {
+          const bool queued = env->pool->submit(
+              [me, kind = std::string(Model::kind), id](pqxx::connection& conn) {
+                auto snap = persistence::load_snapshot(conn, kind, id);
+                if (snap) {
+                  caf::anon_send(me, protocol::loaded_atom::value, snap->version, snap->state_json,
+                                 snap->recent_commands);
+                } else {
+                  caf::anon_send(me, protocol::loaded_atom::value, std::int64_t{0}, std::string{}, std::string{});
+                }
+              },
+              [me](const persistence::db_error& err) {
+                caf::anon_send(me, protocol::load_fail_atom::value, err.message);
+              });
+          if (!queued) {
+            caf::anon_send(me, protocol::load_fail_atom::value, std::string("database pool queue is full"));
+          }
+        });
       },
       // Unparking: the host kept the committed state; no database read (and not counted as an activation).
       [start](restore_atom, std::int64_t version, const std::string& json, const std::string& recent) {

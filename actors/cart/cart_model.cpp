@@ -168,6 +168,21 @@ const protocol::command_meta* cart_model::meta_of(const caf::message& msg) {
   return nullptr;
 }
 
+caf::error cart_model::admit(const state& s, std::int64_t version, const caf::message& msg,
+                              const protocol::command_meta& meta) {
+  if (msg.match_elements<protocol::cart_open>()) {
+    return {};  // opening decides the owner
+  }
+  const bool allowed =
+      version > 0 && (s.owner_user_id.empty()
+                          ? !s.token_hash.empty() && meta.credential_hash == s.token_hash
+                          : meta.user_id == s.owner_user_id || (meta.admin && msg.match_elements<protocol::cart_get>()));
+  if (!allowed) {
+    return caf::make_error(errc::not_found, "no such cart");
+  }
+  return {};
+}
+
 caf::message cart_model::current(const std::string& id, const state& s, std::int64_t version) {
   return caf::make_message(view(id, s, version));
 }
@@ -225,6 +240,12 @@ bool cart_model::handle(protocol::entity_context<state>& ctx, const caf::message
       return true;
     }
     state next = ctx.state();
+    const auto* held = find_line(next, line.product_id);
+    if (cmd.available >= 0 && (held ? held->quantity : 0) + line.quantity > cmd.available) {
+      ctx.reject(errc::insufficient_stock, "only " + std::to_string(cmd.available) + " available of product " +
+                                               line.product_id);
+      return true;
+    }
     if (auto* existing = find_line(next, line.product_id)) {
       if (existing->quantity + line.quantity > max_quantity) {
         ctx.reject(errc::invalid, "a line holds at most 999 units");
@@ -259,6 +280,11 @@ bool cart_model::handle(protocol::entity_context<state>& ctx, const caf::message
     auto* l = find_line(next, cmd.product_id);
     if (!l) {
       ctx.reject(errc::not_found, "the cart has no line for product " + cmd.product_id);
+      return true;
+    }
+    if (cmd.available >= 0 && cmd.quantity > cmd.available) {
+      ctx.reject(errc::insufficient_stock, "only " + std::to_string(cmd.available) + " available of product " +
+                                               cmd.product_id);
       return true;
     }
     if (cmd.quantity == 0) {

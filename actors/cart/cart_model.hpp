@@ -38,6 +38,10 @@ struct cart_model {
   static bool handle(protocol::entity_context<state>& ctx, const caf::message& msg);
   static const protocol::command_meta* meta_of(const caf::message& msg);
   static caf::message current(const std::string& id, const state& s, std::int64_t version);
+  // Only the owner (user id), the holder of the guest cart's token, or (to read) an admin: anyone else
+  // is told the cart does not exist.
+  static caf::error admit(const state& s, std::int64_t version, const caf::message& msg,
+                          const protocol::command_meta& meta);
 
   static protocol::cart_view view(const std::string& id, const state& s, std::int64_t version);
 };

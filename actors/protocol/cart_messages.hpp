@@ -31,7 +31,9 @@ struct cart_view {
 };
 
 // Opens the cart for an owner (user id, or the hash of a guest cart token). Fails with conflict
-// when the cart exists already.
+// when the cart exists already. Every other command is refused as not_found unless its meta names the
+// owner (user_id), carries the guest token's hash (credential_hash), or (cart_get only) comes from an
+// admin.
 struct cart_open {
   command_meta meta;
   std::string owner_user_id;
@@ -47,6 +49,7 @@ struct cart_get {
 struct cart_add_item {
   command_meta meta;
   cart_line line;
+  std::int32_t available = -1;  // units of the product available now (-1: not checked): the line may not exceed it
 };
 
 // Sets a line's quantity; 0 removes it.
@@ -54,6 +57,7 @@ struct cart_set_quantity {
   command_meta meta;
   std::string product_id;
   std::int32_t quantity = 0;
+  std::int32_t available = -1;  // as for cart_add_item
 };
 
 struct cart_remove_item {
@@ -80,11 +84,11 @@ typename Inspector::result_type inspect(Inspector& f, cart_get& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cart_add_item& x) {
-  return f(caf::meta::type_name("cart_add_item"), x.meta, x.line);
+  return f(caf::meta::type_name("cart_add_item"), x.meta, x.line, x.available);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cart_set_quantity& x) {
-  return f(caf::meta::type_name("cart_set_quantity"), x.meta, x.product_id, x.quantity);
+  return f(caf::meta::type_name("cart_set_quantity"), x.meta, x.product_id, x.quantity, x.available);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cart_remove_item& x) {

@@ -16,6 +16,11 @@
 //   static const command_meta* meta_of(const caf::message& msg);   // the command's meta, or null
 //   static caf::message current(const std::string& id, const state& s, std::int64_t version);
 //       // the answer to a command whose command id was applied already (the state as it is now)
+//   static caf::error admit(const state& s, std::int64_t version, const caf::message& msg,
+//                           const command_meta& meta);
+//       // empty: the caller may send `msg` to this entity; else the refusal (not_found for what the
+//       // caller may not see). The runtime asks it before anything else, then answers a repeated
+//       // command id, then checks meta.expected_version (If-Match), then calls handle.
 
 #include <cstdint>
 #include <string>

@@ -29,6 +29,7 @@ enum class errc : std::uint8_t {
                       // time; the entity reloads the truth, and a retry with the same command id is safe (503)
   entity_restarting,  // the entity crashed or its host is restarting; a retry with the same command id is
                       // safe (503)
+  precondition_failed,  // the command's expected_version (If-Match) is not the entity's version (412)
 };
 
 const char* to_string(errc e);

@@ -13,6 +13,13 @@ struct command_meta {
   // the last ones it applied with its snapshot). Empty: no deduplication. At most 64 printable
   // ASCII characters without spaces.
   std::string command_id;
+  // If-Match: the version the caller last saw; the entity refuses the command (precondition_failed)
+  // when it has another one. 0: no condition.
+  std::int64_t expected_version = 0;
+  // For resources owned by a bearer secret rather than an account (guest carts): the SHA-256 (hex) of
+  // the secret the caller presented. Empty: none.
+  std::string credential_hash;
+  bool admin = false;  // the caller is an administrator (may read what it does not own)
   std::string trace_id;    // W3C trace id
   std::string user_id;     // empty for guests
   std::string source = "http";
@@ -20,12 +27,14 @@ struct command_meta {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, command_meta& x) {
-  return f(caf::meta::type_name("command_meta"), x.request_id, x.command_id, x.trace_id, x.user_id,
-           x.source);
+  return f(caf::meta::type_name("command_meta"), x.request_id, x.command_id, x.expected_version,
+           x.credential_hash, x.admin, x.trace_id, x.user_id, x.source);
 }
 
 inline bool operator==(const command_meta& a, const command_meta& b) {
-  return a.request_id == b.request_id && a.command_id == b.command_id && a.trace_id == b.trace_id && a.user_id == b.user_id && a.source == b.source;
+  return a.request_id == b.request_id && a.command_id == b.command_id &&
+         a.expected_version == b.expected_version && a.credential_hash == b.credential_hash && a.admin == b.admin &&
+         a.trace_id == b.trace_id && a.user_id == b.user_id && a.source == b.source;
 }
 
 }  // namespace mercato::protocol

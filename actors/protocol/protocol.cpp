@@ -23,6 +23,7 @@ const char* to_string(errc e) {
     case errc::shutting_down: return "shutting_down";
     case errc::outcome_unknown: return "outcome_unknown";
     case errc::entity_restarting: return "entity_restarting";
+    case errc::precondition_failed: return "precondition_failed";
   }
   return "unknown";
 }

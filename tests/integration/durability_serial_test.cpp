@@ -29,7 +29,8 @@ namespace {
 
 protocol::cart_open plain_open() {
   protocol::cart_open c;
-  c.owner_user_id = "7f1a2b3c-0000-4000-8000-000000000001";
+  c.owner_user_id = test_owner;
+  c.meta.user_id = test_owner;
   return c;
 }
 
@@ -37,6 +38,7 @@ protocol::cart_open plain_open() {
 protocol::cart_add_item plain_add(int n) {
   protocol::cart_add_item c;
   c.line = demo_line(n % 50, 1);
+  c.meta.user_id = test_owner;
   return c;
 }
 
@@ -150,7 +152,7 @@ TEST_CASE("acknowledged commands survive kill -9 of the node") {
   // A new node reads the same state back.
   cart_runtime rt{{db.dsn()}};
   for (const auto& [cart, version] : acked) {
-    auto got = rt.ask(cart, protocol::cart_get{});
+    auto got = rt.ask(cart, get_cmd());
     REQUIRE(got);
     CHECK(got->version >= version);
   }

@@ -93,7 +93,7 @@ struct fixture : cart_db_fixture {
 };
 
 caf::message msg(protocol::cart_add_item c) { return caf::make_message(std::move(c)); }
-caf::message get() { return caf::make_message(protocol::cart_get{}); }
+caf::message get() { return caf::make_message(get_cmd()); }
 
 std::string code_of(reply_log& log, std::size_t i) {
   auto r = log.result(i);
@@ -235,9 +235,13 @@ TEST_CASE_FIXTURE(fixture, "a crash with requests pending answers each at once w
     REQUIRE(log->wait(i, 5s));
     CHECK(code_of(*log, i) == "entity_restarting");
   }
+  // Answered while the write is still held (not after it, nor at a timeout). Quiet, this is ~1 ms; the
+  // bound leaves room for a loaded 2-core machine.
   for (std::size_t i : {0u, 1u, 3u}) {
     CAPTURE(i);
-    CHECK(log->at(i) - sent < 100ms);
+    MESSAGE("answered after " << std::chrono::duration_cast<std::chrono::microseconds>(log->at(i) - sent).count()
+                              << " us");
+    CHECK(log->at(i) - sent < 1s);
   }
   gate.open();
   REQUIRE(log->wait(2, 15s));
@@ -267,13 +271,15 @@ TEST_CASE_FIXTURE(fixture, "an escalating host answers every pending request of 
   CHECK(code_of(*log, 0) == "entity_restarting");
   CHECK(code_of(*log, 1) == "entity_restarting");
   CHECK(code_of(*crash, 0) == "entity_restarting");
-  CHECK(log->at(0) - sent < 100ms);
-  CHECK(log->at(1) - sent < 100ms);
+  MESSAGE("answered after " << std::chrono::duration_cast<std::chrono::microseconds>(log->at(1) - sent).count()
+                            << " us");
+  CHECK(log->at(0) - sent < 1s);
+  CHECK(log->at(1) - sent < 1s);
   gate.open();
   // The router restarted the host: the cart answers again, with the add that did commit.
   std::optional<caf::expected<protocol::cart_view>> after;
   for (int i = 0; i < 100; ++i) {
-    auto r = rt.ask("a", protocol::cart_get{});
+    auto r = rt.ask("a", get_cmd());
     if (r) {
       after = std::move(r);
       break;
@@ -299,8 +305,10 @@ TEST_CASE_FIXTURE(fixture, "a stop with requests pending answers each at once wi
   REQUIRE(answered);
   CHECK(code_of(*log, 0) == "shutting_down");
   CHECK(code_of(*log, 1) == "shutting_down");
-  CHECK(log->at(0) - stopping < 100ms);
-  CHECK(log->at(1) - stopping < 100ms);
+  MESSAGE("answered after " << std::chrono::duration_cast<std::chrono::microseconds>(log->at(1) - stopping).count()
+                            << " us");
+  CHECK(log->at(0) - stopping < 1s);
+  CHECK(log->at(1) - stopping < 1s);
 }
 
 TEST_CASE_FIXTURE(fixture, "committed events reach the node's subscribers once committed, in order per cart") {
@@ -352,5 +360,13 @@ TEST_CASE_FIXTURE(fixture, "committed events reach the node's subscribers once c
     }
   }
   lock.unlock();
-  CHECK(count("SELECT COUNT(*) FROM outbox WHERE dispatched_at IS NULL") == 0);
+  // Marked dispatched once every subscriber had them (right after delivery): wait for the marks.
+  int left = -1;
+  for (int i = 0; i < 500 && left != 0; ++i) {
+    left = count("SELECT COUNT(*) FROM outbox WHERE dispatched_at IS NULL");
+    if (left != 0) {
+      std::this_thread::sleep_for(10ms);
+    }
+  }
+  CHECK(left == 0);
 }

@@ -50,7 +50,7 @@ TEST_CASE_FIXTURE(fixture, "parked entities come back from memory with their com
     CHECK(r->version == 2 + i);
   }
   wait_parked(rt, 1);
-  auto got = rt.ask("c1", protocol::cart_get{});
+  auto got = rt.ask("c1", get_cmd());
   REQUIRE(got);
   CHECK(got->version == 31);
   REQUIRE(got->items.size() == 3);
@@ -66,7 +66,7 @@ TEST_CASE_FIXTURE(fixture, "parked entities come back from memory with their com
   CHECK(rt.stats().first == 0);
   CHECK(rt.counter("mercato_entity_passivations_total") == 1);
   CHECK(rt.counter("mercato_entities_active") == 0);
-  auto back = rt.ask("c1", protocol::cart_get{});
+  auto back = rt.ask("c1", get_cmd());
   REQUIRE(back);
   CHECK(back->version == 31);
   CHECK(rt.counter("mercato_entity_activations_total") == 2);
@@ -95,7 +95,7 @@ TEST_CASE_FIXTURE(fixture, "concurrent senders over parking entities: every comm
   CHECK(ok.load() == senders * per_sender);
   int total = 0;
   for (int c = 0; c < carts; ++c) {
-    auto g = rt.ask("k" + std::to_string(c), protocol::cart_get{});
+    auto g = rt.ask("k" + std::to_string(c), get_cmd());
     REQUIRE(g);
     int q = 0;
     for (auto& l : g->items) q += l.quantity;
@@ -138,13 +138,14 @@ TEST_CASE_FIXTURE(fixture, "a parked entity on a fenced node: the write is rejec
   REQUIRE(old_node.ask("cf", open_cmd()));
   wait_parked(old_node, 1);
   cart_runtime new_node{{db.dsn(), "node-x", fast_parking()}};
-  REQUIRE(new_node.ask("cf", add_cmd(1)));
+  auto fresh = new_node.ask("cf", add_cmd(1));
+  REQUIRE_MESSAGE(fresh, error_code(fresh.error()));
   auto stale = old_node.ask("cf", add_cmd(2));
   REQUIRE_FALSE(stale);
   CHECK(error_code(stale.error()) == "fenced");
   CHECK(stored_version("cf") == 2);
   // the failed write stopped the entity without parking: the next read comes from the database
-  auto cur = old_node.ask("cf", protocol::cart_get{});
+  auto cur = old_node.ask("cf", get_cmd());
   REQUIRE(cur);
   CHECK(cur->version == 2);
   CHECK(old_node.counter("mercato_entity_activations_total") == 2);
@@ -152,16 +153,16 @@ TEST_CASE_FIXTURE(fixture, "a parked entity on a fenced node: the write is rejec
 
 TEST_CASE_FIXTURE(fixture, "passivation asked while parking completes; many entities; gauge and stats agree") {
   cart_runtime rt{{db.dsn(), "test-node", fast_parking()}};
-  for (int i = 0; i < 300; ++i) REQUIRE(rt.ask("m" + std::to_string(i), protocol::cart_get{}).error());
+  for (int i = 0; i < 300; ++i) REQUIRE(rt.ask("m" + std::to_string(i), get_cmd()).error());
   for (int round = 0; round < 3; ++round) {
-    for (int i = 0; i < 300; i += 7) (void)rt.ask("m" + std::to_string(i), protocol::cart_get{});
+    for (int i = 0; i < 300; i += 7) (void)rt.ask("m" + std::to_string(i), get_cmd());
     rt.passivate_idle(0ms);
     const auto deadline = std::chrono::steady_clock::now() + 10s;
     while (rt.stats().first != 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(5ms);
     CHECK(rt.stats().first == 0);
     CHECK(rt.counter("mercato_entities_active") == 0);
     CHECK(park_stats(rt)[1] == 0);
-    for (int i = 0; i < 300; ++i) REQUIRE(rt.ask("m" + std::to_string(i), protocol::cart_get{}).error());
+    for (int i = 0; i < 300; ++i) REQUIRE(rt.ask("m" + std::to_string(i), get_cmd()).error());
     CHECK(rt.stats().first == 300);
   }
 }

@@ -45,12 +45,24 @@ TEST_CASE_FIXTURE(fixture, "commands are acknowledged only once durable, with th
   // Rejected commands change nothing.
   CHECK(error_code(rt.ask("cart-a", open_cmd()).error()) == "conflict");
   protocol::cart_set_quantity bad;
+  bad.meta.user_id = test_owner;
   bad.product_id = demo_line(1).product_id;
   bad.quantity = 5000;
   CHECK(error_code(rt.ask("cart-a", bad).error()) == "invalid");
-  CHECK(error_code(rt.ask("cart-missing", protocol::cart_get{}).error()) == "not_found");
+  CHECK(error_code(rt.ask("cart-missing", get_cmd()).error()) == "not_found");
+  // Only the owner reaches the cart: anyone else is told it does not exist (BOLA), an admin may read.
+  CHECK(error_code(rt.ask("cart-a", get_cmd("7f1a2b3c-0000-4000-8000-00000000beef")).error()) == "not_found");
+  auto stranger_add = add_cmd(9);
+  stranger_add.meta.user_id = "7f1a2b3c-0000-4000-8000-00000000beef";
+  CHECK(error_code(rt.ask("cart-a", stranger_add).error()) == "not_found");
+  auto admin_get = get_cmd("7f1a2b3c-0000-4000-8000-00000000a0a0");
+  admin_get.meta.admin = true;
+  CHECK(rt.ask("cart-a", admin_get));
+  auto stale = add_cmd(9);
+  stale.meta.expected_version = 1;  // If-Match on a version that is gone
+  CHECK(error_code(rt.ask("cart-a", stale).error()) == "precondition_failed");
   CHECK(stored_version("cart-a") == 2);
-  auto got = rt.ask("cart-a", protocol::cart_get{});
+  auto got = rt.ask("cart-a", get_cmd());
   REQUIRE(got);
   CHECK(got->version == 2);
   CHECK(got->items.size() == 1);
@@ -80,7 +92,7 @@ TEST_CASE_FIXTURE(fixture, "a burst at a cold entity activates it once and appli
   }
   CHECK(ok.load() == senders * per_sender);
   CHECK(rt.counter("mercato_entity_activations_total") == 1);
-  auto got = rt.ask("cart-burst", protocol::cart_get{});
+  auto got = rt.ask("cart-burst", get_cmd());
   REQUIRE(got);
   CHECK(got->version == 1 + senders * per_sender);
   CHECK(got->items.size() == senders);
@@ -107,7 +119,7 @@ TEST_CASE_FIXTURE(fixture, "idle entities passivate and come back from their sna
   CHECK(rt.counter("mercato_entity_passivations_total") == 20);
   CHECK(rt.counter("mercato_entities_active") == 0);
 
-  auto back = rt.ask("cart-p0", protocol::cart_get{});
+  auto back = rt.ask("cart-p0", get_cmd());
   REQUIRE(back);
   CHECK(back->version == 2);
   REQUIRE(back->items.size() == 1);
@@ -159,7 +171,7 @@ TEST_CASE_FIXTURE(fixture, "too many restarts escalate: the host restarts and co
   auto crashed = rt.ask_message("cart-e", caf::make_message(protocol::fault_atom::value), 3s);
   REQUIRE_FALSE(crashed);
   CHECK(error_code(crashed.error()) == "entity_restarting");
-  auto after = rt.ask("cart-e", protocol::cart_get{});
+  auto after = rt.ask("cart-e", get_cmd());
   REQUIRE_MESSAGE(after, rt.system().render(after.error()));
   CHECK(after->version == 2);
   CHECK(rt.counter("mercato_entity_restarts_total") >= 3);
@@ -177,7 +189,7 @@ TEST_CASE_FIXTURE(fixture, "a version 1 snapshot still loads") {
     tx.commit();
   }
   cart_runtime rt{{db.dsn()}};
-  auto got = rt.ask("cart-v1", protocol::cart_get{});
+  auto got = rt.ask("cart-v1", get_cmd("7f1a2b3c-0000-4000-8000-000000000009"));
   REQUIRE_MESSAGE(got, rt.system().render(got.error()));
   CHECK(got->version == 7);
   CHECK(got->owner_user_id == "7f1a2b3c-0000-4000-8000-000000000009");
@@ -185,7 +197,9 @@ TEST_CASE_FIXTURE(fixture, "a version 1 snapshot still loads") {
   CHECK(got->items[0].quantity == 2);
   CHECK(got->subtotal == 3998);
   // The next write stores the current schema.
-  REQUIRE(rt.ask("cart-v1", add_cmd(1)));
+  auto add = add_cmd(1);
+  add.meta.user_id = "7f1a2b3c-0000-4000-8000-000000000009";
+  REQUIRE(rt.ask("cart-v1", add));
   pqxx::connection conn{db.dsn()};
   pqxx::nontransaction tx{conn};
   CHECK(tx.exec("SELECT state->>'schema' FROM entity_snapshots WHERE id = 'cart-v1'")[0][0].as<std::string>() == "2");
@@ -202,7 +216,7 @@ TEST_CASE_FIXTURE(fixture, "a write under a stale lease epoch is fenced and neve
   auto stale = old_node.ask("cart-f", add_cmd(2));
   REQUIRE_FALSE(stale);
   CHECK(error_code(stale.error()) == "fenced");
-  auto current = new_node.ask("cart-f", protocol::cart_get{});
+  auto current = new_node.ask("cart-f", get_cmd());
   REQUIRE(current);
   CHECK(current->version == 2);
   CHECK(current->items.size() == 1);

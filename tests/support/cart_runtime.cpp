@@ -155,8 +155,15 @@ std::string fresh_command_id() {
   return "test-cmd-" + std::to_string(next.fetch_add(1));
 }
 
+protocol::cart_get get_cmd(std::string user) {
+  protocol::cart_get c;
+  c.meta.user_id = std::move(user);
+  return c;
+}
+
 protocol::cart_open open_cmd(std::string owner) {
   protocol::cart_open c;
+  c.meta.user_id = owner;
   c.owner_user_id = std::move(owner);
   c.meta.request_id = "req-open";
   c.meta.command_id = fresh_command_id();
@@ -166,6 +173,7 @@ protocol::cart_open open_cmd(std::string owner) {
 protocol::cart_add_item add_cmd(int n, std::int32_t qty) {
   protocol::cart_add_item c;
   c.line = demo_line(n, qty);
+  c.meta.user_id = test_owner;
   c.meta.request_id = "req-add-" + std::to_string(n);
   c.meta.command_id = fresh_command_id();
   return c;

@@ -103,6 +103,9 @@ std::string error_code(const caf::error& e);  // "overloaded", "not_found", ... 
 protocol::cart_open open_cmd(std::string owner = "7f1a2b3c-0000-4000-8000-000000000001");
 protocol::cart_add_item add_cmd(int n, std::int32_t qty = 1);
 std::string fresh_command_id();
+// The owner every support command speaks for (open_cmd's default owner).
+inline const char* const test_owner = "7f1a2b3c-0000-4000-8000-000000000001";
+protocol::cart_get get_cmd(std::string user = test_owner);
 
 // A migrated scratch database and reads of what the entities stored there.
 struct cart_db_fixture {
