@@ -12,6 +12,7 @@
 #include "http/routes/auth_routes.hpp"
 #include "http/routes/catalog_admin_routes.hpp"
 #include "http/routes/catalog_routes.hpp"
+#include "http/routes/product_routes.hpp"
 #include "http/routes/ops_routes.hpp"
 #include "http/server.hpp"
 #include "http/worker_pool.hpp"
@@ -147,11 +148,14 @@ void node::start() {
   p.bootstrap.start();
   // Subscribers to the committed domain events register here, before the dispatcher starts (the
   // live-updates hub and the checkout's handlers will).
+  p.runtime->subscribe("catalog-cache", http::catalog_invalidation_handler(p.workers, p.cache),
+                       http::catalog_invalidation_filter());
   p.runtime->start_outbox();
   http::add_ops_routes(p.routes, {&p.pool, &p.metrics, [&p] { return p.bootstrap.done(); },
                                   [&p] { return p.runtime->leases_held(); }, settings_.node_id, p.redis, p.cache});
   http::add_catalog_routes(p.routes, p.pool, p.cache);
   http::add_catalog_admin_routes(p.routes, p.pool, p.workers, p.cache);
+  http::add_product_routes(p.routes, p.pool, p.workers, p.cache);
   auto auth = std::make_shared<http::auth_context>(http::auth_context{p.pool, p.workers, p.jwt, settings_.auth.refresh_token_ttl, nullptr, {}});
   auth->refresh_ttl = settings_.auth.refresh_token_ttl;
   auth->limits = settings_.rate_limits.enabled ? &p.limits : nullptr;

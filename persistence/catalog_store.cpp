@@ -3,7 +3,12 @@
 #include <functional>
 #include <map>
 
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
 #include <pqxx/pqxx>
+
+#include "persistence/inventory_seed.hpp"
 
 namespace mercato::persistence {
 namespace {
@@ -84,8 +89,8 @@ const char* product_view::stock_status() const {
   return "in_stock";
 }
 
-product_page catalog_store::list_products(pqxx::connection& conn, const product_filter& filter, product_sort sort,
-                                          const std::optional<product_cursor>& after, int limit) {
+std::pair<std::string, std::vector<std::string>> catalog_store::listing_query(
+    const product_filter& filter, product_sort sort, const std::optional<product_cursor>& after, int limit) {
   params ps;
   std::string with;
   std::vector<std::string> where{"p.status = 'active'"};
@@ -168,9 +173,14 @@ product_page catalog_store::list_products(pqxx::connection& conn, const product_
     sql += (i == 0 ? "" : " AND ") + where[i];
   }
   sql += " ORDER BY " + order + " LIMIT " + std::to_string(limit + 1);
+  return {std::move(sql), ps.values()};
+}
 
+product_page catalog_store::list_products(pqxx::connection& conn, const product_filter& filter, product_sort sort,
+                                          const std::optional<product_cursor>& after, int limit) {
+  const auto [sql, values] = listing_query(filter, sort, after, limit);
   pqxx::nontransaction tx{conn};
-  const auto rows = tx.exec_params(sql, pqxx::prepare::make_dynamic_params(ps.values()));
+  const auto rows = tx.exec_params(sql, pqxx::prepare::make_dynamic_params(values));
   product_page page;
   const auto n = std::min<std::size_t>(rows.size(), static_cast<std::size_t>(limit));
   page.items.reserve(n);
@@ -282,6 +292,177 @@ std::optional<vendor_view> catalog_store::find_vendor(pqxx::connection& conn, co
     return std::nullopt;
   }
   return read_vendor(rows[0]);
+}
+
+// --- product writes ------------------------------------------------------------------------------
+
+namespace {
+
+std::optional<product_view> load_product(pqxx::transaction_base& tx, const std::string& id, bool lock) {
+  const auto rows = tx.exec_params(std::string("SELECT ") + product_columns + " FROM products p" + inventory_join +
+                                       " WHERE p.id = $1::uuid" + (lock ? " FOR UPDATE OF p" : ""),
+                                   id);
+  if (rows.empty()) {
+    return std::nullopt;
+  }
+  return read_product(rows[0]);
+}
+
+boost::json::value json_or_null(const std::optional<std::string>& v) {
+  if (!v) {
+    return nullptr;
+  }
+  return boost::json::value(*v);
+}
+
+void append_event(pqxx::work& tx, const std::string& product_id, const char* type, boost::json::object data,
+                  const change_meta& meta) {
+  data["product_id"] = product_id;
+  const boost::json::object metadata{{"correlation_id", meta.request_id},
+                                     {"causation_id", meta.request_id},
+                                     {"trace_id", meta.trace_id},
+                                     {"user_id", meta.user_id},
+                                     {"source", "http"}};
+  tx.exec_params(
+      "INSERT INTO outbox (id, aggregate_kind, aggregate_id, event_type, event_version, data, metadata)"
+      " VALUES (gen_random_uuid(), 'product', $1, $2, '1', $3::jsonb, $4::jsonb)",
+      product_id, std::string(type), boost::json::serialize(data), boost::json::serialize(metadata));
+}
+
+boost::json::object prices_json(std::int64_t base, std::int64_t current, const std::string& currency) {
+  return {{"base_price", base}, {"current_price", current}, {"currency", currency}};
+}
+
+bool exists(pqxx::work& tx, const char* table, const std::string& id) {
+  return !tx.exec_params(std::string("SELECT 1 FROM ") + table + " WHERE id = $1::uuid", id).empty();
+}
+
+std::optional<std::string> minor_to_decimal(const std::optional<std::int64_t>& v) {
+  if (!v) {
+    return std::nullopt;
+  }
+  return std::to_string(*v);
+}
+
+}  // namespace
+
+product_write catalog_store::create_product(pqxx::connection& conn, const product_fields& f,
+                                            std::int64_t initial_stock, std::int64_t low_stock_threshold,
+                                            const change_meta& meta) {
+  pqxx::work tx{conn};
+  const auto category = f.category_id.value_or(std::nullopt);
+  if (category && !exists(tx, "categories", *category)) {
+    return {product_write_outcome::unknown_category, std::nullopt};
+  }
+  if (f.vendor_id && !exists(tx, "vendors", *f.vendor_id)) {
+    return {product_write_outcome::unknown_vendor, std::nullopt};
+  }
+  const auto base = f.base_price.value_or(0);
+  const auto current = f.current_price.value_or(base);
+  if (base <= 0 || current <= 0) {
+    return {product_write_outcome::price_out_of_range, std::nullopt};
+  }
+  // ON CONFLICT: a concurrent create of the same sku loses here instead of failing with an error.
+  const auto rows = tx.exec_params(
+      "INSERT INTO products (sku, name, description, category_id, vendor_id, base_price, current_price,"
+      " stock_quantity, low_stock_threshold, weight, dimensions, attributes, images)"
+      " VALUES ($1, $2, $3, $4::uuid, $5::uuid, $6::numeric / 100, $7::numeric / 100, 0, $8, $9::numeric,"
+      " $10::jsonb, $11::jsonb, $12::jsonb)"
+      " ON CONFLICT (sku) DO NOTHING RETURNING id::text",
+      *f.sku, *f.name, f.description.value_or(std::nullopt), category, f.vendor_id, std::to_string(base),
+      std::to_string(current), low_stock_threshold, f.weight.value_or(std::nullopt),
+      f.dimensions.value_or(std::nullopt), f.attributes.value_or(std::nullopt), f.images.value_or(std::nullopt));
+  if (rows.empty()) {
+    return {product_write_outcome::duplicate_sku, std::nullopt};
+  }
+  const auto id = rows[0][0].as<std::string>();
+  seed_inventory(tx, id, initial_stock, low_stock_threshold);
+  auto p = load_product(tx, id, false);
+  append_event(tx, id, "ProductCreated",
+               {{"version", p->version},
+                {"sku", p->sku},
+                {"name", p->name},
+                {"category_id", json_or_null(p->category_id)},
+                {"vendor_id", json_or_null(p->vendor_id)},
+                {"prices", prices_json(p->base_price, p->current_price, p->currency)},
+                {"stock", initial_stock}},
+               meta);
+  tx.commit();
+  return {product_write_outcome::done, std::move(p)};
+}
+
+product_write catalog_store::update_product(pqxx::connection& conn, const std::string& id,
+                                            const product_fields& c, const std::optional<std::string>& owner_vendor,
+                                            const version_precondition& precondition, const change_meta& meta) {
+  pqxx::work tx{conn};
+  auto before = load_product(tx, id, true);
+  if (!before || before->status != "active" || (owner_vendor && before->vendor_id != owner_vendor)) {
+    return {product_write_outcome::not_found, std::nullopt};
+  }
+  if (precondition && !precondition(before->version)) {
+    return {product_write_outcome::stale, std::nullopt};
+  }
+  if (c.category_id && *c.category_id && !exists(tx, "categories", **c.category_id)) {
+    return {product_write_outcome::unknown_category, std::nullopt};
+  }
+  const auto base = c.base_price.value_or(before->base_price);
+  const auto current = c.current_price.value_or(before->current_price);
+  if (base <= 0 || current <= 0) {
+    return {product_write_outcome::price_out_of_range, std::nullopt};
+  }
+  boost::json::array changed;
+  auto pick = [&changed](const char* name, const auto& change, const auto& old) {
+    if (change) {
+      changed.emplace_back(name);
+      return *change;
+    }
+    return old;
+  };
+  const auto name = pick("name", c.name, before->name);
+  const auto description = pick("description", c.description, before->description);
+  const auto category = pick("category_id", c.category_id, before->category_id);
+  const auto base_price = pick("base_price", minor_to_decimal(c.base_price), std::to_string(before->base_price));
+  const auto current_price =
+      pick("current_price", minor_to_decimal(c.current_price), std::to_string(before->current_price));
+  const auto weight = pick("weight", c.weight, before->weight);
+  const auto dimensions = pick("dimensions", c.dimensions, before->dimensions);
+  const auto attributes = pick("attributes", c.attributes, before->attributes);
+  const auto images = pick("images", c.images, before->images);
+  tx.exec_params(
+      "UPDATE products SET name = $2, description = $3, category_id = $4::uuid, base_price = $5::numeric / 100,"
+      " current_price = $6::numeric / 100, weight = $7::numeric, dimensions = $8::jsonb, attributes = $9::jsonb,"
+      " images = $10::jsonb, version = version + 1, updated_at = NOW() WHERE id = $1::uuid",
+      id, name, description, category, base_price, current_price, weight, dimensions, attributes, images);
+  auto after = load_product(tx, id, false);
+  const bool price_changed = after->base_price != before->base_price || after->current_price != before->current_price;
+  append_event(tx, id, "ProductUpdated",
+               {{"version", after->version},
+                {"changed", std::move(changed)},
+                {"price_changed", price_changed},
+                {"old_prices", prices_json(before->base_price, before->current_price, before->currency)},
+                {"new_prices", prices_json(after->base_price, after->current_price, after->currency)}},
+               meta);
+  tx.commit();
+  return {product_write_outcome::done, std::move(after)};
+}
+
+product_write catalog_store::archive_product(pqxx::connection& conn, const std::string& id,
+                                             const std::optional<std::string>& owner_vendor,
+                                             const version_precondition& precondition, const change_meta& meta) {
+  pqxx::work tx{conn};
+  auto before = load_product(tx, id, true);
+  if (!before || before->status != "active" || (owner_vendor && before->vendor_id != owner_vendor)) {
+    return {product_write_outcome::not_found, std::nullopt};
+  }
+  if (precondition && !precondition(before->version)) {
+    return {product_write_outcome::stale, std::nullopt};
+  }
+  tx.exec_params(
+      "UPDATE products SET status = 'archived', version = version + 1, updated_at = NOW() WHERE id = $1::uuid", id);
+  auto after = load_product(tx, id, false);
+  append_event(tx, id, "ProductArchived", {{"version", after->version}, {"sku", after->sku}}, meta);
+  tx.commit();
+  return {product_write_outcome::done, std::move(after)};
 }
 
 }  // namespace mercato::persistence

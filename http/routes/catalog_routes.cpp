@@ -292,8 +292,8 @@ void get_product(persistence::pg_pool& pool, const std::shared_ptr<catalog_cache
   rd->key = catalog_cache::product_key(id);
   rd->load = [id](pqxx::connection& conn) -> std::optional<std::string> {
     auto p = persistence::catalog_store::find_product(conn, id);
-    if (!p) {
-      return std::nullopt;  // not cached: see the top of the file
+    if (!p || p->status != "active") {
+      return std::nullopt;  // not cached: see the top of the file; archived products are gone for clients
     }
     return encode_product_entry(p->version, boost::json::serialize(product_json(*p)));
   };
