@@ -352,5 +352,10 @@ TEST_CASE_FIXTURE(fixture, "committed events reach the node's subscribers once c
     }
   }
   lock.unlock();
+  // The dispatcher marks a batch dispatched only after every subscriber returned: wait for the mark.
+  const auto marked_by = steady::now() + 10s;
+  while (count("SELECT COUNT(*) FROM outbox WHERE dispatched_at IS NULL") != 0 && steady::now() < marked_by) {
+    std::this_thread::sleep_for(10ms);
+  }
   CHECK(count("SELECT COUNT(*) FROM outbox WHERE dispatched_at IS NULL") == 0);
 }
