@@ -5,6 +5,7 @@
 #include <caf/all.hpp>
 
 #include "actors/cart/cart_model.hpp"
+#include "actors/inventory/inventory_model.hpp"
 #include "actors/protocol/protocol.hpp"
 #include "persistence/pg_pool.hpp"
 #include "supervisors/entity.hpp"
@@ -46,6 +47,7 @@ struct entity_runtime::impl {
     const int hosts = opts.hosts_per_kind > 0 ? opts.hosts_per_kind
                                               : static_cast<int>(system->scheduler().num_workers());
     add_kind(actors::cart_model::kind, supervisors::spawner_for<actors::cart_model>(), pool, hosts);
+    add_kind(actors::inventory_model::kind, supervisors::spawner_for<actors::inventory_model>(), pool, hosts);
   }
 
   void add_kind(const char* kind, supervisors::entity_spawner spawn, persistence::pg_pool& pool, int hosts) {

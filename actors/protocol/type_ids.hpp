@@ -7,6 +7,7 @@
 #include <caf/type_id.hpp>
 
 #include "actors/protocol/cart_messages.hpp"
+#include "actors/protocol/inventory_messages.hpp"
 #include "actors/protocol/meta.hpp"
 
 CAF_BEGIN_TYPE_ID_BLOCK(mercato, caf::first_custom_type_id)
@@ -19,4 +20,12 @@ CAF_BEGIN_TYPE_ID_BLOCK(mercato, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(mercato, (mercato::protocol::cart_add_item))
   CAF_ADD_TYPE_ID(mercato, (mercato::protocol::cart_set_quantity))
   CAF_ADD_TYPE_ID(mercato, (mercato::protocol::cart_remove_item))
+  CAF_ADD_TYPE_ID(mercato, (mercato::protocol::inventory_view))
+  CAF_ADD_TYPE_ID(mercato, (mercato::protocol::inventory_get))
+  CAF_ADD_TYPE_ID(mercato, (mercato::protocol::inventory_adjust))
+  CAF_ADD_TYPE_ID(mercato, (mercato::protocol::inventory_set_threshold))
+  CAF_ADD_TYPE_ID(mercato, (mercato::protocol::inventory_reserve))
+  CAF_ADD_TYPE_ID(mercato, (mercato::protocol::inventory_commit))
+  CAF_ADD_TYPE_ID(mercato, (mercato::protocol::inventory_release))
+  CAF_ADD_TYPE_ID(mercato, (mercato::protocol::inventory_expire))
 CAF_END_TYPE_ID_BLOCK(mercato)

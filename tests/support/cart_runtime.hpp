@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include <caf/all.hpp>
 
@@ -79,6 +80,8 @@ class cart_runtime {
 
   caf::actor_system& system() { return runtime_->system(); }
   caf::actor router() const { return router_; }
+  // The front door of another kind of the same runtime ("inventory").
+  caf::actor router_of(std::string_view kind) const { return runtime_->router(kind); }
   telemetry::metrics& metrics() { return metrics_; }
   persistence::snapshot_writer& writer() { return runtime_->writer(); }
   std::int64_t epoch() const { return runtime_->env("cart").epoch; }
