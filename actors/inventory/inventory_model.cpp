@@ -298,6 +298,10 @@ const protocol::command_meta* inventory_model::meta_of(const caf::message& msg) 
   return nullptr;
 }
 
+caf::error inventory_model::admit(const state&, std::int64_t, const caf::message&, const protocol::command_meta&) {
+  return {};
+}
+
 caf::message inventory_model::current(const std::string& id, const state& s, std::int64_t version) {
   return caf::make_message(view(id, s, version));
 }

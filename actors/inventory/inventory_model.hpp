@@ -68,6 +68,10 @@ struct inventory_model {
   static bool handle(protocol::entity_context<state>& ctx, const caf::message& msg);
   static const protocol::command_meta* meta_of(const caf::message& msg);
   static caf::message current(const std::string& id, const state& s, std::int64_t version);
+  // Every caller is admitted: who may adjust a product's stock (its vendor, an admin) is decided at the
+  // edge, which knows the product's vendor; reservations come from checkout inside the node.
+  static caf::error admit(const state& s, std::int64_t version, const caf::message& msg,
+                          const protocol::command_meta& meta);
 
   static protocol::inventory_view view(const std::string& id, const state& s, std::int64_t version);
 
