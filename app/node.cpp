@@ -9,7 +9,9 @@
 #include "http/router.hpp"
 #include "http/catalog_cache.hpp"
 #include "http/rate_gate.hpp"
+#include "http/entity_bridge.hpp"
 #include "http/routes/auth_routes.hpp"
+#include "http/routes/cart_routes.hpp"
 #include "http/routes/catalog_admin_routes.hpp"
 #include "http/routes/catalog_routes.hpp"
 #include "http/routes/product_routes.hpp"
@@ -128,6 +130,7 @@ struct node::parts {
   persistence::schema_bootstrap bootstrap;
   persistence::pg_pool pool;
   std::unique_ptr<entity_runtime> runtime;  // actor system, snapshot writer, a router per entity kind
+  std::unique_ptr<http::entity_bridge> bridge;  // the edge's way to the entities (after the runtime)
   std::shared_ptr<persistence::redis_client> redis;  // null without MERCATO_REDIS_URL
   http::worker_pool workers;                         // Redis round trips and password hashing
   security::jwt_settings jwt;
@@ -156,6 +159,11 @@ void node::start() {
   http::add_catalog_routes(p.routes, p.pool, p.cache);
   http::add_catalog_admin_routes(p.routes, p.pool, p.workers, p.cache);
   http::add_product_routes(p.routes, p.pool, p.workers, p.cache);
+  // Longer than the writer's commit deadline (5 s), so an answer that is coming is not cut short.
+  p.bridge = std::make_unique<http::entity_bridge>(
+      p.runtime->system(), [&p](std::string_view kind) { return p.runtime->router(kind); },
+      std::chrono::milliseconds(8000));
+  http::add_cart_routes(p.routes, p.pool, *p.bridge, http::cart_pricing{});
   auto auth = std::make_shared<http::auth_context>(http::auth_context{p.pool, p.workers, p.jwt, settings_.auth.refresh_token_ttl, nullptr, {}});
   auth->refresh_ttl = settings_.auth.refresh_token_ttl;
   auth->limits = settings_.rate_limits.enabled ? &p.limits : nullptr;
