@@ -12,6 +12,7 @@
 #include "http/entity_bridge.hpp"
 #include "http/routes/auth_routes.hpp"
 #include "http/routes/cart_routes.hpp"
+#include "http/routes/inventory_routes.hpp"
 #include "http/routes/catalog_admin_routes.hpp"
 #include "http/routes/catalog_routes.hpp"
 #include "http/routes/product_routes.hpp"
@@ -164,6 +165,7 @@ void node::start() {
       p.runtime->system(), [&p](std::string_view kind) { return p.runtime->router(kind); },
       std::chrono::milliseconds(8000));
   http::add_cart_routes(p.routes, p.pool, *p.bridge, http::cart_pricing{});
+  http::add_inventory_routes(p.routes, p.pool, *p.bridge);
   auto auth = std::make_shared<http::auth_context>(http::auth_context{p.pool, p.workers, p.jwt, settings_.auth.refresh_token_ttl, nullptr, {}});
   auth->refresh_ttl = settings_.auth.refresh_token_ttl;
   auth->limits = settings_.rate_limits.enabled ? &p.limits : nullptr;

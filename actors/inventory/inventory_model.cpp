@@ -352,8 +352,8 @@ bool inventory_model::handle(protocol::entity_context<state>& ctx, const caf::me
       ctx.reject(errc::invalid, "delta must not be 0");
       return true;
     }
-    if (cmd->reason.empty() || cmd->reason.size() > 200) {
-      ctx.reject(errc::invalid, "an adjustment needs a reason of 1 to 200 characters");
+    if (cmd->reason.empty() || cmd->reason.size() > 500) {
+      ctx.reject(errc::invalid, "an adjustment needs a reason of 1 to 500 characters");
       return true;
     }
     const std::int64_t on_hand = s.on_hand + cmd->delta;

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <boost/json.hpp>
@@ -269,4 +270,52 @@ TEST_CASE("an archived product cannot be added") {
                        with({{"X-Cart-Token", str(created.json(), "cart_token")}}, true));
   CHECK(add.status == 404);
   CHECK(code_of(add) == "not_found");
+}
+
+TEST_CASE("inventory: read by anyone, adjusted by an admin (not a customer), never below what is reserved") {
+  http_client c{node().port()};
+  const auto admin = admin_token(c);
+  const auto customer = register_user(c);
+  const auto p = demo_product(c, 1);
+  auto before = c.get("/api/v1/inventory/" + p.id);
+  REQUIRE_MESSAGE(before.status == 200, before.body);
+  const auto inv = before.json();
+  const auto on_hand = inv.at("on_hand").to_number<std::int64_t>();
+  const auto version = inv.at("version").to_number<std::int64_t>();
+  CHECK(inv.at("available").to_number<std::int64_t>() == on_hand - inv.at("reserved").to_number<std::int64_t>());
+  CHECK(before.header("etag") == "\"" + std::to_string(version) + "\"");
+  CHECK(c.get("/api/v1/inventory/00000000-0000-4000-8000-00000000dead").status == 404);
+
+  const auto adjust = [&](const std::string& token, const std::string& body, headers extra = {}) {
+    extra.emplace_back("Authorization", "Bearer " + token);
+    return c.request("POST", "/api/v1/inventory/" + p.id + "/adjustments", body, with(extra, true));
+  };
+  auto refused = adjust(customer, R"({"delta": 5, "reason": "restock"})");
+  CHECK(refused.status == 403);
+  auto zero = adjust(admin, R"({"delta": 0, "reason": ""})");
+  CHECK(zero.status == 400);
+  CHECK(zero.body.find("/delta") != std::string::npos);
+  CHECK(zero.body.find("/reason") != std::string::npos);
+  auto stale = adjust(admin, R"({"delta": 5, "reason": "restock"})", {{"If-Match", "\"999999\""}});
+  CHECK(stale.status == 412);
+  auto restock = adjust(admin, R"({"delta": 5, "reason": "restock"})", {{"If-Match", "\"" + std::to_string(version) + "\""}});
+  REQUIRE_MESSAGE(restock.status == 200, restock.body);
+  CHECK(restock.json().at("on_hand").to_number<std::int64_t>() == on_hand + 5);
+  CHECK(restock.json().at("version").to_number<std::int64_t>() == version + 1);
+  auto too_much = adjust(admin, "{\"delta\": " + std::to_string(-(on_hand + 6)) + ", \"reason\": \"stocktake\"}");
+  CHECK(too_much.status == 409);
+  CHECK(code_of(too_much) == "insufficient_stock");
+  CHECK(c.get("/api/v1/inventory/" + p.id).json().at("on_hand").to_number<std::int64_t>() == on_hand + 5);
+
+  // The product page follows the committed inventory (its cache is invalidated by the StockChanged event).
+  bool seen = false;
+  for (int i = 0; i < 200 && !seen; ++i) {
+    auto page = c.get("/api/v1/products/" + p.id);
+    seen = page.status == 200 && page.json().at("stock").at("available").to_number<std::int64_t>() ==
+                                     restock.json().at("available").to_number<std::int64_t>();
+    if (!seen) {
+      std::this_thread::sleep_for(25ms);
+    }
+  }
+  CHECK(seen);
 }

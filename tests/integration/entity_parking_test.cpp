@@ -146,7 +146,7 @@ TEST_CASE_FIXTURE(fixture, "a parked entity on a fenced node: the write is rejec
   CHECK(stored_version("cf") == 2);
   // the failed write stopped the entity without parking: the next read comes from the database
   auto cur = old_node.ask("cf", get_cmd());
-  REQUIRE(cur);
+  REQUIRE_MESSAGE(cur, error_code(cur.error()));
   CHECK(cur->version == 2);
   CHECK(old_node.counter("mercato_entity_activations_total") == 2);
 }

@@ -16,7 +16,8 @@ namespace mercato::test {
 cart_runtime::cart_runtime(cart_runtime_options opts) : opts_(std::move(opts)) {
   pool_ = std::make_unique<persistence::pg_pool>(
       persistence::pg_pool_options{opts_.dsn, 4, 100'000, std::chrono::milliseconds(5000),
-                                   std::chrono::milliseconds(2000), std::chrono::milliseconds(10'000)},
+                                   // connect: generous, the test machine may be busy compiling
+                                   std::chrono::milliseconds(10'000), std::chrono::milliseconds(10'000)},
       &metrics_);
   app::entity_runtime_options ro;
   ro.dsn = opts_.dsn;

@@ -1,0 +1,170 @@
+#include "http/routes/inventory_routes.hpp"
+
+#include <boost/json/object.hpp>
+#include <boost/uuid/random_generator.hpp>
+#include <boost/uuid/uuid_io.hpp>
+#include <caf/make_message.hpp>
+
+#include "actors/protocol/errors.hpp"
+#include "actors/protocol/inventory_messages.hpp"
+#include "actors/protocol/type_ids.hpp"
+#include "http/body_reader.hpp"
+#include "http/codec.hpp"
+#include "http/routes/db_call.hpp"
+#include "persistence/catalog_store.hpp"
+#include "security/jwt.hpp"
+
+namespace mercato::http {
+namespace {
+
+constexpr const char* kind = "inventory";
+
+const char* status_of(const protocol::inventory_view& v) {
+  if (v.available <= 0) {
+    return "out_of_stock";
+  }
+  return v.available <= v.low_stock_threshold ? "low_stock" : "in_stock";
+}
+
+response inventory_response(const protocol::inventory_view& v) {
+  auto r = response::json(200, boost::json::object{{"product_id", v.product_id},
+                                                   {"on_hand", v.on_hand},
+                                                   {"reserved", v.reserved},
+                                                   {"available", v.available},
+                                                   {"low_stock_threshold", v.low_stock_threshold},
+                                                   {"status", status_of(v)},
+                                                   {"version", v.version}});
+  r.with_header("ETag", etag_for_version(v.version));
+  return r;
+}
+
+// If-Match: "<version>" (W/ allowed) → that version; none or "*" → 0; anything else → nullopt (412).
+std::optional<std::int64_t> if_match(const request_context& ctx) {
+  std::string_view h = ctx.header(bhttp::field::if_match);
+  if (h.empty() || h == "*") {
+    return 0;
+  }
+  if (h.substr(0, 2) == "W/") {
+    h.remove_prefix(2);
+  }
+  if (h.size() < 3 || h.front() != '"' || h.back() != '"') {
+    return std::nullopt;
+  }
+  std::int64_t v = 0;
+  for (char c : h.substr(1, h.size() - 2)) {
+    if (c < '0' || c > '9' || v > 1'000'000'000'000) {
+      return std::nullopt;
+    }
+    v = v * 10 + (c - '0');
+  }
+  return v > 0 ? std::optional<std::int64_t>(v) : std::nullopt;
+}
+
+}  // namespace
+
+void add_inventory_routes(router& routes, persistence::pg_pool& pool, const entity_bridge& bridge) {
+  routes.add(bhttp::verb::get, "/api/v1/inventory/{product_id}", [&bridge](auto ctx, responder respond) {
+    const auto* id = ctx->param("product_id");
+    if (!is_uuid(*id)) {
+      respond(not_found("no such product"));
+      return;
+    }
+    protocol::inventory_get cmd;
+    cmd.meta.request_id = ctx->request_id;
+    cmd.meta.trace_id = ctx->trace_id;
+    const std::string if_none_match{ctx->header(bhttp::field::if_none_match)};
+    bridge.ask<protocol::inventory_view>(
+        kind, *id, caf::make_message(std::move(cmd)),
+        [respond, if_none_match](caf::expected<protocol::inventory_view> r) {
+          if (!r) {
+            respond(response_for(r.error()));
+            return;
+          }
+          if (!if_none_match.empty() && etag_matches(if_none_match, etag_for_version(r->version))) {
+            auto res = response::empty(304);
+            res.with_header("ETag", etag_for_version(r->version));
+            respond(std::move(res));
+            return;
+          }
+          respond(inventory_response(*r));
+        });
+  });
+
+  routes.add(
+      bhttp::verb::post, "/api/v1/inventory/{product_id}/adjustments",
+      [&pool, &bridge](auto ctx, responder respond) {
+        const auto* id = ctx->param("product_id");
+        body_reader body(*ctx);
+        body.allow_only({"delta", "reason"});
+        auto delta = body.integer("delta", true, -1'000'000, 1'000'000);
+        if (delta && *delta == 0) {
+          body.error("delta", "must not be 0");
+        }
+        auto reason = body.text("reason", true, 1, 500);
+        if (!body.ok()) {
+          respond(body.to_problem());
+          return;
+        }
+        if (!is_uuid(*id)) {
+          respond(not_found("no such product"));
+          return;
+        }
+        const auto expected = if_match(*ctx);
+        if (!expected) {
+          respond(problem{412, "precondition_failed", "Precondition failed",
+                          "If-Match does not name the inventory's version", {}});
+          return;
+        }
+        protocol::inventory_adjust cmd;
+        cmd.meta.request_id = ctx->request_id;
+        cmd.meta.trace_id = ctx->trace_id;
+        cmd.meta.user_id = ctx->caller->user_id;
+        cmd.meta.admin = ctx->caller->is_admin();
+        cmd.meta.expected_version = *expected;
+        const auto key = ctx->header("Idempotency-Key");
+        if (!key.empty()) {
+          cmd.meta.command_id = security::sha256_hex("adjust\n" + *id + '\n' + cmd.meta.user_id + '\n' + std::string(key));
+        } else {
+          thread_local boost::uuids::random_generator gen;
+          cmd.meta.command_id = boost::uuids::to_string(gen());
+        }
+        cmd.delta = static_cast<std::int32_t>(*delta);
+        cmd.reason = *reason;
+        // Only the product's own vendor (or an admin) adjusts its stock: decided from the catalog.
+        with_db(pool, respond,
+                [&bridge, respond, cmd = std::move(cmd), product_id = *id,
+                 caller = *ctx->caller](pqxx::connection& conn) mutable {
+                  auto p = persistence::catalog_store::find_product(conn, product_id);
+                  if (!p || p->status != "active") {
+                    respond(not_found("no such product"));
+                    return;
+                  }
+                  if (!caller.is_admin() && (caller.vendor_id.empty() || p->vendor_id != caller.vendor_id)) {
+                    respond(problem{403, "forbidden", "Forbidden", "only the product's vendor may adjust its stock", {}});
+                    return;
+                  }
+                  bridge.ask<protocol::inventory_view>(
+                      kind, product_id, caf::make_message(std::move(cmd)),
+                      [respond](caf::expected<protocol::inventory_view> r) {
+                        if (r) {
+                          respond(inventory_response(*r));
+                          return;
+                        }
+                        // Below what is reserved: API.md's insufficient_stock.
+                        if (r.error().category() == caf::atom("mercato") &&
+                            r.error().code() == static_cast<std::uint8_t>(protocol::errc::conflict)) {
+                          std::string detail;
+                          if (r.error().context().match_elements<std::string>()) {
+                            detail = r.error().context().get_as<std::string>(0);
+                          }
+                          respond(problem{409, "insufficient_stock", "Insufficient stock", detail, {}});
+                          return;
+                        }
+                        respond(response_for(r.error()));
+                      });
+                });
+      },
+      role_route({"vendor", "admin"}, true));
+}
+
+}  // namespace mercato::http
