@@ -10,6 +10,7 @@
 #include "http/catalog_cache.hpp"
 #include "http/rate_gate.hpp"
 #include "http/entity_bridge.hpp"
+#include "http/idempotency.hpp"
 #include "http/routes/auth_routes.hpp"
 #include "http/routes/cart_routes.hpp"
 #include "http/routes/inventory_routes.hpp"
@@ -49,7 +50,8 @@ struct node::parts {
         jwt(jwt_settings(s)),
         limits(redis, rate_rules(s), {s.redis.key_prefix, 100'000}, workers, &metrics.registry()),
         cache(std::make_shared<http::catalog_cache>(redis, cache_options(s))),
-        edge(routes, &metrics, {&jwt, s.rate_limits.enabled ? &limits : nullptr}),
+        idempotency(pool),
+        edge(routes, &metrics, {&jwt, s.rate_limits.enabled ? &limits : nullptr, &idempotency}),
         server(s.http, edge, &metrics) {
   }
 
@@ -138,6 +140,7 @@ struct node::parts {
   http::rate_gate limits;
   std::shared_ptr<http::catalog_cache> cache;
   http::router routes;
+  http::idempotency_gate idempotency;  // Idempotency-Key on every POST, stored in PostgreSQL
   http::pipeline edge;
   http::server server;
 };

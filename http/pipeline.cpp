@@ -10,6 +10,7 @@
 #include <simdjson.h>
 
 #include "http/json_body.hpp"
+#include "http/idempotency.hpp"
 #include "http/rate_gate.hpp"
 #include "security/jwt.hpp"
 #include "telemetry/logging.hpp"
@@ -340,6 +341,14 @@ void pipeline::authorize(const route& matched, std::shared_ptr<request_context> 
     ctx->body_doc = std::move(doc);
   }
 
+  // Idempotency-Key on a POST: the first request runs, repeats get its stored answer.
+  if (opts_.idempotency != nullptr && matched.method == bhttp::verb::post &&
+      !ctx->header("Idempotency-Key").empty()) {
+    opts_.idempotency->run(ctx, std::move(respond), [&matched](std::shared_ptr<request_context> c, responder r) {
+      matched.handle(std::move(c), std::move(r));
+    });
+    return;
+  }
   try {
     matched.handle(ctx, respond);
   } catch (const std::exception& e) {

@@ -19,10 +19,12 @@ struct jwt_settings;
 namespace mercato::http {
 
 class rate_gate;
+class idempotency_gate;
 
 struct pipeline_options {
   const security::jwt_settings* jwt = nullptr;  // null: bearer tokens are not accepted (every caller anonymous)
   rate_gate* limits = nullptr;                   // null or disabled: no rate limiting
+  const idempotency_gate* idempotency = nullptr;  // null: Idempotency-Key is not honoured
 };
 
 class pipeline {

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <csignal>
 #include <random>
 #include <string>
 #include <thread>
@@ -11,6 +12,7 @@
 #include <boost/json.hpp>
 #include <pqxx/pqxx>
 
+#include "security/jwt.hpp"
 #include "support/http_client.hpp"
 #include "support/node_process.hpp"
 #include "support/scratch_database.hpp"
@@ -318,4 +320,63 @@ TEST_CASE("inventory: read by anyone, adjusted by an admin (not a customer), nev
     }
   }
   CHECK(seen);
+}
+
+TEST_CASE("Idempotency-Key: a repeat replays the first answer, another body is 422, a running one 409, across a restart") {
+  http_client c{node().port()};
+  const std::string key = "new-cart-" + std::to_string(std::random_device{}());
+  auto first = c.request("POST", "/api/v1/carts", R"({"currency": "USD"})", with({{"Idempotency-Key", key}}, true));
+  REQUIRE_MESSAGE(first.status == 201, first.body);
+  CHECK(first.header("idempotent-replayed").empty());
+  auto again = c.request("POST", "/api/v1/carts", R"({"currency": "USD"})", with({{"Idempotency-Key", key}}, true));
+  CHECK(again.status == 201);
+  CHECK(again.header("idempotent-replayed") == "true");
+  CHECK(again.body == first.body);  // the same cart, not a second one
+  CHECK(again.header("etag") == first.header("etag"));
+  CHECK(again.header("location") == first.header("location"));
+  {
+    pqxx::connection conn{database().dsn()};
+    pqxx::nontransaction tx{conn};
+    CHECK(tx.exec_params1("SELECT COUNT(*) FROM entity_snapshots WHERE kind = 'cart' AND id = $1",
+                          str(first.json(), "id"))[0]
+              .as<int>() == 1);
+  }
+  auto other = c.request("POST", "/api/v1/carts", R"({"currency": "EUR"})", with({{"Idempotency-Key", key}}, true));
+  CHECK(other.status == 422);
+  CHECK(code_of(other) == "idempotency_key_reused");
+  auto bad_key = c.request("POST", "/api/v1/carts", {}, {{"Idempotency-Key", std::string(300, 'k')}});
+  CHECK(bad_key.status == 400);
+
+  // A request with this key is still running (its claim is in the store, unanswered): 409.
+  const std::string running = "running-" + std::to_string(std::random_device{}());
+  {
+    pqxx::connection conn{database().dsn()};
+    pqxx::work tx{conn};
+    tx.exec_params("INSERT INTO idempotency_keys (scope, key, request_hash, state) VALUES ('ip:127.0.0.1', $1, "
+                   "decode($2, 'hex'), 'running')",
+                   running, mercato::security::sha256_hex("POST /api/v1/carts\n"));
+    tx.commit();
+  }
+  auto busy = c.request("POST", "/api/v1/carts", {}, {{"Idempotency-Key", running}});
+  CHECK(busy.status == 409);
+  CHECK(code_of(busy) == "idempotency_key_in_use");
+
+  // Kept in PostgreSQL: a node started afterwards (the first one stopped) replays it too.
+  std::string replayed_body;
+  {
+    node_process n{{"--demo"}, {{"MERCATO_PG_DSN", database().dsn()}, {"MERCATO_RATE_LIMITS", "off"}}};
+    REQUIRE_MESSAGE(n.wait_ready(60s), n.log());
+    http_client c2{n.port()};
+    auto created = c2.request("POST", "/api/v1/carts", {}, {{"Idempotency-Key", key + "-restart"}});
+    REQUIRE(created.status == 201);
+    replayed_body = created.body;
+    CHECK(n.stop(SIGTERM, 20s) == 0);
+  }
+  node_process n2{{"--demo"}, {{"MERCATO_PG_DSN", database().dsn()}, {"MERCATO_RATE_LIMITS", "off"}}};
+  REQUIRE_MESSAGE(n2.wait_ready(60s), n2.log());
+  http_client c3{n2.port()};
+  auto after = c3.request("POST", "/api/v1/carts", {}, {{"Idempotency-Key", key + "-restart"}});
+  CHECK(after.status == 201);
+  CHECK(after.header("idempotent-replayed") == "true");
+  CHECK(after.body == replayed_body);
 }

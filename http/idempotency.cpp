@@ -1,0 +1,155 @@
+#include "http/idempotency.hpp"
+
+#include <boost/json/object.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <pqxx/pqxx>
+
+#include "http/routes/db_call.hpp"
+#include "security/jwt.hpp"
+#include "telemetry/logging.hpp"
+
+namespace mercato::http {
+namespace {
+
+// The headers of an answer worth replaying (the pipeline adds the request's own identity headers).
+bool kept_header(const std::string& name) {
+  return name == "ETag" || name == "Location" || name == "Retry-After" || name == "Cache-Control";
+}
+
+std::string scope_of(const request_context& ctx) {
+  if (ctx.caller) {
+    return "user:" + ctx.caller->user_id;
+  }
+  const auto token = ctx.header("X-Cart-Token");
+  if (!token.empty()) {
+    return "token:" + security::sha256_hex(token);
+  }
+  return "ip:" + (ctx.client_ip.empty() ? std::string("unknown") : ctx.client_ip);
+}
+
+bool valid_key(std::string_view key) {
+  if (key.empty() || key.size() > 255) {
+    return false;
+  }
+  for (unsigned char c : key) {
+    if (c < 0x20 || c > 0x7e) {
+      return false;
+    }
+  }
+  return true;
+}
+
+response replay(const pqxx::row& row) {
+  response r;
+  r.status = row["status_code"].as<unsigned>();
+  r.body = row["response_body"].is_null() ? std::string{} : pqxx::binarystring(row["response_body"]).str();
+  if (!row["response_headers"].is_null()) {
+    const auto headers = boost::json::parse(row["response_headers"].c_str()).as_object();
+    for (const auto& [name, value] : headers) {
+      if (name == "Content-Type") {
+        r.content_type = std::string(value.as_string());
+      } else {
+        r.headers.emplace_back(std::string(name), std::string(value.as_string()));
+      }
+    }
+  }
+  r.headers.emplace_back("Idempotent-Replayed", "true");
+  return r;
+}
+
+}  // namespace
+
+void idempotency_gate::run(std::shared_ptr<request_context> ctx, responder respond, handler_fn handle) const {
+  const std::string key{ctx->header("Idempotency-Key")};
+  if (!valid_key(key)) {
+    respond(invalid_request("Idempotency-Key must be 1 to 255 printable ASCII characters",
+                            {{"/header/Idempotency-Key", "must be 1 to 255 printable ASCII characters"}}));
+    return;
+  }
+  const std::string scope = scope_of(*ctx);
+  const std::string target{ctx->raw.target()};
+  const std::string request_hash =
+      security::sha256_hex(std::string(ctx->raw.method_string()) + ' ' + target + '\n' + ctx->raw.body());
+  auto& pool = pool_;
+  const auto ttl_hours = std::to_string(ttl_.count());
+  with_db(pool, respond, [&pool, ctx, respond, handle, key, scope, request_hash, ttl_hours](pqxx::connection& conn) {
+    {
+      pqxx::work tx{conn};
+      // Claim the key (or take over an expired claim).
+      const auto claimed = tx.exec_params(
+          "INSERT INTO idempotency_keys (scope, key, request_hash, state, expires_at) "
+          "VALUES ($1, $2, decode($3, 'hex'), 'running', now() + ($4 || ' hours')::interval) "
+          "ON CONFLICT (scope, key) DO UPDATE SET request_hash = EXCLUDED.request_hash, state = 'running', "
+          "  status_code = NULL, response_headers = NULL, response_body = NULL, created_at = now(), "
+          "  expires_at = EXCLUDED.expires_at "
+          "WHERE idempotency_keys.expires_at <= now() "
+          "RETURNING 1",
+          scope, key, request_hash, ttl_hours);
+      if (claimed.empty()) {
+        const auto row = tx.exec_params1(
+            "SELECT encode(request_hash, 'hex') AS request_hash, state, status_code, response_headers::text "
+            "  AS response_headers, response_body FROM idempotency_keys WHERE scope = $1 AND key = $2",
+            scope, key);
+        tx.commit();
+        if (row["request_hash"].as<std::string>() != request_hash) {
+          respond(problem{422, "idempotency_key_reused",
+                          "Idempotency-Key reused",
+                          "this Idempotency-Key was used with another request; use a new key",
+                          {}});
+          return;
+        }
+        if (row["state"].as<std::string>() != "completed") {
+          respond(response::from(problem{409, "idempotency_key_in_use", "Request in progress",
+                                         "a request with this Idempotency-Key is still running; retry shortly",
+                                         {}})
+                      .with_header("Retry-After", "1"));
+          return;
+        }
+        respond(replay(row));
+        return;
+      }
+      tx.commit();
+    }
+    // Ours: run the request; its answer is stored before the client sees it (5xx: the claim is dropped).
+    responder keep{[&pool, respond, key, scope](response r) {
+      const bool keep_it = r.status < 500;
+      boost::json::object headers{{"Content-Type", r.content_type}};
+      for (const auto& [name, value] : r.headers) {
+        if (kept_header(name)) {
+          headers[name] = value;
+        }
+      }
+      auto shared = std::make_shared<response>(std::move(r));
+      const bool queued = pool.submit(
+          [shared, respond, key, scope, keep_it, headers_json = boost::json::serialize(headers)](pqxx::connection& c) {
+            pqxx::work tx{c};
+            if (keep_it) {
+              tx.exec_params(
+                  "UPDATE idempotency_keys SET state = 'completed', status_code = $3, response_headers = $4::jsonb, "
+                  "  response_body = $5 WHERE scope = $1 AND key = $2",
+                  scope, key, static_cast<int>(shared->status), headers_json,
+                  pqxx::binarystring(shared->body.data(), shared->body.size()));
+            } else {
+              tx.exec_params("DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2", scope, key);
+            }
+            tx.commit();
+            respond(std::move(*shared));
+          },
+          [shared, respond](const persistence::db_error& err) {
+            telemetry::log_warn("idempotency record not stored", {{"error", err.message}});
+            respond(std::move(*shared));
+          });
+      if (!queued) {
+        respond(std::move(*shared));
+      }
+    }};
+    try {
+      handle(ctx, keep);
+    } catch (const std::exception& e) {
+      telemetry::log_error("handler threw", {{"request_id", ctx->request_id}, {"error", e.what()}});
+    }
+  });
+}
+
+}  // namespace mercato::http

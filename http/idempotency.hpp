@@ -1,0 +1,36 @@
+#pragma once
+// Idempotency-Key (API.md "Conventions"), one mechanism at the edge for every POST: the first request
+// with a key claims (scope, key) in PostgreSQL (`idempotency_keys`) and runs; its answer is stored before
+// the client gets it. A repeat with the same key and the same request within 24 h gets that answer
+// again with `Idempotent-Replayed: true`; the same key with another request → 422; while the first is
+// still running → 409. Stored in PostgreSQL, so it holds across nodes and restarts. An answer of 5xx is
+// not kept (the claim is dropped), so a retry runs again: every entity command also carries a command id
+// derived from the key, so a change is applied at most once either way.
+//
+// The scope is the caller: a user id, else a guest cart token's hash, else the client address.
+
+#include <chrono>
+#include <functional>
+#include <memory>
+
+#include "http/request.hpp"
+#include "persistence/pg_pool.hpp"
+
+namespace mercato::http {
+
+class idempotency_gate {
+ public:
+  using handler_fn = std::function<void(std::shared_ptr<request_context>, responder)>;
+
+  explicit idempotency_gate(persistence::pg_pool& pool, std::chrono::hours ttl = std::chrono::hours(24))
+      : pool_(pool), ttl_(ttl) {}
+
+  // Runs `handle` once for this request's Idempotency-Key (the request must have one).
+  void run(std::shared_ptr<request_context> ctx, responder respond, handler_fn handle) const;
+
+ private:
+  persistence::pg_pool& pool_;
+  std::chrono::hours ttl_;
+};
+
+}  // namespace mercato::http
