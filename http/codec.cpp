@@ -104,4 +104,24 @@ bool etag_matches(std::string_view header, std::string_view etag) {
   return false;
 }
 
+std::optional<std::int64_t> if_match_version(std::string_view h) {
+  if (h.empty() || h == "*") {
+    return 0;
+  }
+  if (h.substr(0, 2) == "W/") {
+    h.remove_prefix(2);
+  }
+  if (h.size() < 3 || h.front() != '"' || h.back() != '"') {
+    return std::nullopt;
+  }
+  std::int64_t v = 0;
+  for (char c : h.substr(1, h.size() - 2)) {
+    if (c < '0' || c > '9' || v > 1'000'000'000'000) {
+      return std::nullopt;
+    }
+    v = v * 10 + (c - '0');
+  }
+  return v > 0 ? std::optional<std::int64_t>(v) : std::nullopt;
+}
+
 }  // namespace mercato::http

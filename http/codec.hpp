@@ -18,5 +18,8 @@ bool is_uuid(std::string_view s);
 std::string etag_for_version(std::int64_t version);
 // True when an If-None-Match header value matches the entity tag (weak comparison, "*" matches).
 bool etag_matches(std::string_view if_none_match, std::string_view etag);
+// An If-Match header as the version an entity command must find: none or "*" → 0 (no condition);
+// "<n>" or W/"<n>" → n; anything else names no version → nullopt (answer 412).
+std::optional<std::int64_t> if_match_version(std::string_view header);
 
 }  // namespace mercato::http

@@ -100,28 +100,8 @@ protocol::command_meta meta_for(const request_context& ctx, std::string_view ope
   return m;
 }
 
-// If-Match: "<version>" (or W/"<version>") → that version; "*" or none → 0 (no condition); anything else
-// cannot match a cart's tag → nullopt (412).
 std::optional<std::int64_t> if_match(const request_context& ctx) {
-  std::string_view h = ctx.header(bhttp::field::if_match);
-  if (h.empty() || h == "*") {
-    return 0;
-  }
-  if (h.substr(0, 2) == "W/") {
-    h.remove_prefix(2);
-  }
-  if (h.size() < 3 || h.front() != '"' || h.back() != '"') {
-    return std::nullopt;
-  }
-  h = h.substr(1, h.size() - 2);
-  std::int64_t v = 0;
-  for (char c : h) {
-    if (c < '0' || c > '9' || v > 1'000'000'000'000) {
-      return std::nullopt;
-    }
-    v = v * 10 + (c - '0');
-  }
-  return v > 0 ? std::optional<std::int64_t>(v) : std::nullopt;
+  return if_match_version(ctx.header(bhttp::field::if_match));
 }
 
 problem stale_if_match() {

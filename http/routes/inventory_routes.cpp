@@ -38,26 +38,8 @@ response inventory_response(const protocol::inventory_view& v) {
   return r;
 }
 
-// If-Match: "<version>" (W/ allowed) → that version; none or "*" → 0; anything else → nullopt (412).
 std::optional<std::int64_t> if_match(const request_context& ctx) {
-  std::string_view h = ctx.header(bhttp::field::if_match);
-  if (h.empty() || h == "*") {
-    return 0;
-  }
-  if (h.substr(0, 2) == "W/") {
-    h.remove_prefix(2);
-  }
-  if (h.size() < 3 || h.front() != '"' || h.back() != '"') {
-    return std::nullopt;
-  }
-  std::int64_t v = 0;
-  for (char c : h.substr(1, h.size() - 2)) {
-    if (c < '0' || c > '9' || v > 1'000'000'000'000) {
-      return std::nullopt;
-    }
-    v = v * 10 + (c - '0');
-  }
-  return v > 0 ? std::optional<std::int64_t>(v) : std::nullopt;
+  return if_match_version(ctx.header(bhttp::field::if_match));
 }
 
 }  // namespace

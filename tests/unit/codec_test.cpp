@@ -63,3 +63,16 @@ TEST_CASE("request ids and traceparent") {
   CHECK_FALSE(parse_traceparent("garbage").has_value());
   CHECK(random_hex(32).size() == 32);
 }
+
+TEST_CASE("If-Match as the version an entity command must find") {
+  using mercato::http::if_match_version;
+  CHECK(if_match_version("") == 0);
+  CHECK(if_match_version("*") == 0);
+  CHECK(if_match_version("\"7\"") == 7);
+  CHECK(if_match_version("W/\"12\"") == 12);
+  CHECK_FALSE(if_match_version("7").has_value());
+  CHECK_FALSE(if_match_version("\"0\"").has_value());
+  CHECK_FALSE(if_match_version("\"x1\"").has_value());
+  CHECK_FALSE(if_match_version("\"\"").has_value());
+  CHECK_FALSE(if_match_version("\"99999999999999999999\"").has_value());
+}
