@@ -35,12 +35,15 @@ class entity_bridge {
   template <class Reply>
   void ask(std::string_view kind, std::string id, caf::message command,
            std::function<void(caf::expected<Reply>)> done) const {
-    auto router = routers_(kind);
-    system_.spawn([router = std::move(router), id = std::move(id), command = std::move(command), timeout = timeout_,
-                   done = std::move(done)](caf::event_based_actor* self) mutable {
-      self->request(router, timeout, protocol::to_entity_atom::value, std::move(id), std::move(command))
-          .then([done](Reply& r) { done(std::move(r)); }, [done](caf::error& e) { done(std::move(e)); });
-    });
+    // The router travels as a spawn argument: CAF 0.17.6 dereferences a null argument tuple when a
+    // function actor is spawned without arguments (UBSan reports it).
+    system_.spawn(
+        [id = std::move(id), command = std::move(command), timeout = timeout_, done = std::move(done)](
+            caf::event_based_actor* self, caf::actor router) mutable {
+          self->request(router, timeout, protocol::to_entity_atom::value, std::move(id), std::move(command))
+              .then([done](Reply& r) { done(std::move(r)); }, [done](caf::error& e) { done(std::move(e)); });
+        },
+        routers_(kind));
   }
 
   std::chrono::milliseconds timeout() const { return timeout_; }

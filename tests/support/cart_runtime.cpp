@@ -60,13 +60,14 @@ caf::expected<protocol::cart_view> cart_runtime::ask_message(const std::string& 
 std::shared_ptr<reply_log> cart_runtime::send_all(const std::string& id, std::vector<caf::message> cmds,
                                                   std::chrono::milliseconds timeout) {
   auto log = std::make_shared<reply_log>(cmds.size());
-  system().spawn([log, router = router_, id, cmds = std::move(cmds), timeout](caf::event_based_actor* self) {
+  // The router as a spawn argument (CAF 0.17.6 misbehaves for function actors spawned without one).
+  system().spawn([log, id, cmds = std::move(cmds), timeout](caf::event_based_actor* self, caf::actor router) {
     for (std::size_t i = 0; i < cmds.size(); ++i) {
       self->request(router, timeout, protocol::to_entity_atom::value, id, cmds[i])
           .then([log, i](protocol::cart_view& v) { log->set(i, std::move(v)); },
                 [log, i](caf::error& e) { log->set(i, std::move(e)); });
     }
-  });
+  }, router_);
   return log;
 }
 
