@@ -1,9 +1,12 @@
 #include "http/entity_bridge.hpp"
 
+#include <boost/uuid/random_generator.hpp>
+#include <boost/uuid/uuid_io.hpp>
 #include <caf/sec.hpp>
 
 #include "actors/protocol/errors.hpp"
 #include "http/problem.hpp"
+#include "security/jwt.hpp"
 
 namespace mercato::http {
 namespace {
@@ -34,6 +37,34 @@ response unavailable(std::string code, std::string detail, bool retry_safe, int 
 
 }  // namespace
 
+std::string new_uuid() {
+  thread_local boost::uuids::random_generator gen;
+  return boost::uuids::to_string(gen());
+}
+
+protocol::command_meta command_meta_for(const request_context& ctx, std::string_view operation,
+                                        const std::string& resource_id) {
+  protocol::command_meta m;
+  m.request_id = ctx.request_id;
+  m.trace_id = ctx.trace_id;
+  if (ctx.caller) {
+    m.user_id = ctx.caller->user_id;
+    m.admin = ctx.caller->is_admin();
+  }
+  const auto token = ctx.header("X-Cart-Token");
+  if (!token.empty()) {
+    m.credential_hash = security::sha256_hex(token);
+  }
+  const auto key = ctx.header("Idempotency-Key");
+  if (!key.empty()) {
+    m.command_id = security::sha256_hex(std::string(operation) + '\n' + resource_id + '\n' + m.user_id + '\n' +
+                                        m.credential_hash + '\n' + std::string(key));
+  } else {
+    m.command_id = new_uuid();
+  }
+  return m;
+}
+
 response response_for(const caf::error& err) {
   using protocol::errc;
   if (err.category() == caf::atom("mercato")) {
@@ -49,11 +80,8 @@ response response_for(const caf::error& err) {
         problem p{409, "insufficient_stock", "Insufficient stock", detail, {}};
         return response::from(p);
       }
-      case errc::precondition_failed: {
-        problem p{412, "precondition_failed", "Precondition failed",
-                  detail.empty() ? "If-Match does not name the current version" : detail, {}};
-        return response::from(p);
-      }
+      case errc::precondition_failed:
+        return response::from(detail.empty() ? precondition_failed() : precondition_failed(detail));
       case errc::overloaded:
         return unavailable("overloaded", "the server is busy; retry shortly", true);
       case errc::unavailable:

@@ -19,6 +19,7 @@
 #include <caf/message.hpp>
 
 #include "actors/protocol/atoms.hpp"
+#include "actors/protocol/meta.hpp"
 #include "http/request.hpp"
 
 namespace mercato::http {
@@ -53,6 +54,15 @@ class entity_bridge {
   router_lookup routers_;
   std::chrono::milliseconds timeout_;
 };
+
+// The meta of a command the edge sends to an entity: the request's identity, who is asking (for the
+// entity's admit check: user id, admin, the SHA-256 of a guest cart token), and the command id: a hash of
+// the operation, the resource, the caller and the Idempotency-Key when there is one (a retry is applied
+// once), else a fresh UUID. If-Match is the caller's to set (expected_version).
+protocol::command_meta command_meta_for(const request_context& ctx, std::string_view operation,
+                                        const std::string& resource_id);
+// A random (version 4) UUID.
+std::string new_uuid();
 
 // What a client sees of an entity's error: the status and stable code of API.md, with Retry-After on
 // every 503. A 503 whose body says "retry_safe": true may be retried with the same Idempotency-Key

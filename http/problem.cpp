@@ -48,6 +48,10 @@ problem service_unavailable(std::string code, std::string detail) {
   return {503, std::move(code), "Service unavailable", std::move(detail), {}};
 }
 
+problem precondition_failed(std::string detail) {
+  return {412, "precondition_failed", "Precondition failed", std::move(detail), {}};
+}
+
 problem internal_error(std::string detail) {
   return {500, "internal_error", "Internal server error", std::move(detail), {}};
 }

@@ -31,5 +31,7 @@ problem unsupported_media_type(std::string detail);
 problem payload_too_large(std::string detail);
 problem service_unavailable(std::string code, std::string detail);
 problem internal_error(std::string detail);
+// 412: If-Match does not name the resource's current version.
+problem precondition_failed(std::string detail = "If-Match does not name the current version; read it again");
 
 }  // namespace mercato::http

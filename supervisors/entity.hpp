@@ -137,11 +137,20 @@ class entity_context_impl final : public protocol::entity_context<typename Model
     const auto& env = *st.env;
     auto rp = self_->make_response_promise();
     const std::int64_t v = st.version + 1;
-    std::vector<std::string> recent = st.recent;
-    if (meta_ && storable_command_id(meta_->command_id)) {
-      recent.push_back(meta_->command_id);
-      if (recent.size() > recent_commands_kept) {
-        recent.erase(recent.begin(), recent.end() - static_cast<std::ptrdiff_t>(recent_commands_kept));
+    // The applied command ids this version stores: the kept ones plus this command's (the list itself
+    // changes only once the write is queued).
+    const bool remember = meta_ && storable_command_id(meta_->command_id);
+    std::string recent_joined;
+    {
+      const std::size_t skip = remember && st.recent.size() >= recent_commands_kept ? 1 : 0;
+      for (std::size_t i = skip; i < st.recent.size(); ++i) {
+        recent_joined += st.recent[i];
+        recent_joined.push_back(' ');
+      }
+      if (remember) {
+        recent_joined += meta_->command_id;
+      } else if (!recent_joined.empty()) {
+        recent_joined.pop_back();
       }
     }
     persistence::pending_write w;
@@ -152,7 +161,7 @@ class entity_context_impl final : public protocol::entity_context<typename Model
     w.snap.owner_epoch = env.epoch.load(std::memory_order_relaxed);
     w.snap.shard = shard_of(st.id, env.shards);
     w.snap.state_json = boost::json::serialize(Model::encode(next));
-    w.snap.recent_commands = join_commands(recent);
+    w.snap.recent_commands = std::move(recent_joined);
     w.events = std::move(events);
     w.projections = Model::project(st.id, next, v);
     w.done = [self = caf::actor_cast<caf::actor>(self_), v](persistence::write_outcome o) {
@@ -165,7 +174,12 @@ class entity_context_impl final : public protocol::entity_context<typename Model
     ++st.in_writer;
     st.version = v;
     st.state = std::move(next);
-    st.recent = std::move(recent);
+    if (remember) {
+      if (st.recent.size() >= recent_commands_kept) {
+        st.recent.erase(st.recent.begin());
+      }
+      st.recent.push_back(meta_->command_id);
+    }
     st.unacknowledged.push_back({v, std::move(rp), std::move(answer), caf::error{}, caf::message{}});
   }
 

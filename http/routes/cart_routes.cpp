@@ -3,8 +3,6 @@
 #include <boost/json/object.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
-#include <boost/uuid/random_generator.hpp>
-#include <boost/uuid/uuid_io.hpp>
 #include <caf/make_message.hpp>
 
 #include "actors/protocol/cart_messages.hpp"
@@ -19,11 +17,6 @@ namespace mercato::http {
 namespace {
 
 constexpr const char* kind = "cart";
-
-std::string new_uuid() {
-  thread_local boost::uuids::random_generator gen;
-  return boost::uuids::to_string(gen());
-}
 
 boost::json::object money(std::int64_t amount, const std::string& currency) {
   return {{"amount", amount}, {"currency", currency}};
@@ -75,37 +68,8 @@ response cart_response(unsigned status, const protocol::cart_view& v, const cart
   return r;
 }
 
-// Who is asking, for the entity to check (owner, guest token hash, admin), and the command id: the
-// Idempotency-Key (scoped to the cart, the operation and the caller's credentials) when there is one,
-// so a retry is applied once, else a fresh id.
-protocol::command_meta meta_for(const request_context& ctx, std::string_view operation, const std::string& cart_id) {
-  protocol::command_meta m;
-  m.request_id = ctx.request_id;
-  m.trace_id = ctx.trace_id;
-  if (ctx.caller) {
-    m.user_id = ctx.caller->user_id;
-    m.admin = ctx.caller->is_admin();
-  }
-  const auto token = ctx.header("X-Cart-Token");
-  if (!token.empty()) {
-    m.credential_hash = security::sha256_hex(token);
-  }
-  const auto key = ctx.header("Idempotency-Key");
-  if (!key.empty()) {
-    m.command_id = security::sha256_hex(std::string(operation) + '\n' + cart_id + '\n' + m.user_id + '\n' +
-                                        m.credential_hash + '\n' + std::string(key));
-  } else {
-    m.command_id = new_uuid();
-  }
-  return m;
-}
-
 std::optional<std::int64_t> if_match(const request_context& ctx) {
   return if_match_version(ctx.header(bhttp::field::if_match));
-}
-
-problem stale_if_match() {
-  return problem{412, "precondition_failed", "Precondition failed", "If-Match does not name the cart's version", {}};
 }
 
 // The cart id of the path; an id that cannot exist is simply not found (like a cart the caller may not see).
@@ -190,7 +154,7 @@ void add_cart_routes(router& routes, persistence::pg_pool& pool, const entity_br
     }
     const std::string id = new_uuid();
     protocol::cart_open cmd;
-    cmd.meta = meta_for(*ctx, "open", id);
+    cmd.meta = command_meta_for(*ctx, "open", id);
     cmd.currency = currency;
     std::string token;
     if (ctx->caller) {
@@ -218,7 +182,7 @@ void add_cart_routes(router& routes, persistence::pg_pool& pool, const entity_br
       return;
     }
     protocol::cart_get cmd;
-    cmd.meta = meta_for(*ctx, "get", *id);
+    cmd.meta = command_meta_for(*ctx, "get", *id);
     cmd.meta.command_id.clear();  // a read is not deduplicated
     const std::string if_none_match{ctx->header(bhttp::field::if_none_match)};
     bridge.ask<protocol::cart_view>(
@@ -258,10 +222,10 @@ void add_cart_routes(router& routes, persistence::pg_pool& pool, const entity_br
         }
         const auto expected = if_match(*ctx);
         if (!expected) {
-          respond(stale_if_match());
+          respond(precondition_failed());
           return;
         }
-        auto meta = meta_for(*ctx, "add", *id);
+        auto meta = command_meta_for(*ctx, "add", *id);
         meta.expected_version = *expected;
         with_product(pool, respond, *product_id,
                      [&bridge, pricing, respond, meta, cart_id = *id, qty = static_cast<std::int32_t>(*quantity)](
@@ -301,10 +265,10 @@ void add_cart_routes(router& routes, persistence::pg_pool& pool, const entity_br
         }
         const auto expected = if_match(*ctx);
         if (!expected) {
-          respond(stale_if_match());
+          respond(precondition_failed());
           return;
         }
-        auto meta = meta_for(*ctx, "set", *id);
+        auto meta = command_meta_for(*ctx, "set", *id);
         meta.expected_version = *expected;
         protocol::cart_set_quantity cmd;
         cmd.meta = meta;
@@ -335,11 +299,11 @@ void add_cart_routes(router& routes, persistence::pg_pool& pool, const entity_br
                }
                const auto expected = if_match(*ctx);
                if (!expected) {
-                 respond(stale_if_match());
+                 respond(precondition_failed());
                  return;
                }
                protocol::cart_remove_item cmd;
-               cmd.meta = meta_for(*ctx, "remove", *id);
+               cmd.meta = command_meta_for(*ctx, "remove", *id);
                cmd.meta.expected_version = *expected;
                cmd.product_id = *product_id;
                ask_cart(bridge, *id, std::move(cmd), respond, pricing);

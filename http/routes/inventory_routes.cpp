@@ -1,8 +1,6 @@
 #include "http/routes/inventory_routes.hpp"
 
 #include <boost/json/object.hpp>
-#include <boost/uuid/random_generator.hpp>
-#include <boost/uuid/uuid_io.hpp>
 #include <caf/make_message.hpp>
 
 #include "actors/protocol/errors.hpp"
@@ -12,7 +10,6 @@
 #include "http/codec.hpp"
 #include "http/routes/db_call.hpp"
 #include "persistence/catalog_store.hpp"
-#include "security/jwt.hpp"
 
 namespace mercato::http {
 namespace {
@@ -52,8 +49,8 @@ void add_inventory_routes(router& routes, persistence::pg_pool& pool, const enti
       return;
     }
     protocol::inventory_get cmd;
-    cmd.meta.request_id = ctx->request_id;
-    cmd.meta.trace_id = ctx->trace_id;
+    cmd.meta = command_meta_for(*ctx, "get", *id);
+    cmd.meta.command_id.clear();  // a read is not deduplicated
     const std::string if_none_match{ctx->header(bhttp::field::if_none_match)};
     bridge.ask<protocol::inventory_view>(
         kind, *id, caf::make_message(std::move(cmd)),
@@ -93,23 +90,12 @@ void add_inventory_routes(router& routes, persistence::pg_pool& pool, const enti
         }
         const auto expected = if_match(*ctx);
         if (!expected) {
-          respond(problem{412, "precondition_failed", "Precondition failed",
-                          "If-Match does not name the inventory's version", {}});
+          respond(precondition_failed());
           return;
         }
         protocol::inventory_adjust cmd;
-        cmd.meta.request_id = ctx->request_id;
-        cmd.meta.trace_id = ctx->trace_id;
-        cmd.meta.user_id = ctx->caller->user_id;
-        cmd.meta.admin = ctx->caller->is_admin();
+        cmd.meta = command_meta_for(*ctx, "adjust", *id);
         cmd.meta.expected_version = *expected;
-        const auto key = ctx->header("Idempotency-Key");
-        if (!key.empty()) {
-          cmd.meta.command_id = security::sha256_hex("adjust\n" + *id + '\n' + cmd.meta.user_id + '\n' + std::string(key));
-        } else {
-          thread_local boost::uuids::random_generator gen;
-          cmd.meta.command_id = boost::uuids::to_string(gen());
-        }
         cmd.delta = static_cast<std::int32_t>(*delta);
         cmd.reason = *reason;
         // Only the product's own vendor (or an admin) adjusts its stock: decided from the catalog.

@@ -258,16 +258,15 @@ persistence::version_precondition if_match_of(const request_context& ctx) {
   return [header](std::int64_t version) { return etag_matches(header, etag_for_version(version)); };
 }
 
-problem precondition_failed() {
-  return problem{412, "precondition_failed", "Precondition Failed",
-                 "the product changed since the version in If-Match; read it again", {}};
+problem stale_product() {
+  return precondition_failed("the product changed since the version in If-Match; read it again");
 }
 
 // The problem for an outcome other than done.
 problem problem_for(product_write_outcome outcome) {
   switch (outcome) {
     case product_write_outcome::not_found: return not_found("no such product");
-    case product_write_outcome::stale: return precondition_failed();
+    case product_write_outcome::stale: return stale_product();
     case product_write_outcome::duplicate_sku:
       return problem{409, "sku_taken", "Conflict", "a product with this sku exists already", {}};
     case product_write_outcome::unknown_category:
