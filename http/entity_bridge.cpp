@@ -21,16 +21,8 @@ std::string detail_of(const caf::error& err) {
 // A 503 with Retry-After; `retry_safe` tells the client that retrying the same request is safe.
 response unavailable(std::string code, std::string detail, bool retry_safe, int retry_after_s = 1) {
   problem p = service_unavailable(std::move(code), std::move(detail));
-  std::string body = p.to_json();
-  // problem+json extension member (RFC 9457 §3.2): appended before the closing brace.
-  if (!body.empty() && body.back() == '}') {
-    body.pop_back();
-    body += std::string(",\"retry_safe\":") + (retry_safe ? "true" : "false") + "}";
-  }
-  response r;
-  r.status = 503;
-  r.content_type = "application/problem+json";
-  r.body = std::move(body);
+  p.retry_safe = retry_safe;
+  auto r = response::from(p);
   r.with_header("Retry-After", std::to_string(retry_after_s));
   return r;
 }

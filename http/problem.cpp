@@ -21,6 +21,9 @@ std::string problem::to_json() const {
     }
     o["errors"] = std::move(arr);
   }
+  if (retry_safe) {
+    o["retry_safe"] = *retry_safe;
+  }
   return boost::json::serialize(o);
 }
 

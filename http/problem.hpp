@@ -1,6 +1,7 @@
 #pragma once
 // RFC 9457 problem details: the one error shape every HTTP response uses (API.md "Errors").
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,9 @@ struct problem {
   std::string title;    // short, human-readable summary of the code
   std::string detail;   // this occurrence
   std::vector<field_error> errors;
+  // Extension member (RFC 9457 §3.2) on 503s: whether repeating the request (with the same
+  // Idempotency-Key) is safe. Absent when not set.
+  std::optional<bool> retry_safe = std::nullopt;
 
   // application/problem+json body
   std::string to_json() const;
