@@ -5,6 +5,7 @@
 #include <caf/all.hpp>
 
 #include "app/entity_runtime.hpp"
+#include "app/housekeeping.hpp"
 #include "http/pipeline.hpp"
 #include "http/router.hpp"
 #include "http/catalog_cache.hpp"
@@ -65,6 +66,17 @@ struct node::parts {
     o.outbox.retention = s.outbox.retention;
     o.outbox.retention_interval = s.outbox.retention_interval;
     return o;
+  }
+
+  static actors::pricing_rules pricing(const config::cart_settings& c) {
+    actors::pricing_rules r;
+    r.default_tax_bp = c.default_tax_bp;
+    for (const auto& [country, bp] : c.tax_bp_by_country) {
+      r.tax_bp_by_country.emplace(country, bp);
+    }
+    r.shipping_flat = c.shipping_flat;
+    r.free_shipping_threshold = c.free_shipping_threshold;
+    return r;
   }
 
   static http::catalog_cache_options cache_options(const config::settings& s) {
@@ -134,6 +146,7 @@ struct node::parts {
   persistence::pg_pool pool;
   std::unique_ptr<entity_runtime> runtime;  // actor system, snapshot writer, a router per entity kind
   std::unique_ptr<http::entity_bridge> bridge;  // the edge's way to the entities (after the runtime)
+  std::unique_ptr<housekeeping> chores;         // expired reservations and keys, cart gauges
   std::shared_ptr<persistence::redis_client> redis;  // null without MERCATO_REDIS_URL
   http::worker_pool workers;                         // Redis round trips and password hashing
   security::jwt_settings jwt;
@@ -158,6 +171,11 @@ void node::start() {
   p.runtime->subscribe("catalog-cache", http::catalog_invalidation_handler(p.workers, p.cache),
                        http::catalog_invalidation_filter());
   p.runtime->start_outbox();
+  p.chores = std::make_unique<housekeeping>(
+      housekeeping_options{settings_.postgres.dsn, settings_.housekeeping.interval, settings_.housekeeping.batch_size,
+                           settings_.cart.abandoned_after},
+      *p.runtime, &p.metrics);
+  p.chores->start();
   http::add_ops_routes(p.routes, {&p.pool, &p.metrics, [&p] { return p.bootstrap.done(); },
                                   [&p] { return p.runtime->leases_held(); }, settings_.node_id, p.redis, p.cache});
   http::add_catalog_routes(p.routes, p.pool, p.cache);
@@ -167,7 +185,7 @@ void node::start() {
   p.bridge = std::make_unique<http::entity_bridge>(
       p.runtime->system(), [&p](std::string_view kind) { return p.runtime->router(kind); },
       std::chrono::milliseconds(8000));
-  http::add_cart_routes(p.routes, p.pool, *p.bridge, http::cart_pricing{});
+  http::add_cart_routes(p.routes, p.pool, *p.bridge, parts::pricing(settings_.cart));
   http::add_inventory_routes(p.routes, p.pool, *p.bridge);
   auto auth = std::make_shared<http::auth_context>(http::auth_context{p.pool, p.workers, p.jwt, settings_.auth.refresh_token_ttl, nullptr, {}});
   auth->refresh_ttl = settings_.auth.refresh_token_ttl;
@@ -191,6 +209,9 @@ void node::stop() {
     telemetry::log_warn("connections cut at the shutdown deadline", {{"connections", cut}});
   }
   // Entities next (anything still pending is answered), then the writer drains, then the pool.
+  if (p.chores) {
+    p.chores->stop();
+  }
   p.runtime->stop();
   p.workers.stop();
   p.pool.stop();

@@ -53,6 +53,7 @@ enum class value_kind {
   log_format,
   rate,           // "10/15m" or "off"
   seconds,        // unsigned integer within [min, max]
+  tax_rates,      // "US=725,DE=1900"
 };
 
 // What survived checking; the field's apply function knows which alternative its kind produces.
@@ -77,7 +78,7 @@ std::chrono::milliseconds as_ms(const typed_value& v) {
 
 // One table drives the TOML walk, the environment, the command line and the --help text, so a setting
 // cannot be reachable from one source and silently missing from another.
-const std::array<field_spec, 40> fields = {{
+const std::array<field_spec, 47> fields = {{
     {"node_id", "MERCATO_NODE_ID", "--node-id", "Node name, unique in the cluster", value_kind::identifier, 0, 0,
      [](settings& s, const typed_value& v) { s.node_id = as_text(v); }},
     {"scheduler_threads", "MERCATO_SCHEDULER_THREADS", "--scheduler-threads", "CAF worker threads (0 = cores)",
@@ -160,6 +161,21 @@ const std::array<field_spec, 40> fields = {{
      [](settings& s, const typed_value& v) { s.outbox.retention = std::chrono::seconds(as_number(v)); }},
     {"outbox.retention_interval_s", "MERCATO_OUTBOX_RETENTION_INTERVAL_S", "", "", value_kind::seconds, 1, 86'400,
      [](settings& s, const typed_value& v) { s.outbox.retention_interval = std::chrono::seconds(as_number(v)); }},
+    {"cart.default_tax_bp", "MERCATO_CART_DEFAULT_TAX_BP", "", "", value_kind::count, 0, 10'000,
+     [](settings& s, const typed_value& v) { s.cart.default_tax_bp = static_cast<std::uint32_t>(as_number(v)); }},
+    {"cart.tax_rates", "MERCATO_CART_TAX_RATES", "", "", value_kind::tax_rates, 0, 0,
+     [](settings& s, const typed_value& v) { s.cart.tax_bp_by_country = *parse_tax_rates(as_text(v)); }},
+    {"cart.shipping_flat", "MERCATO_CART_SHIPPING_FLAT", "", "", value_kind::count, 0, 100'000'000,
+     [](settings& s, const typed_value& v) { s.cart.shipping_flat = static_cast<std::int64_t>(as_number(v)); }},
+    {"cart.free_shipping_threshold", "MERCATO_CART_FREE_SHIPPING_THRESHOLD", "", "", value_kind::count, 0,
+     1'000'000'000'000ull,
+     [](settings& s, const typed_value& v) { s.cart.free_shipping_threshold = static_cast<std::int64_t>(as_number(v)); }},
+    {"cart.abandoned_after_s", "MERCATO_CART_ABANDONED_AFTER_S", "", "", value_kind::seconds, 1, 365ull * 86'400,
+     [](settings& s, const typed_value& v) { s.cart.abandoned_after = std::chrono::seconds(as_number(v)); }},
+    {"housekeeping.interval_s", "MERCATO_HOUSEKEEPING_INTERVAL_S", "", "", value_kind::seconds, 1, 86'400,
+     [](settings& s, const typed_value& v) { s.housekeeping.interval = std::chrono::seconds(as_number(v)); }},
+    {"housekeeping.batch_size", "MERCATO_HOUSEKEEPING_BATCH_SIZE", "", "", value_kind::count, 1, 1'000'000,
+     [](settings& s, const typed_value& v) { s.housekeeping.batch_size = static_cast<std::size_t>(as_number(v)); }},
     {"redis.url", "MERCATO_REDIS_URL", "--redis-url", "Redis URL (empty = no Redis)", value_kind::optional_text, 0,
      0,
      [](settings& s, const typed_value& v) {
@@ -304,6 +320,10 @@ checked check_text(const field_spec& f, const std::string& text) {
     case value_kind::log_format:
       if (text == "text" || text == "json") return {typed_value{text}, {}};
       return fail("must be text or json, got " + quote(text));
+    case value_kind::tax_rates:
+      if (parse_tax_rates(text)) return {typed_value{text}, {}};
+      return fail("must be COUNTRY=basis_points pairs like US=725,DE=1900 (upper-case ISO 3166-1 alpha-2 codes, "
+                  "0 to 10000), got " + quote(text));
   }
   return fail("unsupported setting kind");
 }
@@ -348,6 +368,7 @@ checked check_node(const field_spec& f, const toml::node& node) {
     case value_kind::log_level:
     case value_kind::log_format:
     case value_kind::rate:
+    case value_kind::tax_rates:
       if (auto s = node.value_exact<std::string>()) return check_text(f, *s);
       return fail("expected a string, got " + describe(node));
   }
@@ -688,6 +709,34 @@ std::optional<rate_setting> parse_rate(std::string_view text) {
   if (ms > 366ull * 86'400'000) return std::nullopt;
   if (limit == 0) return rate_setting{};
   return rate_setting{static_cast<std::uint32_t>(limit), std::chrono::milliseconds(static_cast<std::int64_t>(ms))};
+}
+
+std::optional<std::map<std::string, std::uint32_t>> parse_tax_rates(std::string_view text) {
+  std::map<std::string, std::uint32_t> rates;
+  while (!text.empty()) {
+    const auto comma = text.find(',');
+    auto pair = text.substr(0, comma);
+    text = comma == std::string_view::npos ? std::string_view{} : text.substr(comma + 1);
+    while (!pair.empty() && pair.front() == ' ') pair.remove_prefix(1);
+    while (!pair.empty() && pair.back() == ' ') pair.remove_suffix(1);
+    const auto eq = pair.find('=');
+    if (eq != 2 || !std::all_of(pair.begin(), pair.begin() + 2, [](char c) { return c >= 'A' && c <= 'Z'; })) {
+      return std::nullopt;
+    }
+    const auto value = pair.substr(3);
+    std::uint32_t bp = 0;
+    auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), bp);
+    if (value.empty() || ec != std::errc{} || end != value.data() + value.size() || bp > 10'000) {
+      return std::nullopt;
+    }
+    if (!rates.emplace(std::string(pair.substr(0, 2)), bp).second) {
+      return std::nullopt;  // a country named twice is a mistake, not an override
+    }
+    if (comma != std::string_view::npos && text.empty()) {
+      return std::nullopt;  // trailing comma
+    }
+  }
+  return rates;
 }
 
 std::string to_string(const rate_setting& r) {

@@ -77,6 +77,21 @@ struct outbox_settings {
   std::chrono::seconds retention_interval{60};   // how often the retention sweep runs
 };
 
+// Cart totals (actors/cart/cart_pricing): all money in integer minor units, tax in basis points.
+struct cart_settings {
+  std::uint32_t default_tax_bp = 0;                        // until the cart's country is known
+  std::map<std::string, std::uint32_t> tax_bp_by_country;  // ISO 3166-1 alpha-2 -> basis points
+  std::int64_t shipping_flat = 499;                        // per cart with items ...
+  std::int64_t free_shipping_threshold = 5000;             // ... unless the subtotal reaches this
+  std::chrono::seconds abandoned_after{3600};              // items, no change and no order this long: abandoned
+};
+
+// Periodic housekeeping (app/housekeeping): expired reservations, idempotency keys, business gauges.
+struct housekeeping_settings {
+  std::chrono::seconds interval{30};
+  std::size_t batch_size = 1000;                            // rows deleted / entities nudged per round
+};
+
 struct log_settings {
   std::string level = "info";                   // trace, debug, info, warn, error, critical, off
   log_format format = log_format::text;
@@ -92,6 +107,8 @@ struct settings {
   rate_limit_settings rate_limits;
   auth_settings auth;
   outbox_settings outbox;
+  cart_settings cart;
+  housekeeping_settings housekeeping;
   bool load_demo_catalog = false;               // --demo: load the demo catalog when the catalog is empty
 };
 
@@ -121,5 +138,8 @@ const char* to_string(log_format f);
 // "10/15m", "5/1h", "500/900s", "0" or "off" (rule off). Units: ms, s, m, h.
 std::optional<rate_setting> parse_rate(std::string_view text);
 std::string to_string(const rate_setting& r);
+
+// "US=725,DE=1900": ISO 3166-1 alpha-2 country codes (upper case) to basis points (0..10000); "" is none.
+std::optional<std::map<std::string, std::uint32_t>> parse_tax_rates(std::string_view text);
 
 }  // namespace mercato::config

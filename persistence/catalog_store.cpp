@@ -206,6 +206,30 @@ std::optional<product_view> catalog_store::find_product(pqxx::connection& conn, 
   return read_product(rows[0]);
 }
 
+std::vector<product_view> catalog_store::find_products(pqxx::connection& conn, const std::vector<std::string>& ids) {
+  std::vector<product_view> out;
+  if (ids.empty()) {
+    return out;
+  }
+  std::string list = "{";
+  for (const auto& id : ids) {
+    if (list.size() > 1) {
+      list += ',';
+    }
+    list += id;  // UUIDs: the cast below refuses anything else
+  }
+  list += '}';
+  pqxx::nontransaction tx{conn};
+  const auto rows = tx.exec_params(std::string("SELECT ") + product_columns + " FROM products p" + inventory_join +
+                                       " WHERE p.id = ANY($1::uuid[])",
+                                   list);
+  out.reserve(rows.size());
+  for (const auto& r : rows) {
+    out.push_back(read_product(r));
+  }
+  return out;
+}
+
 std::vector<category_node> catalog_store::category_tree(pqxx::connection& conn) {
   pqxx::nontransaction tx{conn};
   const auto rows = tx.exec("SELECT id::text, name, parent_id::text FROM categories ORDER BY name, id");

@@ -132,6 +132,8 @@ class catalog_store {
   static product_page list_products(pqxx::connection& conn, const product_filter& filter, product_sort sort,
                                     const std::optional<product_cursor>& after, int limit);
   static std::optional<product_view> find_product(pqxx::connection& conn, const std::string& id);
+  // Several products by id (any status; unknown ids are simply absent), in no particular order.
+  static std::vector<product_view> find_products(pqxx::connection& conn, const std::vector<std::string>& ids);
   static std::vector<category_node> category_tree(pqxx::connection& conn);
 
   // The listing's SQL and its parameters, exactly as list_products runs it (plan tests EXPLAIN it).

@@ -121,6 +121,34 @@ metrics::metrics(std::shared_ptr<prometheus::Registry> reg)
                                    .Help("1 while this node holds the outbox dispatch lock and dispatches")
                                    .Register(*reg)
                                    .Add({})),
+      reservations_expired(prometheus::BuildCounter()
+                               .Name("mercato_inventory_expiry_sweeps_total")
+                               .Help("Inventory entities the housekeeping sweep asked to drop reservations past "
+                                     "their TTL")
+                               .Register(*reg)
+                               .Add({})),
+      idempotency_keys_deleted(prometheus::BuildCounter()
+                                   .Name("mercato_idempotency_keys_deleted_total")
+                                   .Help("Idempotency-Key records deleted after their 24 h expiry")
+                                   .Register(*reg)
+                                   .Add({})),
+      carts_active(prometheus::BuildGauge()
+                       .Name("mercato_carts_active")
+                       .Help("Open carts with items changed within cart.abandoned_after_s (refreshed by "
+                             "housekeeping)")
+                       .Register(*reg)
+                       .Add({})),
+      carts_abandoned(prometheus::BuildGauge()
+                          .Name("mercato_carts_abandoned")
+                          .Help("Open carts with items unchanged for cart.abandoned_after_s and not ordered "
+                                "(refreshed by housekeeping)")
+                          .Register(*reg)
+                          .Add({})),
+      cart_abandonment_ratio(prometheus::BuildGauge()
+                                 .Name("mercato_cart_abandonment_ratio")
+                                 .Help("Abandoned carts / carts with items (abandoned + active); 0 when none")
+                                 .Register(*reg)
+                                 .Add({})),
       registry_(std::move(reg)),
       http_requests_(prometheus::BuildCounter()
                          .Name("mercato_http_requests_total")

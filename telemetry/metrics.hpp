@@ -58,6 +58,13 @@ class metrics {
   prometheus::Gauge& outbox_dispatcher_active;
   prometheus::Counter& outbox_subscriber_failures(const std::string& subscriber);
 
+  // Housekeeping (app/housekeeping): periodic sweeps and the cart gauges of the business metrics.
+  prometheus::Counter& reservations_expired;       // inventory entities nudged to drop expired reservations
+  prometheus::Counter& idempotency_keys_deleted;
+  prometheus::Gauge& carts_active;                 // open carts with items, changed within abandoned_after
+  prometheus::Gauge& carts_abandoned;              // open carts with items, unchanged for abandoned_after
+  prometheus::Gauge& cart_abandonment_ratio;       // abandoned / (abandoned + active); 0 with no carts
+
   // The catalog cache's own counters (monotonic since start) and sizes, as the cache reports them.
   struct cache_counts {
     std::uint64_t l1_hits = 0;

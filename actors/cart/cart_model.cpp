@@ -1,6 +1,7 @@
 #include "actors/cart/cart_model.hpp"
 
 #include <chrono>
+#include <algorithm>
 #include <ctime>
 #include <stdexcept>
 
@@ -79,6 +80,149 @@ caf::message view_reply(protocol::entity_context<cart_model::state>& ctx, const 
   return caf::make_message(cart_model::view(ctx.id(), next, ctx.version() + 1));
 }
 
+bool still_open_guest(const cart_model::state& s) { return s.status == "open" && s.owner_user_id.empty(); }
+
+// The claim of a guest cart (API.md POST /carts/{id}/claim), in steps the edge drives; each one is
+// idempotent, so a claim retried after a crash at any point finishes without losing or doubling a line.
+bool handle_claim_steps(protocol::entity_context<cart_model::state>& ctx, const caf::message& msg) {
+  const auto& id = ctx.id();
+  const auto& s = ctx.state();
+  if (msg.match_elements<protocol::cart_claim>()) {
+    const auto& cmd = msg.get_as<protocol::cart_claim>(0);
+    if (!s.owner_user_id.empty() && s.owner_user_id == cmd.owner_user_id) {
+      ctx.reply(cart_model::current(id, s, ctx.version()));  // claimed already
+      return true;
+    }
+    if (cmd.owner_user_id.empty() || !still_open_guest(s)) {
+      ctx.reject(errc::conflict, "only an open guest cart can be claimed");
+      return true;
+    }
+    auto next = s;
+    next.owner_user_id = cmd.owner_user_id;
+    next.token_hash.clear();  // the token no longer opens it
+    next.updated_at = now_rfc3339();
+    auto answer = view_reply(ctx, next);
+    ctx.commit(std::move(next), {event(cmd.meta, id, "CartClaimed", {{"owner_user_id", cmd.owner_user_id}})},
+               std::move(answer));
+    return true;
+  }
+  if (msg.match_elements<protocol::cart_hand_over>()) {
+    const auto& cmd = msg.get_as<protocol::cart_hand_over>(0);
+    if (s.status == "merging" || s.status == "merged") {
+      ctx.reply(cart_model::current(id, s, ctx.version()));  // merged_into says where it goes
+      return true;
+    }
+    if (!still_open_guest(s) || cmd.into_cart_id.empty() || cmd.into_cart_id == id) {
+      ctx.reject(errc::conflict, "only an open guest cart can be merged into another cart");
+      return true;
+    }
+    auto next = s;
+    next.status = "merging";
+    next.merged_into = cmd.into_cart_id;
+    next.updated_at = now_rfc3339();
+    auto answer = view_reply(ctx, next);
+    ctx.commit(std::move(next), {event(cmd.meta, id, "CartHandedOver", {{"into_cart_id", cmd.into_cart_id}})},
+               std::move(answer));
+    return true;
+  }
+  if (msg.match_elements<protocol::cart_close_merged>()) {
+    const auto& cmd = msg.get_as<protocol::cart_close_merged>(0);
+    if (s.status == "merged") {
+      ctx.reply(cart_model::current(id, s, ctx.version()));
+      return true;
+    }
+    if (s.status != "merging") {
+      ctx.reject(errc::conflict, "the cart is not being merged");
+      return true;
+    }
+    auto next = s;
+    next.status = "merged";
+    next.updated_at = now_rfc3339();
+    auto answer = view_reply(ctx, next);
+    ctx.commit(std::move(next), {event(cmd.meta, id, "CartMerged", {{"into_cart_id", s.merged_into}})},
+               std::move(answer));
+    return true;
+  }
+  if (!msg.match_elements<protocol::cart_merge>()) {
+    return false;
+  }
+  const auto& cmd = msg.get_as<protocol::cart_merge>(0);
+  if (std::find(s.merged_from.begin(), s.merged_from.end(), cmd.source_cart_id) != s.merged_from.end()) {
+    ctx.reply(cart_model::current(id, s, ctx.version()));  // merged once already
+    return true;
+  }
+  if (s.status != "open") {
+    ctx.reject(errc::conflict, "the cart is " + s.status + " and can no longer be changed");
+    return true;
+  }
+  if (cmd.source_cart_id.empty() || cmd.source_cart_id == id || cmd.lines.size() != cmd.available.size()) {
+    ctx.reject(errc::invalid, "a merge names its source cart and the availability of each line");
+    return true;
+  }
+  auto next = s;
+  std::vector<protocol::cart_adjustment> adjustments;
+  for (std::size_t i = 0; i < cmd.lines.size(); ++i) {
+    const auto& in = cmd.lines[i];
+    if (in.quantity <= 0) {
+      continue;
+    }
+    auto* held = find_line(next, in.product_id);
+    const std::int32_t before = held ? held->quantity : 0;
+    const std::int32_t wanted = std::min<std::int32_t>(before + in.quantity, 2 * cart_model::max_quantity);
+    if (cmd.available[i] < 0 || in.unit_price <= 0) {
+      adjustments.push_back({in.product_id, wanted, before, "unavailable"});
+      continue;
+    }
+    const std::int32_t cap = std::min<std::int32_t>(cmd.available[i], cart_model::max_quantity);
+    // Never below what the user's cart held already; never above what is available or a line's limit.
+    const std::int32_t granted = std::max(before, std::min(wanted, cap));
+    if (granted < wanted) {
+      adjustments.push_back({in.product_id, wanted, granted,
+                             cmd.available[i] < wanted ? "insufficient_stock" : "line_limit"});
+    }
+    if (held) {
+      held->quantity = granted;
+      held->previous_unit_price = held->unit_price != in.unit_price ? held->unit_price : 0;
+      held->unit_price = in.unit_price;
+      held->name = in.name;
+      held->sku = in.sku;
+    } else if (granted > 0) {
+      if (static_cast<int>(next.items.size()) >= cart_model::max_lines) {
+        if (!adjustments.empty() && adjustments.back().product_id == in.product_id) {
+          adjustments.back().quantity = 0;  // capped first, then no room for the line at all
+          adjustments.back().reason = "cart_full";
+        } else {
+          adjustments.push_back({in.product_id, wanted, 0, "cart_full"});
+        }
+        continue;
+      }
+      auto line = in;
+      line.quantity = granted;
+      line.previous_unit_price = 0;
+      next.items.push_back(std::move(line));
+    }
+  }
+  next.merged_from.push_back(cmd.source_cart_id);
+  if (next.merged_from.size() > cart_model::merged_from_kept) {
+    next.merged_from.erase(next.merged_from.begin());
+  }
+  next.updated_at = now_rfc3339();
+  auto answer = cart_model::view(id, next, ctx.version() + 1);
+  answer.adjustments = adjustments;
+  boost::json::array adjusted;
+  for (const auto& a : adjustments) {
+    adjusted.push_back(boost::json::object{{"product_id", a.product_id},
+                                           {"requested", a.requested},
+                                           {"quantity", a.quantity},
+                                           {"reason", a.reason}});
+  }
+  ctx.commit(std::move(next),
+             {event(cmd.meta, id, "CartsMerged",
+                    {{"source_cart_id", cmd.source_cart_id}, {"adjustments", std::move(adjusted)}})},
+             caf::make_message(std::move(answer)));
+  return true;
+}
+
 }  // namespace
 
 cart_model::state cart_model::empty(const std::string&) { return state{}; }
@@ -105,10 +249,20 @@ cart_model::state cart_model::decode(const boost::json::value& v) {
   s.currency = str(o, "currency");
   s.status = str(o, "status");
   s.updated_at = str(o, "updated_at");
+  s.merged_into = str(o, "merged_into");
+  if (auto it = o.find("merged_from"); it != o.end()) {
+    for (const auto& m : it->value().as_array()) {
+      s.merged_from.emplace_back(m.as_string());
+    }
+  }
   for (const auto& l : o.at("items").as_array()) {
     const auto& lo = l.as_object();
-    s.items.push_back({str(lo, "product_id"), str(lo, "sku"), str(lo, "name"),
-                       static_cast<std::int32_t>(num(lo, "quantity")), num(lo, "unit_price")});
+    protocol::cart_line line{str(lo, "product_id"), str(lo, "sku"), str(lo, "name"),
+                             static_cast<std::int32_t>(num(lo, "quantity")), num(lo, "unit_price"), 0};
+    if (lo.contains("previous_unit_price")) {
+      line.previous_unit_price = num(lo, "previous_unit_price");
+    }
+    s.items.push_back(std::move(line));
   }
   return s;
 }
@@ -117,16 +271,31 @@ boost::json::value cart_model::encode(const state& s) {
   boost::json::array items;
   items.reserve(s.items.size());
   for (const auto& l : s.items) {
-    items.push_back(boost::json::object{{"product_id", l.product_id},
-                                        {"sku", l.sku},
-                                        {"name", l.name},
-                                        {"quantity", l.quantity},
-                                        {"unit_price", l.unit_price}});
+    boost::json::object line{{"product_id", l.product_id},
+                             {"sku", l.sku},
+                             {"name", l.name},
+                             {"quantity", l.quantity},
+                             {"unit_price", l.unit_price}};
+    if (l.previous_unit_price != 0) {
+      line["previous_unit_price"] = l.previous_unit_price;
+    }
+    items.push_back(std::move(line));
   }
-  return boost::json::object{{"schema", schema_version}, {"owner_user_id", s.owner_user_id},
-                             {"token_hash", s.token_hash}, {"currency", s.currency},
-                             {"status", s.status},         {"items", std::move(items)},
-                             {"updated_at", s.updated_at}};
+  boost::json::object o{{"schema", schema_version}, {"owner_user_id", s.owner_user_id},
+                        {"token_hash", s.token_hash}, {"currency", s.currency},
+                        {"status", s.status},         {"items", std::move(items)},
+                        {"updated_at", s.updated_at}};
+  if (!s.merged_into.empty()) {
+    o["merged_into"] = s.merged_into;
+  }
+  if (!s.merged_from.empty()) {
+    boost::json::array from;
+    for (const auto& m : s.merged_from) {
+      from.emplace_back(m);
+    }
+    o["merged_from"] = std::move(from);
+  }
+  return o;
 }
 
 std::vector<protocol::projection_row> cart_model::project(const std::string& id, const state& s,
@@ -149,23 +318,17 @@ std::vector<protocol::projection_row> cart_model::project(const std::string& id,
                                      s.updated_at.empty() ? now_rfc3339() : s.updated_at}}}};
 }
 
+template <class... Commands>
+const protocol::command_meta* meta_among(const caf::message& msg) {
+  const protocol::command_meta* found = nullptr;
+  ((found == nullptr && msg.match_elements<Commands>() ? (found = &msg.get_as<Commands>(0).meta) : found), ...);
+  return found;
+}
+
 const protocol::command_meta* cart_model::meta_of(const caf::message& msg) {
-  if (msg.match_elements<protocol::cart_add_item>()) {
-    return &msg.get_as<protocol::cart_add_item>(0).meta;
-  }
-  if (msg.match_elements<protocol::cart_set_quantity>()) {
-    return &msg.get_as<protocol::cart_set_quantity>(0).meta;
-  }
-  if (msg.match_elements<protocol::cart_remove_item>()) {
-    return &msg.get_as<protocol::cart_remove_item>(0).meta;
-  }
-  if (msg.match_elements<protocol::cart_open>()) {
-    return &msg.get_as<protocol::cart_open>(0).meta;
-  }
-  if (msg.match_elements<protocol::cart_get>()) {
-    return &msg.get_as<protocol::cart_get>(0).meta;
-  }
-  return nullptr;
+  return meta_among<protocol::cart_add_item, protocol::cart_set_quantity, protocol::cart_remove_item,
+                    protocol::cart_open, protocol::cart_get, protocol::cart_reprice, protocol::cart_claim,
+                    protocol::cart_hand_over, protocol::cart_merge, protocol::cart_close_merged>(msg);
 }
 
 caf::error cart_model::admit(const state& s, std::int64_t version, const caf::message& msg,
@@ -188,7 +351,8 @@ caf::message cart_model::current(const std::string& id, const state& s, std::int
 }
 
 protocol::cart_view cart_model::view(const std::string& id, const state& s, std::int64_t version) {
-  return protocol::cart_view{id, version, s.owner_user_id, s.currency, s.items, subtotal(s), s.status, s.updated_at};
+  return protocol::cart_view{id,           version,    s.owner_user_id, s.currency,    s.items,
+                             subtotal(s), s.status,   s.updated_at,    s.merged_into, {}};
 }
 
 bool cart_model::handle(protocol::entity_context<state>& ctx, const caf::message& msg) {
@@ -221,15 +385,59 @@ bool cart_model::handle(protocol::entity_context<state>& ctx, const caf::message
                std::move(answer));
     return true;
   }
-  const bool cart_command = msg.match_elements<protocol::cart_add_item>() ||
-                            msg.match_elements<protocol::cart_set_quantity>() ||
-                            msg.match_elements<protocol::cart_remove_item>();
+  const bool cart_command =
+      msg.match_elements<protocol::cart_add_item>() || msg.match_elements<protocol::cart_set_quantity>() ||
+      msg.match_elements<protocol::cart_remove_item>() || msg.match_elements<protocol::cart_reprice>() ||
+      msg.match_elements<protocol::cart_claim>() || msg.match_elements<protocol::cart_hand_over>() ||
+      msg.match_elements<protocol::cart_merge>() || msg.match_elements<protocol::cart_close_merged>();
   if (!cart_command) {
     return false;
   }
   // Every remaining command changes an existing cart.
   if (!ctx.exists()) {
     ctx.reject(errc::not_found, "no cart " + id);
+    return true;
+  }
+  if (handle_claim_steps(ctx, msg)) {
+    return true;
+  }
+  // The shopper's own changes need an open cart.
+  if (ctx.state().status != "open") {
+    if (msg.match_elements<protocol::cart_reprice>()) {
+      ctx.reply(cart_model::current(id, ctx.state(), ctx.version()));  // a closed cart keeps its prices
+    } else {
+      ctx.reject(errc::conflict, "the cart is " + ctx.state().status + " and can no longer be changed");
+    }
+    return true;
+  }
+  if (msg.match_elements<protocol::cart_reprice>()) {
+    const auto& cmd = msg.get_as<protocol::cart_reprice>(0);
+    state next = ctx.state();
+    boost::json::array changes;
+    for (const auto& p : cmd.prices) {
+      auto* l = find_line(next, p.product_id);
+      if (!l || p.unit_price <= 0 || l->unit_price == p.unit_price) {
+        continue;
+      }
+      changes.push_back(boost::json::object{
+          {"product_id", p.product_id}, {"old_unit_price", l->unit_price}, {"new_unit_price", p.unit_price}});
+      l->previous_unit_price = l->unit_price;
+      l->unit_price = p.unit_price;
+      if (!p.name.empty()) {
+        l->name = p.name;
+      }
+      if (!p.sku.empty()) {
+        l->sku = p.sku;
+      }
+    }
+    if (changes.empty()) {
+      ctx.reply(cart_model::current(id, ctx.state(), ctx.version()));
+      return true;
+    }
+    next.updated_at = now_rfc3339();
+    auto answer = view_reply(ctx, next);
+    ctx.commit(std::move(next), {event(cmd.meta, id, "CartPricesRefreshed", {{"changes", std::move(changes)}})},
+               std::move(answer));
     return true;
   }
   if (msg.match_elements<protocol::cart_add_item>()) {
@@ -252,6 +460,8 @@ bool cart_model::handle(protocol::entity_context<state>& ctx, const caf::message
         return true;
       }
       existing->quantity += line.quantity;
+      // Adding at a price other than the line's changes the whole line's price: the line says so.
+      existing->previous_unit_price = existing->unit_price != line.unit_price ? existing->unit_price : 0;
       existing->unit_price = line.unit_price;
       existing->name = line.name;
       existing->sku = line.sku;
@@ -261,6 +471,7 @@ bool cart_model::handle(protocol::entity_context<state>& ctx, const caf::message
         return true;
       }
       next.items.push_back(line);
+      next.items.back().previous_unit_price = 0;
     }
     next.updated_at = now_rfc3339();
     auto answer = view_reply(ctx, next);
@@ -291,6 +502,7 @@ bool cart_model::handle(protocol::entity_context<state>& ctx, const caf::message
       next.items.erase(next.items.begin() + (l - next.items.data()));
     } else {
       l->quantity = cmd.quantity;
+      l->previous_unit_price = 0;  // the shopper changed the line at the price it shows
     }
     next.updated_at = now_rfc3339();
     auto answer = view_reply(ctx, next);

@@ -20,14 +20,17 @@ struct cart_model {
   static constexpr int schema_version = 2;
   static constexpr int max_lines = 100;
   static constexpr std::int32_t max_quantity = 999;
+  static constexpr std::size_t merged_from_kept = 50;  // source carts remembered against a repeated merge
 
   struct state {
     std::string owner_user_id;
     std::string token_hash;
     std::string currency = "USD";
-    std::string status = "open";
+    std::string status = "open";  // open, merging, merged (see cart_hand_over), checked_out
     std::vector<protocol::cart_line> items;
     std::string updated_at;
+    std::string merged_into;               // merging/merged: where the lines went
+    std::vector<std::string> merged_from;  // guest carts merged into this one (the last merged_from_kept)
   };
 
   static state empty(const std::string& id);

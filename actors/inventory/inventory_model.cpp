@@ -260,6 +260,21 @@ boost::json::value inventory_model::encode(const state& s) {
                              {"updated_at", s.updated_at}};
 }
 
+// When the earliest open reservation runs out: the periodic sweep (app/housekeeping) finds the entities
+// with something to expire through this column.
+namespace {
+std::optional<std::string> next_expiry(const inventory_model::state& s) {
+  if (s.reservations.empty()) {
+    return std::nullopt;
+  }
+  auto earliest = s.reservations.front().expires_at;
+  for (const auto& r : s.reservations) {
+    earliest = std::min(earliest, r.expires_at);
+  }
+  return inventory_model::format_time(earliest);
+}
+}  // namespace
+
 std::vector<protocol::projection_row> inventory_model::project(const std::string& id, const state& s,
                                                                std::int64_t version) {
   using protocol::column_type;
@@ -270,7 +285,8 @@ std::vector<protocol::projection_row> inventory_model::project(const std::string
        {"reserved", column_type::integer, std::to_string(s.reserved)},
        {"low_stock_threshold", column_type::integer, std::to_string(s.low_stock_threshold)},
        {"version", column_type::bigint, std::to_string(version)},
-       {"updated_at", column_type::timestamptz, s.updated_at.empty() ? format_time(clock::now()) : s.updated_at}}}};
+       {"updated_at", column_type::timestamptz, s.updated_at.empty() ? format_time(clock::now()) : s.updated_at},
+       {"next_expiry", column_type::timestamptz, next_expiry(s)}}}};
 }
 
 const protocol::command_meta* inventory_model::meta_of(const caf::message& msg) {
@@ -358,7 +374,7 @@ bool inventory_model::handle(protocol::entity_context<state>& ctx, const caf::me
     }
     const std::int64_t on_hand = s.on_hand + cmd->delta;
     if (on_hand < s.reserved) {
-      ctx.reject(errc::conflict,
+      ctx.reject(errc::insufficient_stock,
                  fmt::format("adjusting on hand by {} would leave {} on hand, below the {} reserved (available {})",
                              cmd->delta, on_hand, s.reserved, s.on_hand - s.reserved));
       return true;

@@ -7,7 +7,7 @@
 // is committed. Errors: not_found (no inventory for this product, or an unknown reservation on
 // commit), invalid (a malformed command), conflict (the change would break an invariant, or the
 // reservation is in a state that forbids it), insufficient_stock (a reservation larger than what is
-// available). A rejected command changes nothing (expired reservations are then dropped by the next
+// available, or an adjustment that would take on_hand below what is reserved). A rejected command changes nothing (expired reservations are then dropped by the next
 // accepted command or by inventory_expire).
 
 #include <cstdint>
@@ -36,7 +36,7 @@ struct inventory_get {
 
 // Receives (delta > 0) or removes (delta < 0) units: a delivery, a count correction, a write-off.
 // delta = 0 or an empty reason is invalid; a delta that would take on_hand below what is reserved
-// (or below 0) is a conflict. The StockChanged event records the reason, meta.user_id and the time.
+// (or below 0) is insufficient_stock. The StockChanged event records the reason, meta.user_id and the time.
 struct inventory_adjust {
   command_meta meta;
   std::int32_t delta = 0;

@@ -1,9 +1,13 @@
 #include "http/routes/cart_routes.hpp"
 
+#include <memory>
+#include <optional>
+
 #include <boost/json/object.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <caf/make_message.hpp>
+#include <pqxx/pqxx>
 
 #include "actors/protocol/cart_messages.hpp"
 #include "actors/protocol/type_ids.hpp"
@@ -22,30 +26,33 @@ boost::json::object money(std::int64_t amount, const std::string& currency) {
   return {{"amount", amount}, {"currency", currency}};
 }
 
-boost::json::object cart_json(const protocol::cart_view& v, const cart_pricing& pricing) {
+boost::json::object cart_json(const protocol::cart_view& v, const actors::pricing_rules& pricing) {
   boost::json::array items;
-  std::int64_t subtotal = 0;
   for (const auto& l : v.items) {
-    const std::int64_t line_total = l.unit_price * l.quantity;
-    subtotal += line_total;
-    items.push_back(boost::json::object{{"product_id", l.product_id},
-                                        {"sku", l.sku},
-                                        {"name", l.name},
-                                        {"quantity", l.quantity},
-                                        {"unit_price", money(l.unit_price, v.currency)},
-                                        {"line_total", money(line_total, v.currency)}});
+    boost::json::object line{{"product_id", l.product_id},
+                             {"sku", l.sku},
+                             {"name", l.name},
+                             {"quantity", l.quantity},
+                             {"unit_price", money(l.unit_price, v.currency)},
+                             {"line_total", money(l.unit_price * l.quantity, v.currency)}};
+    if (l.previous_unit_price != 0) {
+      // The catalog changed the price since the shopper last changed this line: the cart now charges
+      // the new price, and says so (never a silent charge at a price the shopper was not shown).
+      line["price_changed"] = boost::json::object{{"old_unit_price", money(l.previous_unit_price, v.currency)},
+                                                  {"new_unit_price", money(l.unit_price, v.currency)}};
+    }
+    items.push_back(std::move(line));
   }
-  const std::int64_t tax = (subtotal * pricing.tax_rate_bp + 5000) / 10000;  // rounded half up
-  const std::int64_t shipping =
-      v.items.empty() || subtotal >= pricing.free_shipping_threshold ? 0 : pricing.shipping_flat;
-  boost::json::object totals{{"subtotal", money(subtotal, v.currency)},
-                             {"tax", money(tax, v.currency)},
-                             {"shipping", money(shipping, v.currency)},
-                             {"discount", money(0, v.currency)},
-                             {"total", money(subtotal + tax + shipping, v.currency)}};
+  const auto t = actors::price_cart(v.items, pricing);
+  boost::json::object totals{{"subtotal", money(t.subtotal, v.currency)},
+                             {"tax", money(t.tax, v.currency)},
+                             {"shipping", money(t.shipping, v.currency)},
+                             {"discount", money(t.discount, v.currency)},
+                             {"total", money(t.total, v.currency)}};
   boost::json::object o{{"id", v.id},
                         {"customer_id", v.owner_user_id.empty() ? boost::json::value(nullptr)
                                                                 : boost::json::value(v.owner_user_id)},
+                        {"status", v.status},
                         {"items", std::move(items)},
                         {"totals", std::move(totals)},
                         {"currency", v.currency},
@@ -53,12 +60,17 @@ boost::json::object cart_json(const protocol::cart_view& v, const cart_pricing& 
   if (!v.updated_at.empty()) {
     o["updated_at"] = v.updated_at;
   }
+  if (!v.merged_into.empty()) {
+    o["merged_into"] = v.merged_into;
+  }
   return o;
 }
 
-response cart_response(unsigned status, const protocol::cart_view& v, const cart_pricing& pricing,
+using pricing_ref = std::shared_ptr<const actors::pricing_rules>;
+
+response cart_response(unsigned status, const protocol::cart_view& v, const pricing_ref& pricing,
                        const std::string& cart_token = {}) {
-  auto body = cart_json(v, pricing);
+  auto body = cart_json(v, *pricing);
   if (!cart_token.empty()) {
     body["cart_token"] = cart_token;
   }
@@ -110,7 +122,7 @@ void with_product(persistence::pg_pool& pool, const responder& respond, std::str
 
 template <class Command>
 void ask_cart(const entity_bridge& bridge, const std::string& id, Command cmd, responder respond,
-              cart_pricing pricing, unsigned status = 200, std::string token = {}) {
+              pricing_ref pricing, unsigned status = 200, std::string token = {}) {
   bridge.ask<protocol::cart_view>(kind, id, caf::make_message(std::move(cmd)),
                                   [respond, pricing, status, token](caf::expected<protocol::cart_view> r) {
                                     if (r) {
@@ -121,9 +133,190 @@ void ask_cart(const entity_bridge& bridge, const std::string& id, Command cmd, r
                                   });
 }
 
+
+// Brings the view's line prices to the catalog's: when one differs, the cart takes the catalog price
+// (cart_reprice, committed) and the line says so. Archived products keep their line and price (they
+// cannot be bought; checkout says so). On any failure the view is shown as read.
+void with_current_prices(persistence::pg_pool& pool, const entity_bridge& bridge, const responder& respond,
+                         protocol::command_meta meta, protocol::cart_view view,
+                         std::function<void(protocol::cart_view)> done) {
+  if (view.status != "open" || view.items.empty()) {
+    done(std::move(view));
+    return;
+  }
+  with_db(pool, respond,
+          [&bridge, meta = std::move(meta), view = std::move(view), done = std::move(done)](pqxx::connection& conn) {
+            std::vector<std::string> ids;
+            for (const auto& l : view.items) {
+              ids.push_back(l.product_id);
+            }
+            protocol::cart_reprice cmd;
+            cmd.meta = meta;
+            for (const auto& p : persistence::catalog_store::find_products(conn, ids)) {
+              for (const auto& l : view.items) {
+                if (l.product_id == p.id && p.status == "active" && l.unit_price != p.current_price) {
+                  cmd.prices.push_back({p.id, p.sku, p.name, 0, p.current_price, 0});
+                }
+              }
+            }
+            if (cmd.prices.empty()) {
+              done(view);
+              return;
+            }
+            const auto cart_id = view.id;
+            bridge.ask<protocol::cart_view>(kind, cart_id, caf::make_message(std::move(cmd)),
+                                            [view, done](caf::expected<protocol::cart_view> r) {
+                                              done(r ? std::move(*r) : view);
+                                            });
+          });
+}
+
+// One claim in progress: what its steps share.
+struct claim_job {
+  persistence::pg_pool& pool;
+  const entity_bridge& bridge;
+  responder respond;
+  pricing_ref pricing;
+  std::string guest_id;
+  std::string user_id;
+  protocol::command_meta guest_meta;  // carries the guest cart token's hash
+  protocol::command_meta merge_meta;
+  protocol::command_meta close_meta;
+};
+
+boost::json::array adjustments_json(const std::vector<protocol::cart_adjustment>& adjustments) {
+  boost::json::array out;
+  for (const auto& a : adjustments) {
+    out.push_back(boost::json::object{
+        {"product_id", a.product_id}, {"requested", a.requested}, {"quantity", a.quantity}, {"reason", a.reason}});
+  }
+  return out;
+}
+
+// The answer to a claim: the user's cart now, and how the merge changed the guest cart's lines.
+response claimed(const claim_job& job, const protocol::cart_view& v) {
+  auto body = cart_json(v, *job.pricing);
+  body["adjustments"] = adjustments_json(v.adjustments);
+  auto r = response::json(200, body);
+  r.with_header("ETag", etag_for_version(v.version));
+  r.with_header("Cache-Control", "no-store");
+  return r;
+}
+
+// Step 3: the guest cart is closed (merged). Its failure leaves it `merging`: a retried claim closes it.
+void close_guest(const claim_job& job, protocol::cart_view merged) {
+  protocol::cart_close_merged cmd;
+  cmd.meta = job.close_meta;
+  job.bridge.ask<protocol::cart_view>(kind, job.guest_id, caf::make_message(std::move(cmd)),
+                                      [job, merged = std::move(merged)](caf::expected<protocol::cart_view> r) {
+                                        if (!r) {
+                                          job.respond(response_for(r.error()));
+                                          return;
+                                        }
+                                        job.respond(claimed(job, merged));
+                                      });
+}
+
+// Step 2: the guest cart's lines (as handed over) go into the user's cart at the catalog's prices.
+void merge_lines(const claim_job& job, protocol::cart_view guest) {
+  with_db(job.pool, job.respond, [job, guest = std::move(guest)](pqxx::connection& conn) {
+    std::vector<std::string> ids;
+    for (const auto& l : guest.items) {
+      ids.push_back(l.product_id);
+    }
+    const auto products = persistence::catalog_store::find_products(conn, ids);
+    protocol::cart_merge cmd;
+    cmd.meta = job.merge_meta;
+    cmd.source_cart_id = guest.id;
+    for (const auto& l : guest.items) {
+      auto line = l;
+      std::int32_t available = -1;  // unknown or archived: no longer sold
+      for (const auto& p : products) {
+        if (p.id == l.product_id && p.status == "active") {
+          line.unit_price = p.current_price;
+          line.name = p.name;
+          line.sku = p.sku;
+          available = static_cast<std::int32_t>(
+              std::min<std::int64_t>(std::max<std::int64_t>(0, p.on_hand - p.reserved), 1'000'000'000));
+        }
+      }
+      line.previous_unit_price = 0;
+      cmd.lines.push_back(std::move(line));
+      cmd.available.push_back(available);
+    }
+    const auto target = guest.merged_into;
+    job.bridge.ask<protocol::cart_view>(kind, target, caf::make_message(std::move(cmd)),
+                                        [job](caf::expected<protocol::cart_view> r) {
+                                          if (!r) {
+                                            job.respond(response_for(r.error()));
+                                            return;
+                                          }
+                                          close_guest(job, std::move(*r));
+                                        });
+  });
+}
+
+// Step 1, from the guest cart as read (its token admitted the caller).
+void start_claim(const claim_job& job, protocol::cart_view guest) {
+  if (guest.owner_user_id == job.user_id) {
+    job.respond(claimed(job, guest));  // claimed by this user already
+    return;
+  }
+  if (guest.status == "merging") {
+    merge_lines(job, std::move(guest));  // a claim that stopped half-way: finish it
+    return;
+  }
+  if (guest.status != "open" || !guest.owner_user_id.empty()) {
+    job.respond(response::from(
+        problem{409, "conflict", "Conflict", "the cart is " + guest.status + " and can no longer be claimed", {}}));
+    return;
+  }
+  with_db(job.pool, job.respond, [job](pqxx::connection& conn) {
+    std::optional<std::string> target;
+    {
+      pqxx::nontransaction tx{conn};
+      const auto rows = tx.exec_params(
+          "SELECT id FROM carts WHERE owner_user_id = $1::uuid AND status = 'open' AND id <> $2 "
+          "ORDER BY updated_at DESC LIMIT 1",
+          job.user_id, job.guest_id);
+      if (!rows.empty()) {
+        target = rows[0][0].as<std::string>();
+      }
+    }
+    if (!target) {
+      protocol::cart_claim cmd;
+      cmd.meta = job.guest_meta;
+      cmd.owner_user_id = job.user_id;
+      job.bridge.ask<protocol::cart_view>(kind, job.guest_id, caf::make_message(std::move(cmd)),
+                                          [job](caf::expected<protocol::cart_view> r) {
+                                            if (!r) {
+                                              job.respond(response_for(r.error()));
+                                              return;
+                                            }
+                                            job.respond(claimed(job, *r));
+                                          });
+      return;
+    }
+    protocol::cart_hand_over cmd;
+    cmd.meta = job.guest_meta;
+    cmd.into_cart_id = *target;
+    job.bridge.ask<protocol::cart_view>(kind, job.guest_id, caf::make_message(std::move(cmd)),
+                                        [job](caf::expected<protocol::cart_view> r) {
+                                          if (!r) {
+                                            job.respond(response_for(r.error()));
+                                            return;
+                                          }
+                                          merge_lines(job, std::move(*r));
+                                        });
+  });
+}
+
 }  // namespace
 
-void add_cart_routes(router& routes, persistence::pg_pool& pool, const entity_bridge& bridge, cart_pricing pricing) {
+void add_cart_routes(router& routes, persistence::pg_pool& pool, const entity_bridge& bridge,
+                     actors::pricing_rules rules) {
+  // Shared by every request's callbacks (the per-country map is not copied per request).
+  const pricing_ref pricing = std::make_shared<const actors::pricing_rules>(std::move(rules));
   // POST /carts: the body is optional ({"currency": "USD"}); JSON when there is one.
   routes.add(bhttp::verb::post, "/api/v1/carts", [&bridge, pricing](auto ctx, responder respond) {
     std::string currency = "USD";
@@ -176,7 +369,7 @@ void add_cart_routes(router& routes, persistence::pg_pool& pool, const entity_br
         });
   });
 
-  routes.add(bhttp::verb::get, "/api/v1/carts/{id}", [&bridge, pricing](auto ctx, responder respond) {
+  routes.add(bhttp::verb::get, "/api/v1/carts/{id}", [&pool, &bridge, pricing](auto ctx, responder respond) {
     const auto* id = cart_id_of(*ctx, respond);
     if (!id) {
       return;
@@ -184,23 +377,61 @@ void add_cart_routes(router& routes, persistence::pg_pool& pool, const entity_br
     protocol::cart_get cmd;
     cmd.meta = command_meta_for(*ctx, "get", *id);
     cmd.meta.command_id.clear();  // a read is not deduplicated
+    auto reprice_meta = command_meta_for(*ctx, "reprice", *id);
     const std::string if_none_match{ctx->header(bhttp::field::if_none_match)};
     bridge.ask<protocol::cart_view>(
         kind, *id, caf::make_message(std::move(cmd)),
-        [respond, pricing, if_none_match](caf::expected<protocol::cart_view> r) {
+        [&pool, &bridge, respond, pricing, if_none_match, reprice_meta](caf::expected<protocol::cart_view> r) {
           if (!r) {
             respond(response_for(r.error()));
             return;
           }
-          if (!if_none_match.empty() && etag_matches(if_none_match, etag_for_version(r->version))) {
-            auto res = response::empty(304);
-            res.with_header("ETag", etag_for_version(r->version));
-            respond(std::move(res));
-            return;
-          }
-          respond(cart_response(200, *r, pricing));
+          with_current_prices(pool, bridge, respond, reprice_meta, std::move(*r),
+                              [respond, pricing, if_none_match](protocol::cart_view v) {
+                                if (!if_none_match.empty() &&
+                                    etag_matches(if_none_match, etag_for_version(v.version))) {
+                                  auto res = response::empty(304);
+                                  res.with_header("ETag", etag_for_version(v.version));
+                                  respond(std::move(res));
+                                  return;
+                                }
+                                respond(cart_response(200, v, pricing));
+                              });
         });
   });
+
+  // Claim (API.md): a signed-in user takes over a guest cart by its token. Without an open cart of
+  // their own the guest cart becomes theirs; otherwise its lines merge into their open cart
+  // (quantities summed, capped at what is available, the answer's `adjustments` saying where) and the
+  // guest cart is closed. Steps, each idempotent, so a retry after a failure anywhere finishes the
+  // claim: hand over (guest: open -> merging), merge (user's cart, once per source), close (guest: merged).
+  routes.add(
+      bhttp::verb::post, "/api/v1/carts/{id}/claim",
+      [&pool, &bridge, pricing](auto ctx, responder respond) {
+        const auto* id = cart_id_of(*ctx, respond);
+        if (!id) {
+          return;
+        }
+        if (ctx->header("X-Cart-Token").empty()) {
+          respond(not_found("no such cart (a guest cart is claimed with its X-Cart-Token)"));
+          return;
+        }
+        claim_job job{pool, bridge, respond, pricing, *id, ctx->caller->user_id,
+                      command_meta_for(*ctx, "claim", *id), command_meta_for(*ctx, "claim-merge", *id),
+                      command_meta_for(*ctx, "claim-close", *id)};
+        protocol::cart_get get;
+        get.meta = job.guest_meta;
+        get.meta.command_id.clear();
+        bridge.ask<protocol::cart_view>(kind, *id, caf::make_message(std::move(get)),
+                                        [job](caf::expected<protocol::cart_view> r) {
+                                          if (!r) {
+                                            job.respond(response_for(r.error()));
+                                            return;
+                                          }
+                                          start_claim(job, std::move(*r));
+                                        });
+      },
+      signed_in_route());
 
   routes.add(
       bhttp::verb::post, "/api/v1/carts/{id}/items",

@@ -118,16 +118,6 @@ void add_inventory_routes(router& routes, persistence::pg_pool& pool, const enti
                           respond(inventory_response(*r));
                           return;
                         }
-                        // Below what is reserved: API.md's insufficient_stock.
-                        if (r.error().category() == caf::atom("mercato") &&
-                            r.error().code() == static_cast<std::uint8_t>(protocol::errc::conflict)) {
-                          std::string detail;
-                          if (r.error().context().match_elements<std::string>()) {
-                            detail = r.error().context().get_as<std::string>(0);
-                          }
-                          respond(problem{409, "insufficient_stock", "Insufficient stock", detail, {}});
-                          return;
-                        }
                         respond(response_for(r.error()));
                       });
                 });

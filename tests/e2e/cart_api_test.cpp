@@ -37,6 +37,7 @@ node_process& node() {
   static node_process n{{"--demo"},
                         {{"MERCATO_PG_DSN", database().dsn()},
                          {"MERCATO_RATE_LIMITS", "off"},
+                         {"MERCATO_CART_DEFAULT_TAX_BP", "825"},  // 8.25 %, until the cart's country is known
                          {"MERCATO_ADMIN_EMAIL", admin_email},
                          {"MERCATO_ADMIN_PASSWORD", admin_password},
                          {"MERCATO_REDIS_KEY_PREFIX", "cart-e2e-" + std::to_string(std::random_device{}()) + ":"}}};
@@ -92,7 +93,8 @@ struct product {
 };
 
 // An active demo product with at least `min_available` units and a price in [lo, hi] (minor units).
-product demo_product(http_client& c, std::int64_t min_available, std::int64_t lo = 0, std::int64_t hi = 1'000'000'000) {
+product demo_product(http_client& c, std::int64_t min_available, std::int64_t lo = 0, std::int64_t hi = 1'000'000'000,
+                     const std::string& except = {}) {
   std::string cursor;
   for (int page = 0; page < 10; ++page) {
     auto r = c.get("/api/v1/products?limit=100&in_stock=true" + (cursor.empty() ? "" : "&cursor=" + cursor));
@@ -101,7 +103,7 @@ product demo_product(http_client& c, std::int64_t min_available, std::int64_t lo
     for (const auto& p : j.at("data").as_array()) {
       const auto price = p.at("current_price").at("amount").to_number<std::int64_t>();
       const auto available = p.at("stock").at("available").to_number<std::int64_t>();
-      if (available >= min_available && price >= lo && price <= hi) {
+      if (available >= min_available && price >= lo && price <= hi && str(p, "id") != except) {
         return {str(p, "id"), price, available};
       }
     }
@@ -116,6 +118,48 @@ product demo_product(http_client& c, std::int64_t min_available, std::int64_t lo
 
 json::object item(const std::string& product_id, int quantity) {
   return {{"product_id", product_id}, {"quantity", quantity}};
+}
+
+// Sets a product's stock so that exactly `available` units are available (admin adjustment).
+void set_available(http_client& c, const std::string& admin, const std::string& product_id, std::int64_t available) {
+  auto inv = c.get("/api/v1/inventory/" + product_id);
+  REQUIRE_MESSAGE(inv.status == 200, inv.body);
+  const auto now = inv.json().at("available").to_number<std::int64_t>();
+  if (now == available) {
+    return;
+  }
+  auto r = c.request("POST", "/api/v1/inventory/" + product_id + "/adjustments",
+                     json::serialize(json::object{{"delta", available - now}, {"reason", "test stock level"}}),
+                     with({{"Authorization", "Bearer " + admin}}, true));
+  REQUIRE_MESSAGE(r.status == 200, r.body);
+  REQUIRE(r.json().at("available").to_number<std::int64_t>() == available);
+}
+
+struct guest_cart {
+  std::string id;
+  std::string token;
+};
+
+guest_cart new_guest_cart(http_client& c) {
+  auto created = c.request("POST", "/api/v1/carts");
+  REQUIRE_MESSAGE(created.status == 201, created.body);
+  return {str(created.json(), "id"), str(created.json(), "cart_token")};
+}
+
+json::value add_line(http_client& c, const std::string& cart_id, headers who, const std::string& product_id, int qty) {
+  auto r = c.request("POST", "/api/v1/carts/" + cart_id + "/items", json::serialize(item(product_id, qty)),
+                     with(std::move(who), true));
+  REQUIRE_MESSAGE(r.status == 200, r.body);
+  return r.json();
+}
+
+const json::value* line_for(const json::value& cart, const std::string& product_id) {
+  for (const auto& l : cart.at("items").as_array()) {
+    if (l.at("product_id").as_string() == product_id) {
+      return &l;
+    }
+  }
+  return nullptr;
 }
 
 std::int64_t stored_version(const std::string& cart_id) {
@@ -163,6 +207,7 @@ TEST_CASE("a guest cart: token once, lines, stock and version checks, totals") {
   CHECK(amount(a, "subtotal") == 2 * cheap.price);
   // Flat shipping below the free-shipping threshold (50.00), none from it on.
   CHECK(amount(a, "shipping") == (2 * cheap.price < 5000 ? 499 : 0));
+  CHECK(amount(a, "tax") == (2 * cheap.price * 825 + 5000) / 10000);  // the configured rate, half up
   CHECK(amount(a, "total") == amount(a, "subtotal") + amount(a, "tax") + amount(a, "shipping"));
   CHECK(stored_version(id) == 2);
 
@@ -322,6 +367,139 @@ TEST_CASE("inventory: read by anyone, adjusted by an admin (not a customer), nev
   CHECK(seen);
 }
 
+TEST_CASE("claim: without an open cart of their own, the guest cart becomes the customer's; its token stops working") {
+  http_client c{node().port()};
+  const auto alice = register_user(c);
+  const auto g = new_guest_cart(c);
+  const auto p = demo_product(c, 2);
+  add_line(c, g.id, {{"X-Cart-Token", g.token}}, p.id, 2);
+
+  // Signed in, with the token: anonymous is 401, a wrong or missing token is 404, nothing changes.
+  auto anonymous = c.request("POST", "/api/v1/carts/" + g.id + "/claim", {}, {{"X-Cart-Token", g.token}});
+  CHECK(anonymous.status == 401);
+  auto no_token = c.request("POST", "/api/v1/carts/" + g.id + "/claim", {}, {{"Authorization", "Bearer " + alice}});
+  CHECK(no_token.status == 404);
+  auto wrong = c.request("POST", "/api/v1/carts/" + g.id + "/claim", {},
+                         {{"Authorization", "Bearer " + alice}, {"X-Cart-Token", "not-the-token"}});
+  CHECK(wrong.status == 404);
+  CHECK(stored_version(g.id) == 2);
+
+  auto claimed = c.request("POST", "/api/v1/carts/" + g.id + "/claim", {},
+                           {{"Authorization", "Bearer " + alice}, {"X-Cart-Token", g.token}});
+  REQUIRE_MESSAGE(claimed.status == 200, claimed.body);
+  const auto cart = claimed.json();
+  CHECK(str(cart, "id") == g.id);
+  CHECK_FALSE(cart.at("customer_id").is_null());
+  CHECK(str(cart, "status") == "open");
+  CHECK(cart.at("adjustments").as_array().empty());
+  REQUIRE(cart.at("items").as_array().size() == 1);
+  CHECK(stored_version(g.id) == 3);
+  // Alice reads it with her token alone; the guest token no longer opens it.
+  CHECK(c.get("/api/v1/carts/" + g.id, {{"Authorization", "Bearer " + alice}}).status == 200);
+  CHECK(c.get("/api/v1/carts/" + g.id, {{"X-Cart-Token", g.token}}).status == 404);
+}
+
+TEST_CASE("claim: the guest cart's lines merge into the customer's open cart, capped at what is available; the guest cart closes") {
+  http_client c{node().port()};
+  const auto admin = admin_token(c);
+  const auto bob = register_user(c);
+  const headers as_bob{{"Authorization", "Bearer " + bob}};
+  const auto scarce = demo_product(c, 1);
+  set_available(c, admin, scarce.id, 5);
+  const auto other = demo_product(c, 2, 0, 1'000'000'000, scarce.id);
+
+  // Bob's own cart holds 4 of the scarce product; the guest cart 3 of it and 1 of another.
+  auto mine = c.request("POST", "/api/v1/carts", {}, as_bob);
+  REQUIRE_MESSAGE(mine.status == 201, mine.body);
+  const auto mine_id = str(mine.json(), "id");
+  add_line(c, mine_id, as_bob, scarce.id, 4);
+  const auto g = new_guest_cart(c);
+  add_line(c, g.id, {{"X-Cart-Token", g.token}}, scarce.id, 1);
+  add_line(c, g.id, {{"X-Cart-Token", g.token}}, other.id, 1);
+  add_line(c, g.id, {{"X-Cart-Token", g.token}}, scarce.id, 2);  // 3 in all
+
+  auto claimed = c.request("POST", "/api/v1/carts/" + g.id + "/claim", {},
+                           {{"Authorization", "Bearer " + bob}, {"X-Cart-Token", g.token}});
+  REQUIRE_MESSAGE(claimed.status == 200, claimed.body);
+  const auto cart = claimed.json();
+  CHECK(str(cart, "id") == mine_id);
+  REQUIRE(line_for(cart, scarce.id));
+  CHECK(line_for(cart, scarce.id)->at("quantity").to_number<int>() == 5);  // 4 + 3, capped at 5 available
+  REQUIRE(line_for(cart, other.id));
+  CHECK(line_for(cart, other.id)->at("quantity").to_number<int>() == 1);
+  const auto& adjustments = cart.at("adjustments").as_array();
+  REQUIRE(adjustments.size() == 1);
+  CHECK(str(adjustments[0], "product_id") == scarce.id);
+  CHECK(adjustments[0].at("requested").to_number<int>() == 7);
+  CHECK(adjustments[0].at("quantity").to_number<int>() == 5);
+  CHECK(str(adjustments[0], "reason") == "insufficient_stock");
+  CHECK(stored_version(mine_id) == cart.at("version").to_number<std::int64_t>());
+
+  // The guest cart is closed: its token shows where it went, and it takes no more changes.
+  auto guest_view = c.get("/api/v1/carts/" + g.id, {{"X-Cart-Token", g.token}});
+  REQUIRE(guest_view.status == 200);
+  CHECK(str(guest_view.json(), "status") == "merged");
+  CHECK(str(guest_view.json(), "merged_into") == mine_id);
+  const auto closed_version = stored_version(g.id);
+  auto late = c.request("POST", "/api/v1/carts/" + g.id + "/items", json::serialize(item(other.id, 1)),
+                        with({{"X-Cart-Token", g.token}}, true));
+  CHECK(late.status == 409);
+  CHECK(code_of(late) == "conflict");
+  // A second claim (no Idempotency-Key to replay) is a conflict and merges nothing twice.
+  auto again = c.request("POST", "/api/v1/carts/" + g.id + "/claim", {},
+                         {{"Authorization", "Bearer " + bob}, {"X-Cart-Token", g.token}});
+  CHECK(again.status == 409);
+  CHECK(stored_version(g.id) == closed_version);
+  CHECK(stored_version(mine_id) == cart.at("version").to_number<std::int64_t>());
+}
+
+TEST_CASE("a price change shows on the cart's next read with the old and new price; the totals follow it") {
+  http_client c{node().port()};
+  const auto admin = admin_token(c);
+  const auto p = demo_product(c, 2, 200);
+  const auto g = new_guest_cart(c);
+  const headers guest{{"X-Cart-Token", g.token}};
+  const auto added = add_line(c, g.id, guest, p.id, 2);
+  const auto v_added = added.at("version").to_number<std::int64_t>();
+
+  // Unchanged prices: reading changes nothing.
+  auto plain = c.get("/api/v1/carts/" + g.id, guest);
+  REQUIRE(plain.status == 200);
+  CHECK(plain.json().at("version").to_number<std::int64_t>() == v_added);
+  CHECK_FALSE(line_for(plain.json(), p.id)->as_object().contains("price_changed"));
+
+  const auto new_price = p.price - 100;
+  auto patched = c.request("PATCH", "/api/v1/products/" + p.id,
+                           json::serialize(json::object{{"current_price", {{"amount", new_price}, {"currency", "USD"}}}}),
+                           with({{"Authorization", "Bearer " + admin}}, true));
+  REQUIRE_MESSAGE(patched.status == 200, patched.body);
+
+  auto read = c.get("/api/v1/carts/" + g.id, guest);
+  REQUIRE_MESSAGE(read.status == 200, read.body);
+  const auto cart = read.json();
+  const auto* line = line_for(cart, p.id);
+  REQUIRE(line);
+  CHECK(line->at("unit_price").at("amount").to_number<std::int64_t>() == new_price);
+  REQUIRE(line->as_object().contains("price_changed"));
+  CHECK(line->at("price_changed").at("old_unit_price").at("amount").to_number<std::int64_t>() == p.price);
+  CHECK(line->at("price_changed").at("new_unit_price").at("amount").to_number<std::int64_t>() == new_price);
+  CHECK(amount(cart, "subtotal") == 2 * new_price);
+  // The refresh is a committed change of the cart (what checkout will charge).
+  CHECK(cart.at("version").to_number<std::int64_t>() == v_added + 1);
+  CHECK(stored_version(g.id) == v_added + 1);
+  CHECK(read.header("etag") == "\"" + std::to_string(v_added + 1) + "\"");
+  // Read again: still marked, no further change.
+  auto reread = c.get("/api/v1/carts/" + g.id, guest);
+  CHECK(reread.json().at("version").to_number<std::int64_t>() == v_added + 1);
+  CHECK(line_for(reread.json(), p.id)->as_object().contains("price_changed"));
+  // The shopper changing the line has seen the price: the mark goes.
+  auto set = c.request("PATCH", "/api/v1/carts/" + g.id + "/items/" + p.id, R"({"quantity": 1})", with(guest, true));
+  REQUIRE_MESSAGE(set.status == 200, set.body);
+  CHECK_FALSE(line_for(set.json(), p.id)->as_object().contains("price_changed"));
+}
+
+// Last: it starts a second node on the same database, which takes the shard leases of the first (the
+// cluster issue makes leases shared); tests after it would find the first node fenced.
 TEST_CASE("Idempotency-Key: a repeat replays the first answer, another body is 422, a running one 409, across a restart") {
   http_client c{node().port()};
   const std::string key = "new-cart-" + std::to_string(std::random_device{}());

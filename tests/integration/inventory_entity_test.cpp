@@ -181,7 +181,7 @@ TEST_CASE_FIXTURE(fixture, "adjust and read: acknowledged only once stored, snap
   // Malformed adjustments change nothing.
   CHECK(code(inv.ask(p, adjust_cmd(0))) == "invalid");
   CHECK(code(inv.ask(p, adjust_cmd(1, ""))) == "invalid");
-  CHECK(code(inv.ask(p, adjust_cmd(-12))) == "conflict");  // below 0
+  CHECK(code(inv.ask(p, adjust_cmd(-12))) == "insufficient_stock");  // below 0
   CHECK(inv_version(p) == 3);
   // A product without an inventory entity.
   CHECK(code(inv.ask("00000000-0000-4000-8000-00000000dead", get_cmd())) == "not_found");
@@ -206,7 +206,7 @@ TEST_CASE_FIXTURE(fixture, "adjust and read: acknowledged only once stored, snap
   check_stored(p, *reread);
 }
 
-TEST_CASE_FIXTURE(fixture, "an adjustment that would take on_hand below what is reserved is a conflict") {
+TEST_CASE_FIXTURE(fixture, "an adjustment that would take on_hand below what is reserved is insufficient_stock") {
   const auto p = new_product(10, 0);
   cart_runtime rt{{db.dsn()}};
   inventory_client inv{rt};
@@ -217,7 +217,7 @@ TEST_CASE_FIXTURE(fixture, "an adjustment that would take on_hand below what is 
 
   auto refused = inv.ask(p, adjust_cmd(-3));
   REQUIRE_FALSE(refused);
-  CHECK(error_code(refused.error()) == "conflict");
+  CHECK(error_code(refused.error()) == "insufficient_stock");
   CHECK(rt.system().render(refused.error()).find("below the 8 reserved") != std::string::npos);
   CHECK(inv_version(p) == r->version);
 
@@ -454,7 +454,7 @@ TEST_CASE_FIXTURE(fixture, "50 concurrent adjustments: never negative, the store
       CHECK(r->on_hand >= r->reserved);
     } else {
       ++refused;
-      CHECK(error_code(r.error()) == "conflict");  // never another error
+      CHECK(error_code(r.error()) == "insufficient_stock");  // never another error
     }
   }
   CHECK(acked + refused == senders);

@@ -83,6 +83,7 @@ class cart_runtime {
   // The front door of another kind of the same runtime ("inventory").
   caf::actor router_of(std::string_view kind) const { return runtime_->router(kind); }
   telemetry::metrics& metrics() { return metrics_; }
+  app::entity_runtime& runtime() { return *runtime_; }
   persistence::snapshot_writer& writer() { return runtime_->writer(); }
   std::int64_t epoch() const { return runtime_->env("cart").epoch; }
   // Stops the runtime as the node does (answers what is pending with shutting_down); idempotent.

@@ -64,7 +64,12 @@ bool same(const cfg::settings& a, const cfg::settings& b) {
          a.log.level == b.log.level && a.log.format == b.log.format && a.rate_limits.enabled == b.rate_limits.enabled && a.rate_limits.login == b.rate_limits.login &&
          a.load_demo_catalog == b.load_demo_catalog && a.outbox.poll_interval == b.outbox.poll_interval &&
          a.outbox.batch_size == b.outbox.batch_size && a.outbox.retention == b.outbox.retention &&
-         a.outbox.retention_interval == b.outbox.retention_interval;
+         a.outbox.retention_interval == b.outbox.retention_interval &&
+         a.cart.default_tax_bp == b.cart.default_tax_bp && a.cart.tax_bp_by_country == b.cart.tax_bp_by_country &&
+         a.cart.shipping_flat == b.cart.shipping_flat &&
+         a.cart.free_shipping_threshold == b.cart.free_shipping_threshold &&
+         a.cart.abandoned_after == b.cart.abandoned_after && a.housekeeping.interval == b.housekeeping.interval &&
+         a.housekeeping.batch_size == b.housekeeping.batch_size;
 }
 
 std::string all_errors(const cfg::load_result& r) {
@@ -141,6 +146,15 @@ url = "redis://cache:6379"
 [log]
 level = "debug"
 format = "json"
+[cart]
+default_tax_bp = 800
+tax_rates = "US=725, DE=1900"
+shipping_flat = 0
+free_shipping_threshold = 10000
+abandoned_after_s = 120
+[housekeeping]
+interval_s = 5
+batch_size = 50
 )");
   const auto s = loaded(run({"--config", file}));
   CHECK(s.node_id == "eu-2");
@@ -162,6 +176,28 @@ format = "json"
   CHECK(s.redis.url == std::optional<std::string>{"redis://cache:6379"});
   CHECK(s.log.level == "debug");
   CHECK(s.log.format == cfg::log_format::json);
+  CHECK(s.cart.default_tax_bp == 800);
+  CHECK(s.cart.tax_bp_by_country == std::map<std::string, std::uint32_t>{{"DE", 1900}, {"US", 725}});
+  CHECK(s.cart.shipping_flat == 0);
+  CHECK(s.cart.free_shipping_threshold == 10000);
+  CHECK(s.cart.abandoned_after == std::chrono::seconds{120});
+  CHECK(s.housekeeping.interval == std::chrono::seconds{5});
+  CHECK(s.housekeeping.batch_size == 50);
+}
+
+TEST_CASE("tax rates: COUNTRY=basis points pairs; anything else is refused with the key") {
+  CHECK(cfg::parse_tax_rates("") == std::map<std::string, std::uint32_t>{});
+  CHECK(cfg::parse_tax_rates("FR=2000") == std::map<std::string, std::uint32_t>{{"FR", 2000}});
+  CHECK_FALSE(cfg::parse_tax_rates("fr=2000"));      // lower case
+  CHECK_FALSE(cfg::parse_tax_rates("FRA=2000"));     // alpha-3
+  CHECK_FALSE(cfg::parse_tax_rates("FR=10001"));     // above 100 %
+  CHECK_FALSE(cfg::parse_tax_rates("FR=-1"));
+  CHECK_FALSE(cfg::parse_tax_rates("FR=20%"));
+  CHECK_FALSE(cfg::parse_tax_rates("FR=1,FR=2"));    // twice
+  CHECK_FALSE(cfg::parse_tax_rates("FR=1,"));        // trailing comma
+  const auto e = only_error(run({}, {{"MERCATO_CART_TAX_RATES", "US:725"}}));
+  CHECK(e.key == "cart.tax_rates");
+  CHECK(contains(e.message, "US=725,DE=1900"));
 }
 
 TEST_CASE("every MERCATO_* variable is read from the environment") {
@@ -183,7 +219,14 @@ TEST_CASE("every MERCATO_* variable is read from the environment") {
                                   {"MERCATO_PG_QUEUE_LIMIT", "25"},
                                   {"MERCATO_REDIS_URL", "redis://r"},
                                   {"MERCATO_LOG_LEVEL", "warn"},
-                                  {"MERCATO_LOG_FORMAT", "json"}}));
+                                  {"MERCATO_LOG_FORMAT", "json"},
+                                  {"MERCATO_CART_DEFAULT_TAX_BP", "1"},
+                                  {"MERCATO_CART_TAX_RATES", "GB=2000"},
+                                  {"MERCATO_CART_SHIPPING_FLAT", "2"},
+                                  {"MERCATO_CART_FREE_SHIPPING_THRESHOLD", "3"},
+                                  {"MERCATO_CART_ABANDONED_AFTER_S", "4"},
+                                  {"MERCATO_HOUSEKEEPING_INTERVAL_S", "5"},
+                                  {"MERCATO_HOUSEKEEPING_BATCH_SIZE", "6"}}));
   CHECK(s.node_id == "n7");
   CHECK(s.scheduler_threads == 2);
   CHECK_FALSE(s.rate_limits.enabled);
@@ -203,6 +246,13 @@ TEST_CASE("every MERCATO_* variable is read from the environment") {
   CHECK(s.redis.url == std::optional<std::string>{"redis://r"});
   CHECK(s.log.level == "warn");
   CHECK(s.log.format == cfg::log_format::json);
+  CHECK(s.cart.default_tax_bp == 1);
+  CHECK(s.cart.tax_bp_by_country == std::map<std::string, std::uint32_t>{{"GB", 2000}});
+  CHECK(s.cart.shipping_flat == 2);
+  CHECK(s.cart.free_shipping_threshold == 3);
+  CHECK(s.cart.abandoned_after == std::chrono::seconds{4});
+  CHECK(s.housekeeping.interval == std::chrono::seconds{5});
+  CHECK(s.housekeeping.batch_size == 6);
 }
 
 TEST_CASE("every flag is read from the command line") {

@@ -1,0 +1,70 @@
+#pragma once
+// Periodic housekeeping of a node, on one thread with its own PostgreSQL connection:
+// - stock reservations past their TTL on products nobody touches: the inventory entities whose
+//   earliest reservation is due (inventory.next_expiry) are sent inventory_expire, which drops them
+//   and commits ReservationExpired (an abandoned checkout never holds stock for ever);
+// - Idempotency-Key records past their 24 h expiry are deleted (in batches);
+// - the cart gauges of the business metrics: active and abandoned carts (open, with items, unchanged
+//   for cart.abandoned_after_s) and the abandonment ratio.
+// Every node runs it; each step is idempotent, so two nodes doing the same round is harmless.
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include <pqxx/connection>
+
+namespace mercato::telemetry {
+class metrics;
+}
+
+namespace mercato::app {
+
+class entity_runtime;
+
+struct housekeeping_options {
+  std::string dsn;
+  std::chrono::milliseconds interval{30'000};
+  std::size_t batch_size = 1000;
+  std::chrono::seconds abandoned_after{3600};
+};
+
+struct housekeeping_round {
+  std::size_t reservations_due = 0;     // inventory entities sent inventory_expire
+  std::size_t idempotency_deleted = 0;
+  std::int64_t carts_active = 0;
+  std::int64_t carts_abandoned = 0;
+};
+
+class housekeeping {
+ public:
+  // `runtime` must outlive this object; `metrics` may be null.
+  housekeeping(housekeeping_options opts, entity_runtime& runtime, telemetry::metrics* metrics);
+  ~housekeeping();
+  housekeeping(const housekeeping&) = delete;
+  housekeeping& operator=(const housekeeping&) = delete;
+
+  void start();  // the periodic thread (first round after one interval)
+  void stop();   // idempotent; waits for a round in progress
+
+  // One round on `conn`, now (the thread's body; tests call it directly).
+  housekeeping_round run_once(pqxx::connection& conn);
+
+ private:
+  void loop();
+
+  housekeeping_options opts_;
+  entity_runtime& runtime_;
+  telemetry::metrics* metrics_;
+  std::mutex mu_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  std::thread thread_;
+  std::uint64_t rounds_ = 0;
+};
+
+}  // namespace mercato::app
