@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 
@@ -13,6 +14,8 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/json/parse.hpp>
+
+#include "support/contract_proxy.hpp"
 
 namespace mercato::test {
 
@@ -30,15 +33,13 @@ std::string http_reply::header(const std::string& name) const {
 
 boost::json::value http_reply::json() const { return boost::json::parse(body); }
 
-struct http_client::impl {
-  std::string host;
-  std::string source;
-  std::uint16_t port;
-  net::io_context ioc;
+// One keep-alive connection to one port.
+struct connection {
+  std::uint16_t port = 0;
   std::unique_ptr<beast::tcp_stream> stream;
   beast::flat_buffer buffer;
 
-  void connect() {
+  void connect(net::io_context& ioc, const std::string& host, const std::string& source) {
     stream = std::make_unique<beast::tcp_stream>(ioc);
     stream->expires_after(std::chrono::seconds(10));
     if (!source.empty()) {
@@ -71,6 +72,44 @@ struct http_client::impl {
   }
 };
 
+struct http_client::impl {
+  std::string host;
+  std::string source;
+  net::io_context ioc;
+  connection direct;                  // the port the client was given, or the node behind a contract proxy
+  std::optional<connection> proxied;  // the contract proxy, when the port given is one
+
+  http_reply exchange(connection& conn, const std::string& method, const std::string& target, const std::string& body,
+                      const std::vector<std::pair<std::string, std::string>>& headers) {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      if (!conn.stream) {
+        conn.connect(ioc, host, source);
+      }
+      bhttp::request<bhttp::string_body> req{bhttp::string_to_verb(method), target, 11};
+      req.set(bhttp::field::host, host);
+      for (const auto& [k, v] : headers) {
+        req.set(k, v);
+      }
+      if (!body.empty() || method == "POST" || method == "PUT" || method == "PATCH") {
+        req.body() = body;
+        req.prepare_payload();
+      }
+      try {
+        conn.stream->expires_after(std::chrono::seconds(30));
+        bhttp::write(*conn.stream, req);
+        return conn.read_one();
+      } catch (const boost::system::system_error&) {
+        // The server may have closed an idle keep-alive connection: reconnect once.
+        conn.stream.reset();
+        if (attempt == 1) {
+          throw;
+        }
+      }
+    }
+    throw std::logic_error("unreachable");
+  }
+};
+
 http_client::http_client(std::uint16_t port, std::string host, std::string source)
     : impl_(std::make_unique<impl>()) {
   auto loopback = [](const std::string& a) { return a.rfind("127.", 0) == 0 || a == "::1"; };
@@ -79,52 +118,46 @@ http_client::http_client(std::uint16_t port, std::string host, std::string sourc
   }
   impl_->host = std::move(host);
   impl_->source = std::move(source);
-  impl_->port = port;
+  impl_->direct.port = port;
+  if (const auto node = contract::node_behind(port)) {
+    impl_->direct.port = *node;
+    impl_->proxied.emplace();
+    impl_->proxied->port = port;
+  }
 }
 
 http_client::~http_client() = default;
 
 http_reply http_client::request(const std::string& method, const std::string& target, const std::string& body,
                                 const std::vector<std::pair<std::string, std::string>>& headers) {
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    if (!impl_->stream) {
-      impl_->connect();
+  if (impl_->proxied && contract::forwards_unchanged(method, target, body, headers)) {
+    auto reply = impl_->exchange(*impl_->proxied, method, target, body, headers);
+    contract::count_exchange(true);
+    const auto problems = contract::violations(reply);
+    if (!problems.empty()) {
+      contract::report(method, target, reply, problems);
     }
-    bhttp::request<bhttp::string_body> req{bhttp::string_to_verb(method), target, 11};
-    req.set(bhttp::field::host, impl_->host);
-    for (const auto& [k, v] : headers) {
-      req.set(k, v);
-    }
-    if (!body.empty() || method == "POST" || method == "PUT" || method == "PATCH") {
-      req.body() = body;
-      req.prepare_payload();
-    }
-    try {
-      impl_->stream->expires_after(std::chrono::seconds(30));
-      bhttp::write(*impl_->stream, req);
-      return impl_->read_one();
-    } catch (const boost::system::system_error&) {
-      // The server may have closed an idle keep-alive connection: reconnect once.
-      impl_->stream.reset();
-      if (attempt == 1) {
-        throw;
-      }
-    }
+    return reply;
   }
-  throw std::logic_error("unreachable");
+  if (impl_->proxied) {
+    contract::count_exchange(false);
+  }
+  return impl_->exchange(impl_->direct, method, target, body, headers);
 }
 
+// Always to the node itself: raw bytes (malformed requests, pipelining) cannot go through a proxy.
 std::vector<http_reply> http_client::raw(const std::string& bytes, std::size_t responses) {
-  impl_->connect();
-  net::write(impl_->stream->socket(), net::buffer(bytes));
+  auto& conn = impl_->direct;
+  conn.connect(impl_->ioc, impl_->host, impl_->source);
+  net::write(conn.stream->socket(), net::buffer(bytes));
   std::vector<http_reply> out;
   for (std::size_t i = 0; i < responses; ++i) {
-    out.push_back(impl_->read_one());
-    if (!impl_->stream) {
+    out.push_back(conn.read_one());
+    if (!conn.stream) {
       break;
     }
   }
-  impl_->stream.reset();
+  conn.stream.reset();
   return out;
 }
 

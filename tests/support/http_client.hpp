@@ -21,6 +21,9 @@ struct http_reply {
   boost::json::value json() const;  // throws when the body is not JSON
 };
 
+// When `port` is a contract proxy's (support/contract_proxy.hpp), requests go through it and every
+// answer that breaks openapi.yaml fails the running test; what Prism would not forward unchanged
+// (HEAD, malformed JSON, raw bytes, ...) goes to the node behind it directly.
 class http_client {
  public:
   // `source`: the loopback address the connection comes from (e.g. 127.0.0.2, to be another client
@@ -35,7 +38,7 @@ class http_client {
   http_reply get(const std::string& target, const std::vector<std::pair<std::string, std::string>>& headers = {}) {
     return request("GET", target, {}, headers);
   }
-  // Sends raw bytes and reads one response (for malformed requests and pipelining).
+  // Sends raw bytes and reads one response (for malformed requests and pipelining); never via a proxy.
   std::vector<http_reply> raw(const std::string& bytes, std::size_t responses = 1);
 
  private:

@@ -1,8 +1,10 @@
 #include "support/node_process.hpp"
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -14,6 +16,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include "support/contract_proxy.hpp"
 #include "support/http_client.hpp"
 
 extern char** environ;
@@ -125,14 +128,35 @@ node_process::node_process(std::vector<std::string> args, std::map<std::string, 
     std::_Exit(127);
   }
   ::close(log_fd);
+
+  if (contract::enabled()) {
+    std::uint16_t proxy_port = free_port();
+    while (proxy_port == port_) {
+      proxy_port = free_port();
+    }
+    try {
+      proxy_ = std::make_unique<contract::proxy_process>(proxy_port, port_);
+    } catch (...) {
+      stop(SIGKILL, std::chrono::seconds(5));
+      ::unlink(log_path_.c_str());
+      throw;
+    }
+    contract::register_proxy(proxy_port, port_);
+  }
 }
 
 node_process::~node_process() {
   if (running()) {
     stop(SIGKILL, std::chrono::seconds(5));
   }
+  if (proxy_) {
+    contract::unregister_proxy(proxy_->port());
+    proxy_.reset();
+  }
   ::unlink(log_path_.c_str());
 }
+
+std::uint16_t node_process::port() const { return proxy_ ? proxy_->port() : port_; }
 
 bool node_process::running() {
   if (pid_ <= 0 || exit_status_ >= 0) {
@@ -154,13 +178,31 @@ bool node_process::wait_ready(std::chrono::milliseconds timeout) {
       return false;
     }
     if (wait_for_status(port_, "/readyz", 200, std::chrono::milliseconds(200))) {
-      return true;
+      if (!proxy_) {
+        return true;
+      }
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (proxy_->wait_ready(std::max(left, std::chrono::milliseconds(0)))) {
+        return true;
+      }
+      std::cerr << "node_process: the contract proxy (Prism) on port " << proxy_->port()
+                << " did not answer GET /healthz 200; its log:\n"
+                << proxy_->log() << std::endl;
+      return false;
     }
   }
   return false;
 }
 
 int node_process::stop(int sig, std::chrono::milliseconds timeout) {
+  const int status = stop_node(sig, timeout);
+  if (proxy_) {
+    proxy_->stop();
+  }
+  return status;
+}
+
+int node_process::stop_node(int sig, std::chrono::milliseconds timeout) {
   if (!running()) {
     return exit_status_;
   }
