@@ -587,6 +587,71 @@ TEST_CASE("cache invalidation is driven by committed events: a StockChanged even
   }));
 }
 
+TEST_CASE("stock: a vendor adjusts its own product's stock, not another vendor's; 50 concurrent removals never go below 0") {
+  http_client c{node().port()};
+  const auto& u = users();
+  const auto p = create_ok(c, u.vendor_a, product("Stocked " + random_word(), 900, {{"initial_stock", 20}}));
+  const auto id = str(p, "id");
+  const auto adjust = [&](http_client& client, const std::string& token, std::int64_t delta) {
+    return client.request("POST", "/api/v1/inventory/" + id + "/adjustments",
+                          json::serialize(json::object{{"delta", delta}, {"reason", "stock count"}}),
+                          auth(token));
+  };
+  const auto on_hand = [&] {
+    auto r = c.get("/api/v1/inventory/" + id);
+    REQUIRE_MESSAGE(r.status == 200, r.body);
+    return r.json().at("on_hand").to_number<std::int64_t>();
+  };
+
+  // Another vendor and a customer are refused, and nothing changes.
+  auto foreign = adjust(c, u.vendor_b, 5);
+  CHECK(foreign.status == 403);
+  CHECK(code_of(foreign) == "forbidden");
+  CHECK(adjust(c, u.customer, 5).status == 403);
+  CHECK(on_hand() == 20);
+  // The product's own vendor may.
+  auto own = adjust(c, u.vendor_a, 5);
+  REQUIRE_MESSAGE(own.status == 200, own.body);
+  CHECK(own.json().at("on_hand").to_number<std::int64_t>() == 25);
+
+  // 50 removals of one unit at once, each on its own connection, against 25 units: exactly 25 are
+  // acknowledged, the rest are 409 insufficient_stock, and the stock ends at 0, never below.
+  constexpr int senders = 50;
+  std::vector<unsigned> status(senders, 0);
+  std::vector<std::string> codes(senders);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < senders; ++i) {
+    threads.emplace_back([&, i] {
+      http_client mine{node().port()};
+      auto r = adjust(mine, u.vendor_a, -1);
+      status[i] = r.status;
+      if (r.status != 200) {
+        codes[i] = code_of(r);
+      }
+    });
+  }
+  for (auto& t : threads) {
+    t.join();
+  }
+  int acked = 0;
+  for (int i = 0; i < senders; ++i) {
+    if (status[i] == 200) {
+      ++acked;
+    } else {
+      CHECK(status[i] == 409);
+      CHECK(codes[i] == "insufficient_stock");
+    }
+  }
+  CHECK(acked == 25);
+  CHECK(on_hand() == 0);
+  CHECK(count("SELECT on_hand FROM inventory WHERE product_id = $1::uuid", id) == 0);
+  CHECK(count("SELECT COUNT(*) FROM outbox WHERE aggregate_id = $1 AND event_type = 'StockChanged' AND "
+              "(data->>'delta')::int = -1",
+              id) == 25);
+}
+
+// Last: its second node on the same database takes the shard leases of the first (until the cluster
+// issue shares them), so entity commands to the first node are refused after it.
 TEST_CASE("a PATCH on one node refreshes the page cached on another node") {
   http_client c{node().port()};
   const auto& u = users();
