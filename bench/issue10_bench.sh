@@ -245,6 +245,9 @@ export BENCH_ADMIN_EMAIL="bench-admin@example.com"
 BENCH_ADMIN_PASSWORD="bench-$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')"
 export BENCH_ADMIN_PASSWORD
 started_at="$(date -u '+%Y-%m-%d %H:%M UTC')"
+# Before anything is appended to results.md (http_baseline.sh appends its own section first).
+git_rev="$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo none)"
+if [[ -n "$(git -C "$REPO_ROOT" status --porcelain --untracked-files=no 2>/dev/null | head -n 1)" ]]; then git_rev="$git_rev+dirty"; fi
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 runs=()
 
@@ -353,8 +356,6 @@ if want baseline; then
 fi
 
 # --- table ----------------------------------------------------------------------------------------------------
-git_rev="$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo none)"
-if [[ -n "$(git -C "$REPO_ROOT" status --porcelain --untracked-files=no 2>/dev/null | head -n 1)" ]]; then git_rev="$git_rev+dirty"; fi
 cpu_model="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
 nproc_now="$(nproc)"
 export BENCH_TMP="$TMP_DIR" BENCH_RUNS="${runs[*]}" BENCH_STARTED="$started_at" BENCH_REV="$git_rev" \
