@@ -21,8 +21,11 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/value.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -35,6 +38,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -58,6 +62,7 @@ constexpr std::uint64_t response_body_limit = 64 * 1024 * 1024;
 struct options {
   std::vector<std::string> urls;
   std::string urls_file;
+  std::string requests_file;
   std::string base;
   std::vector<std::string> headers;
   int connections = 32;
@@ -79,7 +84,14 @@ targets (round-robin; only loopback hosts: 127.0.0.0/8, ::1, localhost):
   --urls-file FILE     one target per line: a full URL, or a path resolved against --base (or the first --url);
                        blank lines and lines starting with '#' are skipped
   --base URL           host and port for the paths of --urls-file
-  --header 'K: V'      extra request header; repeatable
+  --requests-file FILE one request per line as a JSON object (blank lines and lines starting with '#' skipped):
+                         {"method":"POST","path":"/api/v1/carts/ID/items","headers":{"X-Cart-Token":"..."},
+                          "body":"{\"product_id\":\"...\",\"quantity\":1}"}
+                       method defaults to GET; path is a full URL or a path resolved like --urls-file's;
+                       headers and body are optional (a body is sent with Content-Length, and with
+                       Content-Type: application/json unless a Content-Type header is given);
+                       cycled round-robin together with the other targets
+  --header 'K: V'      extra request header on every request; repeatable
 
 model (exactly one):
   --closed             closed loop: each connection sends the next request when the previous reply arrives
@@ -141,6 +153,8 @@ options parse_options(int argc, char** argv) {
       o.urls.push_back(value());
     } else if (arg == "--urls-file") {
       o.urls_file = value();
+    } else if (arg == "--requests-file") {
+      o.requests_file = value();
     } else if (arg == "--base") {
       o.base = value();
     } else if (arg == "--header") {
@@ -168,7 +182,9 @@ options parse_options(int argc, char** argv) {
     }
   }
   if (o.closed == o.rate.has_value()) usage_error("choose exactly one of --closed and --rate R");
-  if (o.urls.empty() && o.urls_file.empty()) usage_error("give at least one --url or a --urls-file");
+  if (o.urls.empty() && o.urls_file.empty() && o.requests_file.empty()) {
+    usage_error("give at least one --url, a --urls-file or a --requests-file");
+  }
   o.threads = std::min(o.threads, o.connections);
   return o;
 }
@@ -182,62 +198,163 @@ struct request_plan {
   std::vector<std::string> targets;
 };
 
-std::string serialize_request(const loopback_url& url, const std::vector<std::string>& headers) {
-  std::string r = "GET " + url.target + " HTTP/1.1\r\nHost: " + url.host_header +
-                  "\r\nUser-Agent: mercato_loadgen\r\nAccept: application/json\r\n";
-  for (const auto& h : headers) r += h + "\r\n";
-  r += "\r\n";
-  return r;
+// One request as given: a GET of a --url or --urls-file line, or a line of --requests-file.
+struct request_spec {
+  loopback_url url;
+  std::string method = "GET";
+  std::vector<std::string> headers;  // "K: V", this request's own (after the --header ones)
+  std::optional<std::string> body;
+};
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+// Whether one of the "K: V" lines is header `name` (case-insensitive).
+bool has_header(const std::vector<std::string>& headers, std::string_view name) {
+  return std::any_of(headers.begin(), headers.end(), [&](const std::string& h) {
+    return h.size() > name.size() && h[name.size()] == ':' && iequals(std::string_view(h).substr(0, name.size()), name);
+  });
+}
+
+std::string serialize_request(const request_spec& r, const std::vector<std::string>& headers) {
+  std::string out = r.method + " " + r.url.target + " HTTP/1.1\r\nHost: " + r.url.host_header +
+                    "\r\nUser-Agent: mercato_loadgen\r\nAccept: application/json\r\n";
+  for (const auto& h : headers) out += h + "\r\n";
+  for (const auto& h : r.headers) out += h + "\r\n";
+  const bool sends_body = r.body || r.method == "POST" || r.method == "PUT" || r.method == "PATCH";
+  if (sends_body) {
+    const std::string body = r.body.value_or(std::string());
+    if (!body.empty() && !has_header(headers, "content-type") && !has_header(r.headers, "content-type")) {
+      out += "Content-Type: application/json\r\n";
+    }
+    out += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  } else {
+    out += "\r\n";
+  }
+  return out;
+}
+
+bool is_token(const std::string& s) {  // an HTTP method or header name (RFC 9110 tchar, simplified)
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 ||
+           std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+  });
+}
+
+bool has_control_chars(const std::string& s) {
+  return std::any_of(s.begin(), s.end(), [](char c) { return c == '\r' || c == '\n' || c == '\0'; });
+}
+
+// Reads the lines of a --urls-file or --requests-file: (line number, text) without blanks and '#' comments.
+std::vector<std::pair<int, std::string>> read_lines(const std::string& path, const char* flag) {
+  std::ifstream in(path);
+  if (!in) usage_error(std::string("cannot read ") + flag + " '" + path + "'");
+  std::vector<std::pair<int, std::string>> out;
+  std::string line;
+  int line_no = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) line.pop_back();
+    const auto first = line.find_first_not_of(" \t");
+    if (first == std::string::npos || line[first] == '#') continue;
+    line.erase(0, first);
+    out.emplace_back(line_no, std::move(line));
+  }
+  if (out.empty()) usage_error(std::string(flag) + " '" + path + "' holds no targets");
+  return out;
 }
 
 request_plan plan_requests(const options& o) {
-  std::vector<loopback_url> urls;
-  auto add = [&](const std::string& text, const std::string& origin) {
+  std::vector<request_spec> specs;
+  auto parse = [&](const std::string& text, const std::string& origin) {
     loopback_url u;
     if (auto err = mercato::bench::parse_loopback_url(text, u); !err.empty()) usage_error(origin + ": " + err);
-    urls.push_back(std::move(u));
+    return u;
   };
-  for (const auto& u : o.urls) add(u, "--url");
+  for (const auto& u : o.urls) specs.push_back({parse(u, "--url"), "GET", {}, std::nullopt});
+
+  // Paths of the files are resolved against --base, or the first --url.
+  const std::string base = o.base.empty() && !o.urls.empty() ? o.urls.front() : o.base;
+  loopback_url base_url;
+  if (!base.empty()) base_url = parse(base, "--base");
+  auto resolve = [&](const std::string& text, const std::string& origin) {
+    if (text.empty() || text.front() != '/') return parse(text, origin);
+    if (base.empty()) usage_error(origin + ": a path needs --base or a --url to give host and port");
+    if (has_control_chars(text) || text.find(' ') != std::string::npos) {
+      usage_error(origin + ": a path must not contain spaces or control characters");
+    }
+    loopback_url u = base_url;
+    u.target = text;
+    return u;
+  };
 
   if (!o.urls_file.empty()) {
-    std::string base = o.base.empty() && !o.urls.empty() ? o.urls.front() : o.base;
-    loopback_url base_url;
-    if (!base.empty()) {
-      if (auto err = mercato::bench::parse_loopback_url(base, base_url); !err.empty()) usage_error("--base: " + err);
+    for (const auto& [line_no, line] : read_lines(o.urls_file, "--urls-file")) {
+      specs.push_back({resolve(line, o.urls_file + ":" + std::to_string(line_no)), "GET", {}, std::nullopt});
     }
-    std::ifstream in(o.urls_file);
-    if (!in) usage_error("cannot read --urls-file '" + o.urls_file + "'");
-    std::string line;
-    int line_no = 0;
-    while (std::getline(in, line)) {
-      ++line_no;
-      while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) line.pop_back();
-      const auto first = line.find_first_not_of(" \t");
-      if (first == std::string::npos || line[first] == '#') continue;
-      line.erase(0, first);
-      const std::string origin = o.urls_file + ":" + std::to_string(line_no);
-      if (line.front() == '/') {
-        if (base.empty()) usage_error(origin + ": a path needs --base or a --url to give host and port");
-        loopback_url u = base_url;
-        u.target = line;
-        urls.push_back(std::move(u));
-      } else {
-        add(line, origin);
+  }
+
+  if (!o.requests_file.empty()) {
+    for (const auto& [line_no, line] : read_lines(o.requests_file, "--requests-file")) {
+      const std::string origin = o.requests_file + ":" + std::to_string(line_no);
+      boost::system::error_code ec;
+      const boost::json::value doc = boost::json::parse(line, ec);
+      if (ec || !doc.is_object()) usage_error(origin + ": not a JSON object");
+      const auto& obj = doc.as_object();
+      auto text_of = [&](const char* key) -> std::optional<std::string> {
+        const auto* v = obj.if_contains(key);
+        if (!v) return std::nullopt;
+        if (!v->is_string()) usage_error(origin + ": \"" + key + "\" must be a string");
+        return std::string(v->as_string());
+      };
+      for (const auto& kv : obj) {
+        const std::string_view k = kv.key();
+        if (k != "method" && k != "path" && k != "headers" && k != "body") {
+          usage_error(origin + ": unknown member \"" + std::string(k) + "\"");
+        }
       }
+      request_spec r;
+      const auto path = text_of("path");
+      if (!path) usage_error(origin + ": \"path\" is required");
+      r.url = resolve(*path, origin);
+      if (auto m = text_of("method")) {
+        r.method = *m;
+        std::transform(r.method.begin(), r.method.end(), r.method.begin(),
+                       [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+        if (!is_token(r.method)) usage_error(origin + ": \"method\" is not an HTTP method");
+      }
+      if (const auto* h = obj.if_contains("headers")) {
+        if (!h->is_object()) usage_error(origin + ": \"headers\" must be an object of strings");
+        for (const auto& kv : h->as_object()) {
+          const std::string name(kv.key());
+          if (!is_token(name) || !kv.value().is_string() || has_control_chars(std::string(kv.value().as_string()))) {
+            usage_error(origin + ": header \"" + name + "\" needs a token name and a one-line string value");
+          }
+          if (iequals(name, "content-length") || iequals(name, "host") || iequals(name, "transfer-encoding")) {
+            usage_error(origin + ": header \"" + name + "\" is set by mercato_loadgen");
+          }
+          r.headers.push_back(name + ": " + std::string(kv.value().as_string()));
+        }
+      }
+      r.body = text_of("body");
+      specs.push_back(std::move(r));
     }
-    if (urls.size() == o.urls.size()) usage_error("--urls-file '" + o.urls_file + "' holds no targets");
   }
 
   request_plan plan;
-  plan.address = urls.front().address;
-  plan.port = urls.front().port;
-  for (const auto& u : urls) {
-    if (u.address != plan.address || u.port != plan.port) {
+  plan.address = specs.front().url.address;
+  plan.port = specs.front().url.port;
+  for (const auto& r : specs) {
+    if (r.url.address != plan.address || r.url.port != plan.port) {
       usage_error("all targets must share one host and port (got " + plan.address.to_string() + ":" +
-                  std::to_string(plan.port) + " and " + u.address.to_string() + ":" + std::to_string(u.port) + ")");
+                  std::to_string(plan.port) + " and " + r.url.address.to_string() + ":" +
+                  std::to_string(r.url.port) + ")");
     }
-    plan.requests.push_back(serialize_request(u, o.headers));
-    plan.targets.push_back(u.target);
+    plan.requests.push_back(serialize_request(r, o.headers));
+    plan.targets.push_back(r.url.target);
   }
   return plan;
 }
