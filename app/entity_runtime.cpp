@@ -6,6 +6,8 @@
 
 #include "actors/cart/cart_model.hpp"
 #include "actors/inventory/inventory_model.hpp"
+#include "actors/order/order_model.hpp"
+#include "actors/payment/payment_model.hpp"
 #include "actors/protocol/protocol.hpp"
 #include "persistence/pg_pool.hpp"
 #include "supervisors/entity.hpp"
@@ -48,6 +50,8 @@ struct entity_runtime::impl {
                                               : static_cast<int>(system->scheduler().num_workers());
     add_kind(actors::cart_model::kind, supervisors::spawner_for<actors::cart_model>(), pool, hosts);
     add_kind(actors::inventory_model::kind, supervisors::spawner_for<actors::inventory_model>(), pool, hosts);
+    add_kind(actors::order_model::kind, supervisors::spawner_for<actors::order_model>(), pool, hosts);
+    add_kind(actors::payment_model::kind, supervisors::spawner_for<actors::payment_model>(), pool, hosts);
   }
 
   void add_kind(const char* kind, supervisors::entity_spawner spawn, persistence::pg_pool& pool, int hosts) {

@@ -15,6 +15,8 @@
 #include "http/routes/auth_routes.hpp"
 #include "http/routes/cart_routes.hpp"
 #include "http/routes/inventory_routes.hpp"
+#include "http/routes/order_routes.hpp"
+#include "persistence/sandbox_payments.hpp"
 #include "http/routes/catalog_admin_routes.hpp"
 #include "http/routes/catalog_routes.hpp"
 #include "http/routes/product_routes.hpp"
@@ -147,6 +149,7 @@ struct node::parts {
   std::unique_ptr<entity_runtime> runtime;  // actor system, snapshot writer, a router per entity kind
   std::unique_ptr<http::entity_bridge> bridge;  // the edge's way to the entities (after the runtime)
   std::unique_ptr<housekeeping> chores;         // expired reservations and keys, cart gauges
+  std::shared_ptr<actors::payment_provider> payments;  // the sandbox provider (checkout sagas hold it too)
   std::shared_ptr<persistence::redis_client> redis;  // null without MERCATO_REDIS_URL
   http::worker_pool workers;                         // Redis round trips and password hashing
   security::jwt_settings jwt;
@@ -187,6 +190,18 @@ void node::start() {
       std::chrono::milliseconds(8000));
   http::add_cart_routes(p.routes, p.pool, *p.bridge, parts::pricing(settings_.cart));
   http::add_inventory_routes(p.routes, p.pool, *p.bridge);
+  // The sandbox provider answers tok_slow after the provider timeout (so the timeout path is real).
+  p.payments = std::make_shared<persistence::sandbox_payments>(
+      settings_.postgres.dsn, settings_.checkout.provider_timeout + std::chrono::milliseconds(1000));
+  actors::checkout_settings checkout;
+  checkout.reservation_ttl = settings_.checkout.reservation_ttl;
+  checkout.provider_timeout = settings_.checkout.provider_timeout;
+  http::add_order_routes(
+      p.routes, std::make_shared<http::order_routes_context>(http::order_routes_context{
+                    p.pool, *p.bridge, p.runtime->system(),
+                    actors::checkout_context{[&p](std::string_view kind) { return p.runtime->router(kind); },
+                                             p.payments, checkout},
+                    std::make_shared<const actors::pricing_rules>(parts::pricing(settings_.cart))}));
   auto auth = std::make_shared<http::auth_context>(http::auth_context{p.pool, p.workers, p.jwt, settings_.auth.refresh_token_ttl, nullptr, {}});
   auth->refresh_ttl = settings_.auth.refresh_token_ttl;
   auth->limits = settings_.rate_limits.enabled ? &p.limits : nullptr;

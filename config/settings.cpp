@@ -78,7 +78,7 @@ std::chrono::milliseconds as_ms(const typed_value& v) {
 
 // One table drives the TOML walk, the environment, the command line and the --help text, so a setting
 // cannot be reachable from one source and silently missing from another.
-const std::array<field_spec, 47> fields = {{
+const std::array<field_spec, 49> fields = {{
     {"node_id", "MERCATO_NODE_ID", "--node-id", "Node name, unique in the cluster", value_kind::identifier, 0, 0,
      [](settings& s, const typed_value& v) { s.node_id = as_text(v); }},
     {"scheduler_threads", "MERCATO_SCHEDULER_THREADS", "--scheduler-threads", "CAF worker threads (0 = cores)",
@@ -172,6 +172,10 @@ const std::array<field_spec, 47> fields = {{
      [](settings& s, const typed_value& v) { s.cart.free_shipping_threshold = static_cast<std::int64_t>(as_number(v)); }},
     {"cart.abandoned_after_s", "MERCATO_CART_ABANDONED_AFTER_S", "", "", value_kind::seconds, 1, 365ull * 86'400,
      [](settings& s, const typed_value& v) { s.cart.abandoned_after = std::chrono::seconds(as_number(v)); }},
+    {"checkout.reservation_ttl_s", "MERCATO_CHECKOUT_RESERVATION_TTL_S", "", "", value_kind::seconds, 1, 86'400,
+     [](settings& s, const typed_value& v) { s.checkout.reservation_ttl = std::chrono::seconds(as_number(v)); }},
+    {"checkout.provider_timeout_ms", "MERCATO_CHECKOUT_PROVIDER_TIMEOUT_MS", "", "", value_kind::milliseconds, 1,
+     300'000, [](settings& s, const typed_value& v) { s.checkout.provider_timeout = as_ms(v); }},
     {"housekeeping.interval_s", "MERCATO_HOUSEKEEPING_INTERVAL_S", "", "", value_kind::seconds, 1, 86'400,
      [](settings& s, const typed_value& v) { s.housekeeping.interval = std::chrono::seconds(as_number(v)); }},
     {"housekeeping.batch_size", "MERCATO_HOUSEKEEPING_BATCH_SIZE", "", "", value_kind::count, 1, 1'000'000,

@@ -86,6 +86,12 @@ struct cart_settings {
   std::chrono::seconds abandoned_after{3600};              // items, no change and no order this long: abandoned
 };
 
+// Checkout and payments (actors/order/checkout_saga, the sandbox provider).
+struct checkout_settings {
+  std::chrono::seconds reservation_ttl{15 * 60};       // stock held for a checkout at most this long
+  std::chrono::milliseconds provider_timeout{5000};    // per payment provider call
+};
+
 // Periodic housekeeping (app/housekeeping): expired reservations, idempotency keys, business gauges.
 struct housekeeping_settings {
   std::chrono::seconds interval{30};
@@ -108,6 +114,7 @@ struct settings {
   auth_settings auth;
   outbox_settings outbox;
   cart_settings cart;
+  checkout_settings checkout;
   housekeeping_settings housekeeping;
   bool load_demo_catalog = false;               // --demo: load the demo catalog when the catalog is empty
 };

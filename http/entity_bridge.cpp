@@ -74,6 +74,10 @@ response response_for(const caf::error& err) {
       }
       case errc::precondition_failed:
         return response::from(detail.empty() ? precondition_failed() : precondition_failed(detail));
+      case errc::invalid_transition: {
+        problem p{409, "invalid_transition", "Invalid transition", detail, {}};
+        return response::from(p);
+      }
       case errc::overloaded:
         return unavailable("overloaded", "the server is busy; retry shortly", true);
       case errc::unavailable:

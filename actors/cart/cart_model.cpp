@@ -12,6 +12,7 @@
 #include <caf/make_message.hpp>
 #include <caf/message.hpp>
 
+#include "actors/protocol/clock.hpp"
 #include "actors/protocol/type_ids.hpp"
 
 namespace mercato::actors {
@@ -19,17 +20,7 @@ namespace {
 
 using protocol::errc;
 
-std::string now_rfc3339() {
-  using namespace std::chrono;
-  const auto now = system_clock::now();
-  const auto secs = time_point_cast<seconds>(now);
-  const auto micros = duration_cast<microseconds>(now - secs).count();
-  const std::time_t t = system_clock::to_time_t(secs);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                     tm.tm_hour, tm.tm_min, tm.tm_sec, micros);
-}
+using protocol::now_rfc3339;
 
 std::string str(const boost::json::object& o, const char* key) {
   auto it = o.find(key);
@@ -250,6 +241,7 @@ cart_model::state cart_model::decode(const boost::json::value& v) {
   s.status = str(o, "status");
   s.updated_at = str(o, "updated_at");
   s.merged_into = str(o, "merged_into");
+  s.last_order_id = str(o, "last_order_id");
   if (auto it = o.find("merged_from"); it != o.end()) {
     for (const auto& m : it->value().as_array()) {
       s.merged_from.emplace_back(m.as_string());
@@ -287,6 +279,9 @@ boost::json::value cart_model::encode(const state& s) {
                         {"updated_at", s.updated_at}};
   if (!s.merged_into.empty()) {
     o["merged_into"] = s.merged_into;
+  }
+  if (!s.last_order_id.empty()) {
+    o["last_order_id"] = s.last_order_id;
   }
   if (!s.merged_from.empty()) {
     boost::json::array from;
@@ -328,7 +323,8 @@ const protocol::command_meta* meta_among(const caf::message& msg) {
 const protocol::command_meta* cart_model::meta_of(const caf::message& msg) {
   return meta_among<protocol::cart_add_item, protocol::cart_set_quantity, protocol::cart_remove_item,
                     protocol::cart_open, protocol::cart_get, protocol::cart_reprice, protocol::cart_claim,
-                    protocol::cart_hand_over, protocol::cart_merge, protocol::cart_close_merged>(msg);
+                    protocol::cart_hand_over, protocol::cart_merge, protocol::cart_close_merged,
+                    protocol::cart_checked_out>(msg);
 }
 
 caf::error cart_model::admit(const state& s, std::int64_t version, const caf::message& msg,
@@ -389,7 +385,8 @@ bool cart_model::handle(protocol::entity_context<state>& ctx, const caf::message
       msg.match_elements<protocol::cart_add_item>() || msg.match_elements<protocol::cart_set_quantity>() ||
       msg.match_elements<protocol::cart_remove_item>() || msg.match_elements<protocol::cart_reprice>() ||
       msg.match_elements<protocol::cart_claim>() || msg.match_elements<protocol::cart_hand_over>() ||
-      msg.match_elements<protocol::cart_merge>() || msg.match_elements<protocol::cart_close_merged>();
+      msg.match_elements<protocol::cart_merge>() || msg.match_elements<protocol::cart_close_merged>() ||
+      msg.match_elements<protocol::cart_checked_out>();
   if (!cart_command) {
     return false;
   }
@@ -399,6 +396,28 @@ bool cart_model::handle(protocol::entity_context<state>& ctx, const caf::message
     return true;
   }
   if (handle_claim_steps(ctx, msg)) {
+    return true;
+  }
+  if (msg.match_elements<protocol::cart_checked_out>()) {
+    const auto& cmd = msg.get_as<protocol::cart_checked_out>(0);
+    if (cmd.order_id.empty() || ctx.state().last_order_id == cmd.order_id) {
+      ctx.reply(cart_model::current(id, ctx.state(), ctx.version()));
+      return true;
+    }
+    state next = ctx.state();
+    for (const auto& o : cmd.ordered) {
+      if (auto* l = find_line(next, o.product_id)) {
+        l->quantity -= o.quantity;
+        if (l->quantity <= 0) {
+          next.items.erase(next.items.begin() + (l - next.items.data()));
+        }
+      }
+    }
+    next.last_order_id = cmd.order_id;
+    next.updated_at = now_rfc3339();
+    auto answer = view_reply(ctx, next);
+    ctx.commit(std::move(next), {event(cmd.meta, id, "CartCheckedOut", {{"order_id", cmd.order_id}})},
+               std::move(answer));
     return true;
   }
   // The shopper's own changes need an open cart.

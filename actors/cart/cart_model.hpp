@@ -31,6 +31,7 @@ struct cart_model {
     std::string updated_at;
     std::string merged_into;               // merging/merged: where the lines went
     std::vector<std::string> merged_from;  // guest carts merged into this one (the last merged_from_kept)
+    std::string last_order_id;             // the last order checked out of it (cart_checked_out applied once)
   };
 
   static state empty(const std::string& id);

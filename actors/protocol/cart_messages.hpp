@@ -114,6 +114,18 @@ struct cart_close_merged {
   command_meta meta;
 };
 
+// Checkout finished (order paid): the ordered quantities leave the cart (lines added meanwhile stay).
+// Applied once per order.
+struct cart_checked_out {
+  command_meta meta;
+  std::string order_id;
+  std::vector<cart_line> ordered;  // product_id and quantity
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, cart_checked_out& x) {
+  return f(caf::meta::type_name("cart_checked_out"), x.meta, x.order_id, x.ordered);
+}
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cart_line& x) {
   return f(caf::meta::type_name("cart_line"), x.product_id, x.sku, x.name, x.quantity, x.unit_price,

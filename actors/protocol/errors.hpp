@@ -30,6 +30,7 @@ enum class errc : std::uint8_t {
   entity_restarting,  // the entity crashed or its host is restarting; a retry with the same command id is
                       // safe (503)
   precondition_failed,  // the command's expected_version (If-Match) is not the entity's version (412)
+  invalid_transition,   // the entity's state machine does not allow this change from its state (409)
 };
 
 const char* to_string(errc e);

@@ -1,11 +1,31 @@
 #include "actors/protocol/protocol.hpp"
 
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+
 #include <caf/all.hpp>
+
+#include "actors/protocol/clock.hpp"
 
 #include "actors/protocol/errors.hpp"
 #include "actors/protocol/type_ids.hpp"
 
 namespace mercato::protocol {
+
+std::string now_rfc3339() {
+  using namespace std::chrono;
+  const auto now = system_clock::now();
+  const auto secs = time_point_cast<seconds>(now);
+  const auto micros = static_cast<long>(duration_cast<microseconds>(now - secs).count());
+  const std::time_t t = system_clock::to_time_t(secs);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, micros);
+  return buf;
+}
 
 const char* to_string(errc e) {
   switch (e) {
@@ -24,6 +44,7 @@ const char* to_string(errc e) {
     case errc::outcome_unknown: return "outcome_unknown";
     case errc::entity_restarting: return "entity_restarting";
     case errc::precondition_failed: return "precondition_failed";
+    case errc::invalid_transition: return "invalid_transition";
   }
   return "unknown";
 }

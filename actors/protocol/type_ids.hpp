@@ -9,6 +9,7 @@
 #include "actors/protocol/cart_messages.hpp"
 #include "actors/protocol/inventory_messages.hpp"
 #include "actors/protocol/meta.hpp"
+#include "actors/protocol/order_messages.hpp"
 
 CAF_BEGIN_TYPE_ID_BLOCK(mercato, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(mercato, (mercato::protocol::command_meta))
@@ -35,4 +36,14 @@ CAF_BEGIN_TYPE_ID_BLOCK(mercato, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(mercato, (mercato::protocol::cart_hand_over))
   CAF_ADD_TYPE_ID(mercato, (mercato::protocol::cart_merge))
   CAF_ADD_TYPE_ID(mercato, (mercato::protocol::cart_close_merged))
+  CAF_ADD_TYPE_ID(mercato, (mercato::protocol::order_line))
+  CAF_ADD_TYPE_ID(mercato, (mercato::protocol::order_view))
+  CAF_ADD_TYPE_ID(mercato, (mercato::protocol::order_create))
+  CAF_ADD_TYPE_ID(mercato, (mercato::protocol::order_transition))
+  CAF_ADD_TYPE_ID(mercato, (mercato::protocol::order_get))
+  CAF_ADD_TYPE_ID(mercato, (mercato::protocol::payment_view))
+  CAF_ADD_TYPE_ID(mercato, (mercato::protocol::payment_create))
+  CAF_ADD_TYPE_ID(mercato, (mercato::protocol::payment_record))
+  CAF_ADD_TYPE_ID(mercato, (mercato::protocol::payment_get))
+  CAF_ADD_TYPE_ID(mercato, (mercato::protocol::cart_checked_out))
 CAF_END_TYPE_ID_BLOCK(mercato)

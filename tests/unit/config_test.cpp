@@ -69,7 +69,9 @@ bool same(const cfg::settings& a, const cfg::settings& b) {
          a.cart.shipping_flat == b.cart.shipping_flat &&
          a.cart.free_shipping_threshold == b.cart.free_shipping_threshold &&
          a.cart.abandoned_after == b.cart.abandoned_after && a.housekeeping.interval == b.housekeeping.interval &&
-         a.housekeeping.batch_size == b.housekeeping.batch_size;
+         a.housekeeping.batch_size == b.housekeeping.batch_size &&
+         a.checkout.reservation_ttl == b.checkout.reservation_ttl &&
+         a.checkout.provider_timeout == b.checkout.provider_timeout;
 }
 
 std::string all_errors(const cfg::load_result& r) {

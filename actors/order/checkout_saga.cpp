@@ -1,0 +1,371 @@
+#include "actors/order/checkout_saga.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
+#include <caf/all.hpp>
+
+#include "actors/payment/payment_model.hpp"
+#include "actors/protocol/atoms.hpp"
+#include "actors/protocol/cart_messages.hpp"
+#include "actors/protocol/errors.hpp"
+#include "actors/protocol/inventory_messages.hpp"
+#include "actors/protocol/type_ids.hpp"
+
+namespace mercato::actors {
+namespace {
+
+using prov_reply_atom = caf::atom_constant<caf::atom("prov_rep")>;
+using prov_timeout_atom = caf::atom_constant<caf::atom("prov_to")>;
+using protocol::errc;
+
+bool is(const caf::error& e, errc code) {
+  return e.category() == caf::atom("mercato") && e.code() == static_cast<std::uint8_t>(code);
+}
+
+class saga : public caf::event_based_actor {
+ public:
+  saga(caf::actor_config& cfg, checkout_context ctx, std::string order_id, protocol::order_create create,
+       checkout_done done)
+      : caf::event_based_actor(cfg),
+        c_(std::move(ctx)),
+        order_id_(std::move(order_id)),
+        create_(std::move(create)),
+        done_(std::move(done)) {}
+
+  caf::behavior make_behavior() override {
+    start();
+    return {
+        [this](prov_reply_atom, std::uint64_t call, bool approved, std::string& reference, std::string& decline) {
+          if (call == call_ && next_) {
+            auto k = std::move(next_);
+            k(provider_answer{approved, std::move(reference), std::move(decline)});
+          }
+        },
+        [this](prov_timeout_atom, std::uint64_t call) {
+          if (call == call_ && next_) {
+            auto k = std::move(next_);
+            k(std::nullopt);
+          }
+        },
+    };
+  }
+
+ private:
+  using provider_k = std::function<void(std::optional<provider_answer>)>;
+
+  // The meta of every command the saga sends: the request's identity, source "saga" (the order and
+  // payment entities admit it), and a command id per step so a repeated step is recognised.
+  protocol::command_meta meta(const std::string& step) const {
+    auto m = create_.meta;
+    m.source = "saga";
+    m.command_id = order_id_.substr(0, 36) + ":" + step;
+    m.expected_version = 0;
+    return m;
+  }
+
+  template <class Reply, class Command, class OnOk, class OnError>
+  void ask(std::string_view kind, const std::string& id, Command cmd, OnOk ok, OnError err) {
+    request(c_.routers(kind), c_.settings.step_timeout, protocol::to_entity_atom::value, id,
+            caf::make_message(std::move(cmd)))
+        .then([ok](Reply& r) mutable { ok(r); }, [err](caf::error& e) mutable { err(e); });
+  }
+
+  void finish(caf::expected<protocol::order_view> r) {
+    if (done_) {
+      auto d = std::move(done_);
+      d(std::move(r));
+    }
+    quit();
+  }
+  void fail(const caf::error& e) { finish(e); }
+
+  void start() {
+    protocol::order_create cmd = create_;
+    cmd.meta = meta("create");
+    ask<protocol::order_view>("order", order_id_, std::move(cmd), [this](protocol::order_view& v) { on_order(v); },
+                              [this](caf::error& e) { fail(e); });
+  }
+
+  void on_order(const protocol::order_view& v) {
+    order_ = v;
+    if (v.status == "reserving") {
+      reserve_all();
+    } else if (v.status == "pending_payment") {
+      pay();
+    } else if (v.status == "paid") {
+      clear_cart();
+    } else {
+      finish(v);  // failed, canceled (or later states): the checkout ended before
+    }
+  }
+
+  void transition(const std::string& to, std::string code = {}, std::string detail = {}) {
+    protocol::order_transition t;
+    t.meta = meta("to-" + to);
+    t.to = to;
+    t.failure_code = std::move(code);
+    t.failure_detail = std::move(detail);
+    t.payment_id = payment_.id;
+    t.payment_status = payment_.status;
+    ask<protocol::order_view>("order", order_id_, std::move(t), [this](protocol::order_view& v) { on_order(v); },
+                              [this](caf::error& e) { fail(e); });
+  }
+
+  // --- stock ---------------------------------------------------------------------------------
+  void reserve_all() {
+    pending_ = order_.items.size();
+    short_ = boost::json::array{};
+    transient_ = caf::error{};
+    for (const auto& line : order_.items) {
+      protocol::inventory_reserve r;
+      r.meta = meta("reserve");
+      r.meta.command_id += ":" + line.product_id;
+      r.reservation_id = order_id_;
+      r.quantity = line.quantity;
+      r.ttl_ms = c_.settings.reservation_ttl.count();
+      const auto product = line.product_id;
+      const auto wanted = line.quantity;
+      ask<protocol::inventory_view>(
+          "inventory", product, std::move(r), [this](protocol::inventory_view&) { reserved_one(); },
+          [this, product, wanted](caf::error& e) {
+            if (is(e, errc::insufficient_stock) || is(e, errc::not_found)) {
+              note_short(product, wanted);
+            } else {
+              transient_ = e;
+              reserved_one();
+            }
+          });
+    }
+  }
+
+  // A short line: how many are available now, for the client's list.
+  void note_short(const std::string& product, std::int32_t wanted) {
+    protocol::inventory_get g;
+    g.meta = meta("stock");
+    ask<protocol::inventory_view>(
+        "inventory", product, std::move(g),
+        [this, product, wanted](protocol::inventory_view& v) {
+          short_.push_back(boost::json::object{{"product_id", product}, {"requested", wanted}, {"available", v.available}});
+          reserved_one();
+        },
+        [this, product, wanted](caf::error&) {
+          short_.push_back(boost::json::object{{"product_id", product}, {"requested", wanted}, {"available", 0}});
+          reserved_one();
+        });
+  }
+
+  void reserved_one() {
+    if (--pending_ > 0) {
+      return;
+    }
+    if (!short_.empty()) {
+      // All or nothing: give back what was reserved, then the order fails (it never was one).
+      release_all([this] { transition("failed", "insufficient_stock", boost::json::serialize(short_)); });
+    } else if (transient_) {
+      fail(transient_);  // left reserving: a retry (or the recovery) continues from here
+    } else {
+      transition("pending_payment");
+    }
+  }
+
+  void release_all(std::function<void()> then) {
+    pending_ = order_.items.size();
+    after_release_ = std::move(then);
+    for (const auto& line : order_.items) {
+      protocol::inventory_release r;
+      r.meta = meta("release");
+      r.meta.command_id += ":" + line.product_id;
+      r.reservation_id = order_id_;
+      ask<protocol::inventory_view>("inventory", line.product_id, std::move(r),
+                                    [this](protocol::inventory_view&) { released_one(); },
+                                    [this](caf::error&) { released_one(); });
+    }
+  }
+
+  void released_one() {
+    if (--pending_ == 0 && after_release_) {
+      auto k = std::move(after_release_);
+      k();
+    }
+  }
+
+  void commit_all() {
+    pending_ = order_.items.size();
+    transient_ = caf::error{};
+    for (const auto& line : order_.items) {
+      protocol::inventory_commit r;
+      r.meta = meta("commit");
+      r.meta.command_id += ":" + line.product_id;
+      r.reservation_id = order_id_;
+      ask<protocol::inventory_view>("inventory", line.product_id, std::move(r),
+                                    [this](protocol::inventory_view&) { committed_one(); },
+                                    [this](caf::error& e) {
+                                      transient_ = e;
+                                      committed_one();
+                                    });
+    }
+  }
+
+  void committed_one() {
+    if (--pending_ > 0) {
+      return;
+    }
+    if (transient_) {
+      fail(transient_);  // paid but not committed: a retry commits (the reservations still hold the units)
+      return;
+    }
+    transition("paid");
+  }
+
+  // --- payment -------------------------------------------------------------------------------
+  void pay() {
+    protocol::payment_create p;
+    p.meta = meta("payment");
+    p.order_id = order_id_;
+    p.customer_id = order_.customer_id;
+    p.amount = order_.total;
+    p.currency = order_.currency;
+    p.provider = c_.provider->name();
+    p.token = order_.payment_token;
+    ask<protocol::payment_view>("payment", payment_model::id_for_order(order_id_), std::move(p),
+                                [this](protocol::payment_view& v) { on_payment(v); },
+                                [this](caf::error& e) { fail(e); });
+  }
+
+  void on_payment(const protocol::payment_view& p) {
+    payment_ = p;
+    if (p.status == "pending") {
+      authorize();
+    } else if (p.status == "authorized") {
+      capture();
+    } else if (p.status == "captured") {
+      commit_all();
+    } else {
+      // failed or voided: the stock goes back and the order is canceled.
+      const auto code = p.failure_code == "timeout" ? "payment_timeout" : "payment_declined";
+      release_all([this, code, detail = p.failure_code] { transition("canceled", code, detail); });
+    }
+  }
+
+  void record(const std::string& outcome, std::string reference, std::string failure) {
+    protocol::payment_record r;
+    r.meta = meta("pay-" + outcome);
+    r.outcome = outcome;
+    r.provider_reference = std::move(reference);
+    r.failure_code = std::move(failure);
+    ask<protocol::payment_view>("payment", payment_.id, std::move(r),
+                                [this](protocol::payment_view& v) { on_payment(v); },
+                                [this](caf::error& e) { fail(e); });
+  }
+
+  void call_provider(std::function<void(payment_provider::callback)> call, provider_k next) {
+    const auto id = ++call_;
+    next_ = std::move(next);
+    auto me = caf::actor_cast<caf::actor>(this);
+    call([me, id](provider_answer a) {
+      caf::anon_send(me, prov_reply_atom::value, id, a.approved, std::move(a.reference), std::move(a.decline_code));
+    });
+    delayed_send(this, c_.settings.provider_timeout, prov_timeout_atom::value, id);
+  }
+
+  std::string key(const std::string& op) const { return payment_model::provider_key(payment_.id, op); }
+
+  void authorize() {
+    const auto amount = payment_.amount;
+    const auto currency = payment_.currency;
+    const auto token = payment_.token;
+    auto provider = c_.provider;
+    call_provider(
+        [provider, k = key("authorize"), amount, currency, token](payment_provider::callback cb) {
+          provider->authorize(k, amount, currency, token, std::move(cb));
+        },
+        [this](std::optional<provider_answer> a) {
+          if (!a) {
+            void_then_fail("timeout");
+          } else if (a->approved) {
+            record("authorized", a->reference, {});
+          } else {
+            record("failed", {}, a->decline_code.empty() ? "card_declined" : a->decline_code);
+          }
+        });
+  }
+
+  void capture() {
+    auto provider = c_.provider;
+    call_provider(
+        [provider, k = key("capture"), auth = key("authorize"), amount = payment_.amount](payment_provider::callback cb) {
+          provider->capture(k, auth, amount, std::move(cb));
+        },
+        [this](std::optional<provider_answer> a) {
+          if (!a) {
+            // Whether the capture happened is unknown: leave the payment authorized; repeating the
+            // checkout captures with the same key (charged once either way).
+            fail(caf::make_error(errc::timeout, "the payment provider did not answer the capture in time"));
+          } else if (a->approved) {
+            record("captured", {}, {});
+          } else {
+            void_then_fail(a->decline_code.empty() ? "capture_declined" : a->decline_code);
+          }
+        });
+  }
+
+  // No answer or no capture: the authorization is voided (whatever became of it), then the payment fails.
+  void void_then_fail(std::string code) {
+    auto provider = c_.provider;
+    call_provider(
+        [provider, k = key("void"), auth = key("authorize")](payment_provider::callback cb) {
+          provider->void_authorization(k, auth, std::move(cb));
+        },
+        [this, code](std::optional<provider_answer>) { record("failed", {}, code); });
+  }
+
+  // --- cart ----------------------------------------------------------------------------------
+  void clear_cart() {
+    if (order_.cart_id.empty()) {
+      finish(order_);
+      return;
+    }
+    protocol::cart_checked_out c;
+    c.meta = meta("cart");
+    c.meta.source = "saga";
+    c.meta.user_id = order_.customer_id;  // the cart admits its owner
+    c.order_id = order_id_;
+    for (const auto& l : order_.items) {
+      protocol::cart_line line;
+      line.product_id = l.product_id;
+      line.quantity = l.quantity;
+      c.ordered.push_back(std::move(line));
+    }
+    ask<protocol::cart_view>("cart", order_.cart_id, std::move(c),
+                             [this](protocol::cart_view&) { finish(order_); },
+                             [this](caf::error&) { finish(order_); });  // the order stands either way
+  }
+
+  checkout_context c_;
+  std::string order_id_;
+  protocol::order_create create_;
+  checkout_done done_;
+  protocol::order_view order_;
+  protocol::payment_view payment_;
+  std::size_t pending_ = 0;
+  boost::json::array short_;
+  caf::error transient_;
+  std::function<void()> after_release_;
+  std::uint64_t call_ = 0;
+  provider_k next_;
+};
+
+}  // namespace
+
+void run_checkout(caf::actor_system& sys, checkout_context ctx, std::string order_id, protocol::order_create create,
+                  checkout_done done) {
+  sys.spawn<saga>(std::move(ctx), std::move(order_id), std::move(create), std::move(done));
+}
+
+}  // namespace mercato::actors

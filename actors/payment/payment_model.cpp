@@ -1,0 +1,248 @@
+#include "actors/payment/payment_model.hpp"
+
+#include <stdexcept>
+
+#include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
+#include <caf/make_message.hpp>
+
+#include "actors/protocol/clock.hpp"
+#include "actors/protocol/type_ids.hpp"
+
+namespace mercato::actors {
+namespace {
+
+using protocol::errc;
+namespace json = boost::json;
+
+std::string str(const json::object& o, const char* key) {
+  auto it = o.find(key);
+  return it == o.end() || it->value().is_null() ? std::string{} : std::string(it->value().as_string());
+}
+
+std::int64_t num(const json::object& o, const char* key) {
+  auto it = o.find(key);
+  return it == o.end() ? 0 : it->value().to_number<std::int64_t>();
+}
+
+std::string decimal(std::int64_t minor) {
+  auto cents = std::to_string(minor % 100);
+  if (cents.size() < 2) {
+    cents.insert(cents.begin(), '0');
+  }
+  return std::to_string(minor / 100) + "." + cents;
+}
+
+bool allowed(const std::string& from, const std::string& to) {
+  return (from == "pending" && (to == "authorized" || to == "failed" || to == "voided")) ||
+         (from == "authorized" && (to == "captured" || to == "voided" || to == "failed"));
+}
+
+const char* event_type_of(const std::string& outcome) {
+  if (outcome == "authorized") return "PaymentAuthorized";
+  if (outcome == "captured") return "PaymentProcessed";
+  if (outcome == "voided") return "PaymentVoided";
+  return "PaymentFailed";
+}
+
+}  // namespace
+
+std::string payment_model::id_for_order(const std::string& order_id) {
+  std::string id = order_id;
+  static const char* hex = "0123456789abcdef";
+  for (std::size_t i = 0; i < 8 && i < id.size(); ++i) {
+    const char c = static_cast<char>(std::tolower(static_cast<unsigned char>(id[i])));
+    const int v = c >= 'a' ? c - 'a' + 10 : c - '0';
+    id[i] = hex[15 - (v & 0xF)];
+  }
+  return id;
+}
+
+std::string payment_model::provider_key(const std::string& payment_id, const std::string& operation) {
+  return "mercato:" + payment_id + ":" + operation;
+}
+
+payment_model::state payment_model::empty(const std::string&) { return state{}; }
+
+payment_model::state payment_model::decode(const json::value& v) {
+  const auto& o = v.as_object();
+  if (num(o, "schema") != 1) {
+    throw std::invalid_argument("unknown payment snapshot schema");
+  }
+  state s;
+  auto& p = s.payment;
+  p.order_id = str(o, "order_id");
+  p.customer_id = str(o, "customer_id");
+  p.status = str(o, "status");
+  p.amount = num(o, "amount");
+  p.refunded_amount = num(o, "refunded_amount");
+  p.currency = str(o, "currency");
+  p.provider = str(o, "provider");
+  p.provider_reference = str(o, "provider_reference");
+  p.token = str(o, "token");
+  p.failure_code = str(o, "failure_code");
+  p.created_at = str(o, "created_at");
+  p.updated_at = str(o, "updated_at");
+  return s;
+}
+
+json::value payment_model::encode(const state& s) {
+  const auto& p = s.payment;
+  return json::object{{"schema", schema_version},
+                      {"order_id", p.order_id},
+                      {"customer_id", p.customer_id},
+                      {"status", p.status},
+                      {"amount", p.amount},
+                      {"refunded_amount", p.refunded_amount},
+                      {"currency", p.currency},
+                      {"provider", p.provider},
+                      {"provider_reference", p.provider_reference},
+                      {"token", p.token},
+                      {"failure_code", p.failure_code},
+                      {"created_at", p.created_at},
+                      {"updated_at", p.updated_at}};
+}
+
+std::vector<protocol::projection_row> payment_model::project(const std::string& id, const state& s,
+                                                             std::int64_t version) {
+  using protocol::column_type;
+  const auto& p = s.payment;
+  auto opt = [](const std::string& v) { return v.empty() ? std::nullopt : std::optional<std::string>(v); };
+  return {{"payments",
+           {{"id", column_type::uuid, id},
+            {"order_id", column_type::uuid, p.order_id},
+            {"customer_id", column_type::uuid, p.customer_id},
+            {"status", column_type::text, p.status},
+            {"amount", column_type::numeric, decimal(p.amount)},
+            {"refunded_amount", column_type::numeric, decimal(p.refunded_amount)},
+            {"currency", column_type::text, p.currency},
+            {"provider", column_type::text, p.provider},
+            {"provider_reference", column_type::text, opt(p.provider_reference)},
+            {"failure_code", column_type::text, opt(p.failure_code)},
+            {"version", column_type::bigint, std::to_string(version)},
+            {"created_at", column_type::timestamptz, p.created_at},
+            {"updated_at", column_type::timestamptz, p.updated_at}}}};
+}
+
+const protocol::command_meta* payment_model::meta_of(const caf::message& msg) {
+  if (msg.match_elements<protocol::payment_create>()) {
+    return &msg.get_as<protocol::payment_create>(0).meta;
+  }
+  if (msg.match_elements<protocol::payment_record>()) {
+    return &msg.get_as<protocol::payment_record>(0).meta;
+  }
+  if (msg.match_elements<protocol::payment_get>()) {
+    return &msg.get_as<protocol::payment_get>(0).meta;
+  }
+  return nullptr;
+}
+
+caf::error payment_model::admit(const state& s, std::int64_t version, const caf::message& msg,
+                                const protocol::command_meta& meta) {
+  if (meta.source == "saga") {
+    return {};
+  }
+  if (msg.match_elements<protocol::payment_get>() && version > 0 &&
+      (meta.admin || (!meta.user_id.empty() && meta.user_id == s.payment.customer_id))) {
+    return {};
+  }
+  return caf::make_error(errc::not_found, "no such payment");
+}
+
+protocol::payment_view payment_model::view(const std::string& id, const state& s, std::int64_t version) {
+  auto v = s.payment;
+  v.id = id;
+  v.version = version;
+  return v;
+}
+
+caf::message payment_model::current(const std::string& id, const state& s, std::int64_t version) {
+  return caf::make_message(view(id, s, version));
+}
+
+bool payment_model::handle(protocol::entity_context<state>& ctx, const caf::message& msg) {
+  const auto& id = ctx.id();
+  auto meta_json = [](const protocol::command_meta& m) {
+    return json::serialize(json::object{{"correlation_id", m.request_id},
+                                        {"causation_id", m.request_id},
+                                        {"trace_id", m.trace_id},
+                                        {"user_id", m.user_id},
+                                        {"source", m.source}});
+  };
+  if (msg.match_elements<protocol::payment_get>()) {
+    if (!ctx.exists()) {
+      ctx.reject(errc::not_found, "no such payment");
+    } else {
+      ctx.reply(current(id, ctx.state(), ctx.version()));
+    }
+    return true;
+  }
+  if (msg.match_elements<protocol::payment_create>()) {
+    const auto& cmd = msg.get_as<protocol::payment_create>(0);
+    if (ctx.exists()) {
+      if (ctx.state().payment.order_id != cmd.order_id) {
+        ctx.reject(errc::conflict, "the payment belongs to another order");
+      } else {
+        ctx.reply(current(id, ctx.state(), ctx.version()));
+      }
+      return true;
+    }
+    if (cmd.order_id.empty() || cmd.amount < 0 || cmd.currency.size() != 3 || cmd.token.empty()) {
+      ctx.reject(errc::invalid, "a payment needs an order, an amount, a currency and a card token");
+      return true;
+    }
+    state next;
+    auto& p = next.payment;
+    p.order_id = cmd.order_id;
+    p.customer_id = cmd.customer_id;
+    p.status = "pending";
+    p.amount = cmd.amount;
+    p.currency = cmd.currency;
+    p.provider = cmd.provider;
+    p.token = cmd.token;
+    p.created_at = protocol::now_rfc3339();
+    p.updated_at = p.created_at;
+    auto answer = caf::make_message(view(id, next, ctx.version() + 1));
+    json::object data{{"payment_id", id}, {"order_id", p.order_id}, {"amount", p.amount}, {"currency", p.currency}};
+    ctx.commit(std::move(next), {protocol::domain_event{{}, "PaymentCreated", "1", json::serialize(data), meta_json(cmd.meta)}},
+               std::move(answer));
+    return true;
+  }
+  if (!msg.match_elements<protocol::payment_record>()) {
+    return false;
+  }
+  const auto& cmd = msg.get_as<protocol::payment_record>(0);
+  if (!ctx.exists()) {
+    ctx.reject(errc::not_found, "no such payment");
+    return true;
+  }
+  const auto& s = ctx.state();
+  if (s.payment.status == cmd.outcome) {
+    ctx.reply(current(id, s, ctx.version()));
+    return true;
+  }
+  if (!allowed(s.payment.status, cmd.outcome)) {
+    ctx.reject(errc::invalid_transition, "a payment cannot go from " + s.payment.status + " to " + cmd.outcome);
+    return true;
+  }
+  state next = s;
+  auto& p = next.payment;
+  p.status = cmd.outcome;
+  if (!cmd.provider_reference.empty()) {
+    p.provider_reference = cmd.provider_reference;
+  }
+  if (!cmd.failure_code.empty()) {
+    p.failure_code = cmd.failure_code;
+  }
+  p.updated_at = protocol::now_rfc3339();
+  auto answer = caf::make_message(view(id, next, ctx.version() + 1));
+  json::object data{{"payment_id", id},         {"order_id", p.order_id}, {"customer_id", p.customer_id},
+                    {"amount", p.amount},       {"currency", p.currency}, {"status", p.status},
+                    {"failure_code", p.failure_code}, {"provider", p.provider}};
+  ctx.commit(std::move(next),
+             {protocol::domain_event{{}, event_type_of(cmd.outcome), "1", json::serialize(data), meta_json(cmd.meta)}},
+             std::move(answer));
+  return true;
+}
+
+}  // namespace mercato::actors
