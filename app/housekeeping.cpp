@@ -44,6 +44,27 @@ void housekeeping::stop() {
 void housekeeping::loop() {
   std::unique_ptr<pqxx::connection> conn;
   std::unique_lock<std::mutex> lock(mu_);
+  // Start-up: once the node is ready, the checkouts its previous life left unfinished are resumed.
+  bool resumed = !opts_.resume_checkout;
+  while (!resumed && !stopping_) {
+    if (!opts_.ready || opts_.ready()) {
+      lock.unlock();
+      try {
+        if (!conn || !conn->is_open()) {
+          conn = std::make_unique<pqxx::connection>(opts_.dsn);
+        }
+        resume_checkouts(*conn, std::chrono::milliseconds(0));
+        resumed = true;
+      } catch (const std::exception& e) {
+        conn.reset();
+        telemetry::log_warn("resuming unfinished checkouts failed; retrying", {{"error", e.what()}});
+      }
+      lock.lock();
+    }
+    if (!resumed) {
+      wake_.wait_for(lock, std::chrono::milliseconds(200), [this] { return stopping_; });
+    }
+  }
   while (!wake_.wait_for(lock, opts_.interval, [this] { return stopping_; })) {
     lock.unlock();
     try {
@@ -109,6 +130,8 @@ housekeeping_round housekeeping::run_once(pqxx::connection& conn) {
     out.carts_abandoned = row[1].as<std::int64_t>();
   }
 
+  out.checkouts_resumed = resume_checkouts(conn, opts_.stale_checkout);
+
   if (metrics_) {
     metrics_->reservations_expired.Increment(static_cast<double>(out.reservations_due));
     metrics_->idempotency_keys_deleted.Increment(static_cast<double>(out.idempotency_deleted));
@@ -118,6 +141,27 @@ housekeeping_round housekeeping::run_once(pqxx::connection& conn) {
     metrics_->cart_abandonment_ratio.Set(with_items > 0 ? static_cast<double>(out.carts_abandoned) / with_items : 0.0);
   }
   return out;
+}
+
+std::size_t housekeeping::resume_checkouts(pqxx::connection& conn, std::chrono::milliseconds older_than) {
+  if (!opts_.resume_checkout) {
+    return 0;
+  }
+  std::vector<std::string> orders;
+  {
+    pqxx::nontransaction tx(conn);
+    for (const auto& row : tx.exec_params(
+             "SELECT order_id::text FROM order_sagas WHERE step IN ('reserving', 'pending_payment') "
+             "AND updated_at < now() - make_interval(secs => $1) ORDER BY updated_at LIMIT $2",
+             static_cast<double>(older_than.count()) / 1000.0, static_cast<std::int64_t>(opts_.batch_size))) {
+      orders.push_back(row[0].as<std::string>());
+    }
+  }
+  for (const auto& id : orders) {
+    telemetry::log_info("resuming an unfinished checkout", {{"order_id", id}});
+    opts_.resume_checkout(id);
+  }
+  return orders.size();
 }
 
 }  // namespace mercato::app

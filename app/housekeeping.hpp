@@ -5,12 +5,16 @@
 //   and commits ReservationExpired (an abandoned checkout never holds stock for ever);
 // - Idempotency-Key records past their 24 h expiry are deleted (in batches);
 // - the cart gauges of the business metrics: active and abandoned carts (open, with items, unchanged
-//   for cart.abandoned_after_s) and the abandonment ratio.
+//   for cart.abandoned_after_s) and the abandonment ratio;
+// - checkouts nobody is driving any more (the node died mid-saga): orders still reserving or
+//   pending_payment after `stale_checkout` are handed to `resume_checkout`, which drives them to
+//   their end (the saga continues where the order's snapshot says it stopped).
 // Every node runs it; each step is idempotent, so two nodes doing the same round is harmless.
 
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -31,6 +35,11 @@ struct housekeeping_options {
   std::chrono::milliseconds interval{30'000};
   std::size_t batch_size = 1000;
   std::chrono::seconds abandoned_after{3600};
+  std::chrono::milliseconds stale_checkout{60'000};
+  std::function<void(const std::string& order_id)> resume_checkout;  // null: no checkouts on this node
+  // True once the node may drive entities (migrations applied, leases held); the thread first waits
+  // for it, then resumes every unfinished checkout (null: ready at once).
+  std::function<bool()> ready;
 };
 
 struct housekeeping_round {
@@ -38,6 +47,7 @@ struct housekeeping_round {
   std::size_t idempotency_deleted = 0;
   std::int64_t carts_active = 0;
   std::int64_t carts_abandoned = 0;
+  std::size_t checkouts_resumed = 0;
 };
 
 class housekeeping {
@@ -53,6 +63,9 @@ class housekeeping {
 
   // One round on `conn`, now (the thread's body; tests call it directly).
   housekeeping_round run_once(pqxx::connection& conn);
+  // Hands every unfinished checkout older than `older_than` to resume_checkout; returns how many.
+  // The node calls it once at start-up with 0 (every unfinished saga of its database is orphaned then).
+  std::size_t resume_checkouts(pqxx::connection& conn, std::chrono::milliseconds older_than);
 
  private:
   void loop();

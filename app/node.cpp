@@ -53,7 +53,7 @@ struct node::parts {
         jwt(jwt_settings(s)),
         limits(redis, rate_rules(s), {s.redis.key_prefix, 100'000}, workers, &metrics.registry()),
         cache(std::make_shared<http::catalog_cache>(redis, cache_options(s))),
-        idempotency(pool),
+        idempotency(pool, s.node_id),
         edge(routes, &metrics, {&jwt, s.rate_limits.enabled ? &limits : nullptr, &idempotency}),
         server(s.http, edge, &metrics) {
   }
@@ -174,11 +174,6 @@ void node::start() {
   p.runtime->subscribe("catalog-cache", http::catalog_invalidation_handler(p.workers, p.cache),
                        http::catalog_invalidation_filter());
   p.runtime->start_outbox();
-  p.chores = std::make_unique<housekeeping>(
-      housekeeping_options{settings_.postgres.dsn, settings_.housekeeping.interval, settings_.housekeeping.batch_size,
-                           settings_.cart.abandoned_after},
-      *p.runtime, &p.metrics);
-  p.chores->start();
   http::add_ops_routes(p.routes, {&p.pool, &p.metrics, [&p] { return p.bootstrap.done(); },
                                   [&p] { return p.runtime->leases_held(); }, settings_.node_id, p.redis, p.cache});
   http::add_catalog_routes(p.routes, p.pool, p.cache);
@@ -196,12 +191,41 @@ void node::start() {
   actors::checkout_settings checkout;
   checkout.reservation_ttl = settings_.checkout.reservation_ttl;
   checkout.provider_timeout = settings_.checkout.provider_timeout;
+  checkout.crash_after = settings_.checkout.fault_crash_after;  // fault injection (tests only; off by default)
+  if (!checkout.crash_after.empty()) {
+    telemetry::log_warn("checkout fault injection is on", {{"crash_after", checkout.crash_after}});
+  }
+  const actors::checkout_context checkout_ctx{[&p](std::string_view kind) { return p.runtime->router(kind); },
+                                              p.payments, checkout};
   http::add_order_routes(
       p.routes, std::make_shared<http::order_routes_context>(http::order_routes_context{
-                    p.pool, *p.bridge, p.runtime->system(),
-                    actors::checkout_context{[&p](std::string_view kind) { return p.runtime->router(kind); },
-                                             p.payments, checkout},
+                    p.pool, *p.bridge, p.runtime->system(), checkout_ctx,
                     std::make_shared<const actors::pricing_rules>(parts::pricing(settings_.cart))}));
+  housekeeping_options chores;
+  chores.dsn = settings_.postgres.dsn;
+  chores.interval = settings_.housekeeping.interval;
+  chores.batch_size = settings_.housekeeping.batch_size;
+  chores.abandoned_after = settings_.cart.abandoned_after;
+  // A checkout untouched for this long has no saga driving it any more.
+  chores.stale_checkout = 3 * (settings_.checkout.provider_timeout + std::chrono::milliseconds(8000));
+  chores.resume_checkout = [&p, checkout_ctx](const std::string& order_id) {
+    protocol::order_create resume;
+    resume.meta.request_id = "recovery-" + order_id;
+    resume.meta.source = "saga";
+    actors::run_checkout(p.runtime->system(), checkout_ctx, order_id, std::move(resume),
+                         [order_id](caf::expected<protocol::order_view> r) {
+                           if (r) {
+                             telemetry::log_info("unfinished checkout ended",
+                                                 {{"order_id", order_id}, {"status", r->status}});
+                           } else {
+                             telemetry::log_warn("unfinished checkout could not be ended; retried later",
+                                                 {{"order_id", order_id}});
+                           }
+                         });
+  };
+  chores.ready = [&p] { return p.bootstrap.done() && p.runtime->leases_held(); };
+  p.chores = std::make_unique<housekeeping>(std::move(chores), *p.runtime, &p.metrics);
+  p.chores->start();
   auto auth = std::make_shared<http::auth_context>(http::auth_context{p.pool, p.workers, p.jwt, settings_.auth.refresh_token_ttl, nullptr, {}});
   auth->refresh_ttl = settings_.auth.refresh_token_ttl;
   auth->limits = settings_.rate_limits.enabled ? &p.limits : nullptr;

@@ -78,7 +78,7 @@ std::chrono::milliseconds as_ms(const typed_value& v) {
 
 // One table drives the TOML walk, the environment, the command line and the --help text, so a setting
 // cannot be reachable from one source and silently missing from another.
-const std::array<field_spec, 49> fields = {{
+const std::array<field_spec, 50> fields = {{
     {"node_id", "MERCATO_NODE_ID", "--node-id", "Node name, unique in the cluster", value_kind::identifier, 0, 0,
      [](settings& s, const typed_value& v) { s.node_id = as_text(v); }},
     {"scheduler_threads", "MERCATO_SCHEDULER_THREADS", "--scheduler-threads", "CAF worker threads (0 = cores)",
@@ -176,6 +176,8 @@ const std::array<field_spec, 49> fields = {{
      [](settings& s, const typed_value& v) { s.checkout.reservation_ttl = std::chrono::seconds(as_number(v)); }},
     {"checkout.provider_timeout_ms", "MERCATO_CHECKOUT_PROVIDER_TIMEOUT_MS", "", "", value_kind::milliseconds, 1,
      300'000, [](settings& s, const typed_value& v) { s.checkout.provider_timeout = as_ms(v); }},
+    {"checkout.fault_crash_after", "MERCATO_CHECKOUT_FAULT_CRASH_AFTER", "", "", value_kind::optional_text, 0, 0,
+     [](settings& s, const typed_value& v) { s.checkout.fault_crash_after = as_text(v); }},
     {"housekeeping.interval_s", "MERCATO_HOUSEKEEPING_INTERVAL_S", "", "", value_kind::seconds, 1, 86'400,
      [](settings& s, const typed_value& v) { s.housekeeping.interval = std::chrono::seconds(as_number(v)); }},
     {"housekeeping.batch_size", "MERCATO_HOUSEKEEPING_BATCH_SIZE", "", "", value_kind::count, 1, 1'000'000,

@@ -90,6 +90,9 @@ struct cart_settings {
 struct checkout_settings {
   std::chrono::seconds reservation_ttl{15 * 60};       // stock held for a checkout at most this long
   std::chrono::milliseconds provider_timeout{5000};    // per payment provider call
+  // Fault injection for the crash tests, empty (off) by default: the node kills itself (SIGKILL) right
+  // after this checkout step is committed: create, reserve, authorize, capture, commit, paid.
+  std::string fault_crash_after;
 };
 
 // Periodic housekeeping (app/housekeeping): expired reservations, idempotency keys, business gauges.

@@ -60,6 +60,14 @@ response replay(const pqxx::row& row) {
 
 }  // namespace
 
+idempotency_gate::idempotency_gate(persistence::pg_pool& pool, std::string node_id, std::chrono::seconds stale_after,
+                                   std::chrono::hours ttl)
+    : pool_(pool),
+      node_id_(std::move(node_id)),
+      boot_id_(security::random_token(16)),
+      stale_after_(stale_after),
+      ttl_(ttl) {}
+
 void idempotency_gate::run(std::shared_ptr<request_context> ctx, responder respond, handler_fn handle) const {
   const std::string key{ctx->header("Idempotency-Key")};
   if (!valid_key(key)) {
@@ -73,19 +81,29 @@ void idempotency_gate::run(std::shared_ptr<request_context> ctx, responder respo
       security::sha256_hex(std::string(ctx->raw.method_string()) + ' ' + target + '\n' + ctx->raw.body());
   auto& pool = pool_;
   const auto ttl_hours = std::to_string(ttl_.count());
-  with_db(pool, respond, [&pool, ctx, respond, handle, key, scope, request_hash, ttl_hours](pqxx::connection& conn) {
+  const auto node = node_id_;
+  const auto boot = boot_id_;
+  const auto stale = std::to_string(stale_after_.count());
+  with_db(pool, respond, [&pool, ctx, respond, handle, key, scope, request_hash, ttl_hours, node, boot,
+                          stale](pqxx::connection& conn) {
     {
       pqxx::work tx{conn};
       // Claim the key (or take over an expired claim).
+      // Claim the key, take over an expired claim, or take over a running claim its runner abandoned
+      // (an earlier life of this node, or older than stale_after) for the same request.
       const auto claimed = tx.exec_params(
-          "INSERT INTO idempotency_keys (scope, key, request_hash, state, expires_at) "
-          "VALUES ($1, $2, decode($3, 'hex'), 'running', now() + ($4 || ' hours')::interval) "
+          "INSERT INTO idempotency_keys (scope, key, request_hash, state, expires_at, owner_node, owner_boot) "
+          "VALUES ($1, $2, decode($3, 'hex'), 'running', now() + ($4 || ' hours')::interval, $5, $6) "
           "ON CONFLICT (scope, key) DO UPDATE SET request_hash = EXCLUDED.request_hash, state = 'running', "
           "  status_code = NULL, response_headers = NULL, response_body = NULL, created_at = now(), "
-          "  expires_at = EXCLUDED.expires_at "
+          "  expires_at = EXCLUDED.expires_at, owner_node = EXCLUDED.owner_node, owner_boot = EXCLUDED.owner_boot "
           "WHERE idempotency_keys.expires_at <= now() "
+          "   OR (idempotency_keys.state = 'running' AND idempotency_keys.request_hash = EXCLUDED.request_hash "
+          "       AND ((idempotency_keys.owner_node = EXCLUDED.owner_node "
+          "             AND idempotency_keys.owner_boot IS DISTINCT FROM EXCLUDED.owner_boot) "
+          "            OR idempotency_keys.created_at < now() - ($7 || ' seconds')::interval)) "
           "RETURNING 1",
-          scope, key, request_hash, ttl_hours);
+          scope, key, request_hash, ttl_hours, node, boot, stale);
       if (claimed.empty()) {
         const auto row = tx.exec_params1(
             "SELECT encode(request_hash, 'hex') AS request_hash, state, status_code, response_headers::text "

@@ -8,10 +8,17 @@
 // derived from the key, so a change is applied at most once either way.
 //
 // The scope is the caller: a user id, else a guest cart token's hash, else the client address.
+//
+// A claim records the node and the process ("boot") that runs it. A request whose node died while it
+// ran leaves its claim `running`; the same request (same hash) repeated later takes that claim over when
+// it was made by an earlier life of this node, or when it is older than `stale_after` (any node),
+// instead of answering 409 until the 24 h expiry. Its answer then comes from the entities, which apply
+// every command id once (a checkout drives the same order).
 
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <string>
 
 #include "http/request.hpp"
 #include "persistence/pg_pool.hpp"
@@ -22,14 +29,18 @@ class idempotency_gate {
  public:
   using handler_fn = std::function<void(std::shared_ptr<request_context>, responder)>;
 
-  explicit idempotency_gate(persistence::pg_pool& pool, std::chrono::hours ttl = std::chrono::hours(24))
-      : pool_(pool), ttl_(ttl) {}
+  idempotency_gate(persistence::pg_pool& pool, std::string node_id,
+                   std::chrono::seconds stale_after = std::chrono::minutes(10),
+                   std::chrono::hours ttl = std::chrono::hours(24));
 
   // Runs `handle` once for this request's Idempotency-Key (the request must have one).
   void run(std::shared_ptr<request_context> ctx, responder respond, handler_fn handle) const;
 
  private:
   persistence::pg_pool& pool_;
+  std::string node_id_;
+  std::string boot_id_;  // random per process
+  std::chrono::seconds stale_after_;
   std::chrono::hours ttl_;
 };
 

@@ -1,5 +1,6 @@
 #include "actors/order/checkout_saga.hpp"
 
+#include <csignal>
 #include <cstdint>
 #include <optional>
 #include <utility>
@@ -85,6 +86,13 @@ class saga : public caf::event_based_actor {
   }
   void fail(const caf::error& e) { finish(e); }
 
+  // Fault injection (checkout_settings::crash_after): dies like kill -9 after `step` is committed.
+  void crash_point(const char* step) const {
+    if (c_.settings.crash_after == step) {
+      std::raise(SIGKILL);
+    }
+  }
+
   void start() {
     protocol::order_create cmd = create_;
     cmd.meta = meta("create");
@@ -94,6 +102,11 @@ class saga : public caf::event_based_actor {
 
   void on_order(const protocol::order_view& v) {
     order_ = v;
+    if (v.status == "reserving") {
+      crash_point("create");
+    } else if (v.status == "paid") {
+      crash_point("paid");
+    }
     if (v.status == "reserving") {
       reserve_all();
     } else if (v.status == "pending_payment") {
@@ -134,7 +147,9 @@ class saga : public caf::event_based_actor {
       ask<protocol::inventory_view>(
           "inventory", product, std::move(r), [this](protocol::inventory_view&) { reserved_one(); },
           [this, product, wanted](caf::error& e) {
-            if (is(e, errc::insufficient_stock) || is(e, errc::not_found)) {
+            // conflict: the reservation of this order expired or was released meanwhile (a checkout
+            // resumed late): its stock is gone as far as this order is concerned.
+            if (is(e, errc::insufficient_stock) || is(e, errc::not_found) || is(e, errc::conflict)) {
               note_short(product, wanted);
             } else {
               transient_ = e;
@@ -170,6 +185,7 @@ class saga : public caf::event_based_actor {
     } else if (transient_) {
       fail(transient_);  // left reserving: a retry (or the recovery) continues from here
     } else {
+      crash_point("reserve");
       transition("pending_payment");
     }
   }
@@ -220,6 +236,7 @@ class saga : public caf::event_based_actor {
       fail(transient_);  // paid but not committed: a retry commits (the reservations still hold the units)
       return;
     }
+    crash_point("commit");
     transition("paid");
   }
 
@@ -243,8 +260,10 @@ class saga : public caf::event_based_actor {
     if (p.status == "pending") {
       authorize();
     } else if (p.status == "authorized") {
+      crash_point("authorize");
       capture();
     } else if (p.status == "captured") {
+      crash_point("capture");
       commit_all();
     } else {
       // failed or voided: the stock goes back and the order is canceled.

@@ -30,6 +30,9 @@ struct checkout_settings {
   std::chrono::milliseconds reservation_ttl{15 * 60 * 1000};  // a checkout that never ends frees its stock
   std::chrono::milliseconds provider_timeout{5000};           // per provider call
   std::chrono::milliseconds step_timeout{8000};               // per entity request
+  // Fault injection for the crash tests (empty: off, the default): the process kills itself with
+  // SIGKILL right after this step is committed: create, reserve, authorize, capture, commit, paid.
+  std::string crash_after;
 };
 
 // How a checkout ended: the order as it is (paid, failed, canceled) or why the saga could not go on.
@@ -45,6 +48,7 @@ struct checkout_context {
 };
 
 // Creates the order `order_id` from `create` (or finds it) and drives it to its end.
+// `create` with only its meta set resumes an existing order (recovery after a crash).
 void run_checkout(caf::actor_system& sys, checkout_context ctx, std::string order_id, protocol::order_create create,
                   checkout_done done);
 

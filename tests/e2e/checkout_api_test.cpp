@@ -18,6 +18,7 @@
 #include "support/http_client.hpp"
 #include "support/node_process.hpp"
 #include "support/scratch_database.hpp"
+#include "support/shop.hpp"
 
 namespace json = boost::json;
 using mercato::test::http_client;
@@ -26,8 +27,6 @@ using mercato::test::node_process;
 using namespace std::chrono_literals;
 
 namespace {
-
-using headers = std::vector<std::pair<std::string, std::string>>;
 
 mercato::test::scratch_database& database() {
   static mercato::test::scratch_database db;
@@ -46,138 +45,22 @@ node_process& node() {
   return n;
 }
 
-std::string random_uuid() {
-  static std::mt19937_64 gen{std::random_device{}()};
-  char buf[37];
-  const auto a = gen(), b = gen();
-  std::snprintf(buf, sizeof buf, "%08llx-%04llx-4%03llx-8%03llx-%012llx", static_cast<unsigned long long>(a >> 32),
-                static_cast<unsigned long long>((a >> 16) & 0xffff), static_cast<unsigned long long>(a & 0xfff),
-                static_cast<unsigned long long>(b >> 52), static_cast<unsigned long long>(b & 0xffffffffffffull));
-  return buf;
-}
-
-// A signed access token for a user id (the node shares the test JWT secret).
-std::string token_for(const std::string& user, std::vector<std::string> roles = {"customer"}) {
-  using namespace mercato::security;
-  jwt_settings s;
-  s.secret = mercato::test::test_jwt_secret();
-  s.kid = "mercato-1";
-  return sign_access_token(make_access_claims(user, std::move(roles), "", s, std::chrono::system_clock::now()), s);
-}
-
-headers bearer(const std::string& token, headers extra = {}) {
-  extra.emplace_back("Authorization", "Bearer " + token);
-  return extra;
-}
-
-headers json_body(headers h) {
-  h.emplace_back("Content-Type", "application/json");
-  return h;
-}
-
-std::string str(const json::value& v, const char* key) { return std::string(v.at(key).as_string()); }
-
-std::string code_of(const http_reply& r) {
-  try {
-    return str(r.json(), "code");
-  } catch (...) {
-    return "<no problem body: " + r.body + ">";
-  }
-}
+using namespace mercato::test::shop;
 
 long query(const std::string& sql, const std::string& param = {}) {
-  pqxx::connection conn{database().dsn()};
-  pqxx::nontransaction tx{conn};
-  return param.empty() ? tx.exec1(sql)[0].as<long>() : tx.exec_params1(sql, param)[0].as<long>();
+  return mercato::test::shop::scalar(database().dsn(), sql, param);
 }
 
-struct customer {
-  std::string id = random_uuid();
-  std::string token = token_for(id);
-};
-
-// A real admin account (a role change is checked against the users table, so a forged token will not do).
+// The admin account of this test's node (made once).
 std::string admin_token(http_client& c) {
-  static std::string admin;
-  if (admin.empty()) {
-    const auto email = "checkout-admin-" + std::to_string(std::random_device{}()) + "@example.com";
-    auto reg = c.request("POST", "/api/v1/auth/register",
-                         json::serialize(json::object{{"email", email}, {"password", "correct horse battery"}, {"name", "A"}}),
-                         json_body({}));
-    REQUIRE_MESSAGE(reg.status == 201, reg.body);
-    const auto user_id = str(reg.json().at("user"), "id");
-    {
-      pqxx::connection conn{database().dsn()};
-      pqxx::work tx{conn};
-      tx.exec_params("UPDATE users SET roles = ARRAY['admin'] WHERE id = $1::uuid", user_id);
-      tx.commit();
-    }
-    auto login = c.request("POST", "/api/v1/auth/login",
-                           json::serialize(json::object{{"email", email}, {"password", "correct horse battery"}}),
-                           json_body({}));
-    REQUIRE_MESSAGE(login.status == 200, login.body);
-    admin = str(login.json(), "access_token");
-  }
-  return admin;
+  static const std::string token = mercato::test::shop::admin_token(c, database().dsn());
+  return token;
 }
 
-// A demo product no other test case uses, with exactly `available` units available.
+// A demo product no other test case of this file uses, with exactly `available` units available.
 std::string product_with_stock(http_client& c, std::int64_t available) {
   static int next = 0;
-  auto r = c.get("/api/v1/products?limit=100&sort=name");
-  REQUIRE(r.status == 200);
-  const auto page = r.json();
-  const auto& data = page.at("data").as_array();
-  REQUIRE(next < static_cast<int>(data.size()));
-  const auto id = str(data[next++], "id");
-  auto inv = c.get("/api/v1/inventory/" + id);
-  REQUIRE(inv.status == 200);
-  const auto now = inv.json().at("available").to_number<std::int64_t>();
-  if (now != available) {
-    auto adj = c.request("POST", "/api/v1/inventory/" + id + "/adjustments",
-                         json::serialize(json::object{{"delta", available - now}, {"reason", "test stock"}}),
-                         json_body(bearer(admin_token(c))));
-    REQUIRE_MESSAGE(adj.status == 200, adj.body);
-  }
-  return id;
-}
-
-std::string new_cart(http_client& c, const customer& who) {
-  auto r = c.request("POST", "/api/v1/carts", {}, bearer(who.token));
-  REQUIRE_MESSAGE(r.status == 201, r.body);
-  return str(r.json(), "id");
-}
-
-void add(http_client& c, const customer& who, const std::string& cart, const std::string& product, int qty) {
-  auto r = c.request("POST", "/api/v1/carts/" + cart + "/items",
-                     json::serialize(json::object{{"product_id", product}, {"quantity", qty}}),
-                     json_body(bearer(who.token)));
-  REQUIRE_MESSAGE(r.status == 200, r.body);
-}
-
-std::string checkout_body(const std::string& card, const std::string& country = "US") {
-  return json::serialize(json::object{
-      {"shipping_address",
-       {{"name", "Ada"}, {"line1", "1 Main St"}, {"city", "Springfield"}, {"postal_code", "12345"}, {"country", country}}},
-      {"payment", {{"method", "card"}, {"token", card}}}});
-}
-
-http_reply checkout(http_client& c, const customer& who, const std::string& cart, const std::string& card,
-                    const std::string& key, const std::string& country = "US") {
-  return c.request("POST", "/api/v1/carts/" + cart + "/checkout", checkout_body(card, country),
-                   json_body(bearer(who.token, {{"Idempotency-Key", key}})));
-}
-
-std::int64_t available_of(http_client& c, const std::string& product) {
-  auto r = c.get("/api/v1/inventory/" + product);
-  REQUIRE(r.status == 200);
-  return r.json().at("available").to_number<std::int64_t>();
-}
-
-std::int64_t reserved_of(http_client& c, const std::string& product) {
-  auto r = c.get("/api/v1/inventory/" + product);
-  REQUIRE(r.status == 200);
-  return r.json().at("reserved").to_number<std::int64_t>();
+  return mercato::test::shop::product_with_stock(c, database().dsn(), next++, available);
 }
 
 }  // namespace

@@ -33,6 +33,15 @@ int await_count(cart_db_fixture& f, const std::string& sql, int expected, std::c
   return seen;
 }
 
+app::housekeeping_options options(const std::string& dsn, std::chrono::milliseconds interval, std::size_t batch) {
+  app::housekeeping_options o;
+  o.dsn = dsn;
+  o.interval = interval;
+  o.batch_size = batch;
+  o.abandoned_after = std::chrono::seconds(3600);
+  return o;
+}
+
 }  // namespace
 
 TEST_CASE_FIXTURE(cart_db_fixture, "housekeeping: a reservation past its TTL on an untouched product is expired") {
@@ -48,7 +57,7 @@ TEST_CASE_FIXTURE(cart_db_fixture, "housekeeping: a reservation past its TTL on 
   }
   cart_runtime rt{{db.dsn()}};
   telemetry::metrics metrics;
-  app::housekeeping chores{{db.dsn(), 1h, 100, 3600s}, rt.runtime(), &metrics};
+  app::housekeeping chores{options(db.dsn(), 1h, 100), rt.runtime(), &metrics};
 
   // A brief reservation and a long one, through the inventory entity.
   auto reserve = [&](std::string rid, std::int64_t ttl_ms) {
@@ -98,7 +107,7 @@ TEST_CASE_FIXTURE(cart_db_fixture, "housekeeping: expired Idempotency-Key record
   }
   cart_runtime rt{{db.dsn()}};
   telemetry::metrics metrics;
-  app::housekeeping chores{{db.dsn(), 1h, 3, 3600s}, rt.runtime(), &metrics};
+  app::housekeeping chores{options(db.dsn(), 1h, 3), rt.runtime(), &metrics};
   pqxx::connection conn{db.dsn()};
   CHECK(chores.run_once(conn).idempotency_deleted == 3);  // one batch per round
   CHECK(chores.run_once(conn).idempotency_deleted == 2);
@@ -126,7 +135,7 @@ TEST_CASE_FIXTURE(cart_db_fixture, "housekeeping: open carts with items unchange
     tx.commit();
   }
   telemetry::metrics metrics;
-  app::housekeeping chores{{db.dsn(), 1h, 100, 3600s}, rt.runtime(), &metrics};
+  app::housekeeping chores{options(db.dsn(), 1h, 100), rt.runtime(), &metrics};
   pqxx::connection conn{db.dsn()};
   const auto round = chores.run_once(conn);
   CHECK(round.carts_active == 1);
@@ -146,7 +155,7 @@ TEST_CASE_FIXTURE(cart_db_fixture, "housekeeping: the thread runs rounds on its 
     tx.commit();
   }
   telemetry::metrics metrics;
-  app::housekeeping chores{{db.dsn(), 50ms, 100, 3600s}, rt.runtime(), &metrics};
+  app::housekeeping chores{options(db.dsn(), 50ms, 100), rt.runtime(), &metrics};
   chores.start();
   CHECK(await_count(*this, "SELECT COUNT(*) FROM idempotency_keys WHERE key = 'gone'", 0) == 0);
   const auto t0 = std::chrono::steady_clock::now();

@@ -71,7 +71,8 @@ bool same(const cfg::settings& a, const cfg::settings& b) {
          a.cart.abandoned_after == b.cart.abandoned_after && a.housekeeping.interval == b.housekeeping.interval &&
          a.housekeeping.batch_size == b.housekeeping.batch_size &&
          a.checkout.reservation_ttl == b.checkout.reservation_ttl &&
-         a.checkout.provider_timeout == b.checkout.provider_timeout;
+         a.checkout.provider_timeout == b.checkout.provider_timeout &&
+         a.checkout.fault_crash_after == b.checkout.fault_crash_after;
 }
 
 std::string all_errors(const cfg::load_result& r) {
