@@ -15,12 +15,15 @@
 #include "http/routes/auth_routes.hpp"
 #include "http/routes/cart_routes.hpp"
 #include "http/routes/inventory_routes.hpp"
+#include "http/routes/notification_routes.hpp"
 #include "http/routes/catalog_admin_routes.hpp"
 #include "http/routes/catalog_routes.hpp"
 #include "http/routes/product_routes.hpp"
 #include "http/routes/ops_routes.hpp"
 #include "http/server.hpp"
 #include "http/worker_pool.hpp"
+#include "notifications/order_notifications.hpp"
+#include "notifications/pg_notifier.hpp"
 #include "persistence/pg_pool.hpp"
 #include "persistence/redis_client.hpp"
 #include "persistence/schema_bootstrap.hpp"
@@ -65,6 +68,7 @@ struct node::parts {
     o.outbox.batch_size = s.outbox.batch_size;
     o.outbox.retention = s.outbox.retention;
     o.outbox.retention_interval = s.outbox.retention_interval;
+    o.outbox.max_attempts = s.outbox.max_attempts;
     return o;
   }
 
@@ -170,6 +174,13 @@ void node::start() {
   // live-updates hub and the checkout's handlers will).
   p.runtime->subscribe("catalog-cache", http::catalog_invalidation_handler(p.workers, p.cache),
                        http::catalog_invalidation_filter());
+  // Order confirmations, vendors' new orders, shipping and refund notices (notifications/), stored and logged.
+  auto notifier = std::make_shared<notifications::pg_notifier>(settings_.postgres.dsn, std::chrono::milliseconds(2000),
+                                                               settings_.postgres.statement_timeout);
+  for (auto& sub : notifications::outbox_subscriptions(
+           notifier, [notifier](const std::vector<std::string>& ids) { return notifier->vendor_users(ids); })) {
+    p.runtime->subscribe(sub.name, std::move(sub.handler), std::move(sub.filter));
+  }
   p.runtime->start_outbox();
   p.chores = std::make_unique<housekeeping>(
       housekeeping_options{settings_.postgres.dsn, settings_.housekeeping.interval, settings_.housekeeping.batch_size,
@@ -191,6 +202,7 @@ void node::start() {
   auth->refresh_ttl = settings_.auth.refresh_token_ttl;
   auth->limits = settings_.rate_limits.enabled ? &p.limits : nullptr;
   http::add_auth_routes(p.routes, std::move(auth));
+  http::add_notification_routes(p.routes, p.pool);
   p.server.start();
   telemetry::log_info("listening", {{"node_id", settings_.node_id},
                                     {"address", settings_.http.bind_address},
