@@ -17,12 +17,15 @@
 #include "http/routes/inventory_routes.hpp"
 #include "http/routes/order_routes.hpp"
 #include "persistence/sandbox_payments.hpp"
+#include "http/routes/notification_routes.hpp"
 #include "http/routes/catalog_admin_routes.hpp"
 #include "http/routes/catalog_routes.hpp"
 #include "http/routes/product_routes.hpp"
 #include "http/routes/ops_routes.hpp"
 #include "http/server.hpp"
 #include "http/worker_pool.hpp"
+#include "notifications/order_notifications.hpp"
+#include "notifications/pg_notifier.hpp"
 #include "persistence/pg_pool.hpp"
 #include "persistence/redis_client.hpp"
 #include "persistence/schema_bootstrap.hpp"
@@ -67,6 +70,7 @@ struct node::parts {
     o.outbox.batch_size = s.outbox.batch_size;
     o.outbox.retention = s.outbox.retention;
     o.outbox.retention_interval = s.outbox.retention_interval;
+    o.outbox.max_attempts = s.outbox.max_attempts;
     return o;
   }
 
@@ -173,6 +177,13 @@ void node::start() {
   // live-updates hub and the checkout's handlers will).
   p.runtime->subscribe("catalog-cache", http::catalog_invalidation_handler(p.workers, p.cache),
                        http::catalog_invalidation_filter());
+  // Order confirmations, vendors' new orders, shipping and refund notices (notifications/), stored and logged.
+  auto notifier = std::make_shared<notifications::pg_notifier>(settings_.postgres.dsn, std::chrono::milliseconds(2000),
+                                                               settings_.postgres.statement_timeout);
+  for (auto& sub : notifications::outbox_subscriptions(
+           notifier, [notifier](const std::vector<std::string>& ids) { return notifier->vendor_users(ids); })) {
+    p.runtime->subscribe(sub.name, std::move(sub.handler), std::move(sub.filter));
+  }
   p.runtime->start_outbox();
   http::add_ops_routes(p.routes, {&p.pool, &p.metrics, [&p] { return p.bootstrap.done(); },
                                   [&p] { return p.runtime->leases_held(); }, settings_.node_id, p.redis, p.cache});
@@ -230,6 +241,7 @@ void node::start() {
   auth->refresh_ttl = settings_.auth.refresh_token_ttl;
   auth->limits = settings_.rate_limits.enabled ? &p.limits : nullptr;
   http::add_auth_routes(p.routes, std::move(auth));
+  http::add_notification_routes(p.routes, p.pool);
   p.server.start();
   telemetry::log_info("listening", {{"node_id", settings_.node_id},
                                     {"address", settings_.http.bind_address},

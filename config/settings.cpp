@@ -78,7 +78,7 @@ std::chrono::milliseconds as_ms(const typed_value& v) {
 
 // One table drives the TOML walk, the environment, the command line and the --help text, so a setting
 // cannot be reachable from one source and silently missing from another.
-const std::array<field_spec, 50> fields = {{
+const std::array<field_spec, 51> fields = {{
     {"node_id", "MERCATO_NODE_ID", "--node-id", "Node name, unique in the cluster", value_kind::identifier, 0, 0,
      [](settings& s, const typed_value& v) { s.node_id = as_text(v); }},
     {"scheduler_threads", "MERCATO_SCHEDULER_THREADS", "--scheduler-threads", "CAF worker threads (0 = cores)",
@@ -161,6 +161,8 @@ const std::array<field_spec, 50> fields = {{
      [](settings& s, const typed_value& v) { s.outbox.retention = std::chrono::seconds(as_number(v)); }},
     {"outbox.retention_interval_s", "MERCATO_OUTBOX_RETENTION_INTERVAL_S", "", "", value_kind::seconds, 1, 86'400,
      [](settings& s, const typed_value& v) { s.outbox.retention_interval = std::chrono::seconds(as_number(v)); }},
+    {"outbox.max_attempts", "MERCATO_OUTBOX_MAX_ATTEMPTS", "", "", value_kind::count, 0, 1000,
+     [](settings& s, const typed_value& v) { s.outbox.max_attempts = static_cast<int>(as_number(v)); }},
     {"cart.default_tax_bp", "MERCATO_CART_DEFAULT_TAX_BP", "", "", value_kind::count, 0, 10'000,
      [](settings& s, const typed_value& v) { s.cart.default_tax_bp = static_cast<std::uint32_t>(as_number(v)); }},
     {"cart.tax_rates", "MERCATO_CART_TAX_RATES", "", "", value_kind::tax_rates, 0, 0,

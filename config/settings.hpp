@@ -75,6 +75,7 @@ struct outbox_settings {
   std::size_t batch_size = 500;                  // events delivered and marked per round
   std::chrono::seconds retention{7 * 24 * 3600}; // dispatched events are deleted after this long
   std::chrono::seconds retention_interval{60};   // how often the retention sweep runs
+  int max_attempts = 5;                          // a subscriber's tries before its events are parked; 0: never
 };
 
 // Cart totals (actors/cart/cart_pricing): all money in integer minor units, tax in basis points.

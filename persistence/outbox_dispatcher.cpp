@@ -43,6 +43,17 @@ constexpr const char* gauges_sql =
     "  COALESCE((SELECT EXTRACT(EPOCH FROM clock_timestamp() - occurred_at)::float8 FROM outbox "
     "            WHERE dispatched_at IS NULL ORDER BY seq LIMIT 1), 0)";
 
+// Copies the events a subscriber gave up on into outbox_parked (migration 0014). Not prepared: it is rare, and
+// a database without the table must not stop the dispatcher from connecting. A repeat (the batch was parked
+// but not marked before a crash) adds its attempts and keeps the latest error.
+constexpr const char* park_sql =
+    "INSERT INTO outbox_parked (subscriber, event_id, seq, aggregate_kind, aggregate_id, event_type, event_version, "
+    "  occurred_at, data, metadata, attempts, last_error) "
+    "SELECT $1, id, seq, aggregate_kind, aggregate_id, event_type, event_version, occurred_at, data, metadata, $3, $4 "
+    "FROM outbox WHERE seq = ANY($2::bigint[]) "
+    "ON CONFLICT (subscriber, event_id) DO UPDATE SET attempts = outbox_parked.attempts + EXCLUDED.attempts, "
+    "  last_error = EXCLUDED.last_error, parked_at = now()";
+
 // Oldest first through idx_outbox_dispatched (migration 0009). `dispatched_at < ...` never matches NULL.
 constexpr const char* purge_sql =
     "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox "
@@ -103,6 +114,9 @@ struct outbox_dispatcher::session {
   // subscriber threw): a retry skips them, so a healthy subscriber is not flooded with repeats while a
   // broken one is retried. Cleared when a batch is marked or the connection (and so the lock) is lost.
   std::vector<std::unordered_set<std::int64_t>> taken;
+  // Per subscriber, its calls in a row that threw (reset when it takes events, when a batch is marked and
+  // when the connection is lost); at opts_.max_attempts its events are parked.
+  std::vector<int> attempts;
 };
 
 outbox_dispatcher::outbox_dispatcher(outbox_dispatcher_options opts, telemetry::metrics* metrics)
@@ -124,6 +138,9 @@ void outbox_dispatcher::subscribe(std::string name, handler fn, outbox_filter fi
   }
   if (!fn) {
     throw std::invalid_argument("outbox_dispatcher::subscribe without a function: " + name);
+  }
+  if (name.empty() || name.size() > 100) {  // outbox_parked.subscriber is VARCHAR(100)
+    throw std::invalid_argument("outbox_dispatcher::subscribe: a name needs 1 to 100 characters: " + name);
   }
   subscribers_.push_back(subscriber{std::move(name), std::move(fn), std::move(filter)});
 }
@@ -167,6 +184,7 @@ outbox_dispatcher_stats outbox_dispatcher::stats() const {
   s.batches = batches_.load(std::memory_order_relaxed);
   s.subscriber_failures = subscriber_failures_.load(std::memory_order_relaxed);
   s.retention_deleted = retention_deleted_.load(std::memory_order_relaxed);
+  s.parked = parked_.load(std::memory_order_relaxed);
   return s;
 }
 
@@ -181,6 +199,7 @@ void outbox_dispatcher::run() {
   s.db_backoff = opts_.retry_backoff;
   s.subscriber_backoff = opts_.retry_backoff;
   s.taken.resize(subscribers_.size());
+  s.attempts.resize(subscribers_.size(), 0);
   auto set_active = [this](bool on) {
     active_.store(on, std::memory_order_relaxed);
     if (metrics_) {
@@ -227,6 +246,7 @@ void outbox_dispatcher::run() {
         for (auto& t : s.taken) {
           t.clear();
         }
+        std::fill(s.attempts.begin(), s.attempts.end(), 0);
       }
       keep_going = wait_until(steady::now() + s.db_backoff, false);
       s.db_backoff = std::min(s.db_backoff * 2, opts_.max_retry_backoff);
@@ -337,22 +357,36 @@ bool outbox_dispatcher::round(session& s) {
       for (const auto& e : subset) {
         taken.insert(e.seq);
       }
+      s.attempts[i] = 0;
       continue;
     } catch (const std::exception& e) {
       error = e.what();
     } catch (...) {
       error = "unknown exception";
     }
-    all_taken = false;
     subscriber_failures_.fetch_add(1, std::memory_order_relaxed);
     if (metrics_) {
       metrics_->outbox_subscriber_failures(sub.name).Increment();
     }
+    const int attempts = ++s.attempts[i];
+    if (opts_.max_attempts > 0 && attempts >= opts_.max_attempts) {
+      // Given up: parked for this subscriber, taken as far as the batch is concerned. A database error
+      // here propagates (run() backs off) and the subscriber is called again: never lost.
+      park(s, sub, subset, attempts, error);
+      for (const auto& e : subset) {
+        taken.insert(e.seq);
+      }
+      s.attempts[i] = 0;
+      continue;
+    }
+    all_taken = false;
     telemetry::log_warn("outbox subscriber failed; the batch will be delivered again",
                         {{"subscriber", sub.name},
                          {"error", error},
                          {"first_seq", subset.front().seq},
                          {"events", subset.size()},
+                         {"attempt", attempts},
+                         {"max_attempts", opts_.max_attempts},
                          {"retry_in_ms", s.subscriber_backoff.count()}});
   }
   if (!all_taken) {
@@ -370,6 +404,7 @@ bool outbox_dispatcher::round(session& s) {
   for (auto& t : s.taken) {
     t.clear();
   }
+  std::fill(s.attempts.begin(), s.attempts.end(), 0);
   dispatched_.fetch_add(batch.size(), std::memory_order_relaxed);
   batches_.fetch_add(1, std::memory_order_relaxed);
   if (metrics_) {
@@ -382,6 +417,25 @@ bool outbox_dispatcher::round(session& s) {
     return true;  // more may be waiting: go again at once
   }
   return wait_until(steady::now() + opts_.poll_interval, true);
+}
+
+void outbox_dispatcher::park(session& s, const subscriber& sub, const std::vector<outbox_event>& events,
+                             int attempts, const std::string& error) {
+  {
+    pqxx::nontransaction tx{*s.conn};
+    tx.exec_params(park_sql, sub.name, seq_array(events), attempts, error);
+  }
+  parked_.fetch_add(events.size(), std::memory_order_relaxed);
+  if (metrics_) {
+    metrics_->outbox_parked(sub.name).Increment(static_cast<double>(events.size()));
+  }
+  telemetry::log_error("outbox subscriber gave up on events; parked for it in outbox_parked",
+                       {{"subscriber", sub.name},
+                        {"error", error},
+                        {"attempts", attempts},
+                        {"first_seq", events.front().seq},
+                        {"first_event_id", events.front().id},
+                        {"events", events.size()}});
 }
 
 void outbox_dispatcher::refresh_gauges(session& s) {

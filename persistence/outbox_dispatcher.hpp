@@ -8,6 +8,9 @@
 // per database: the others wait and take over when its connection goes away), reads the oldest
 // undispatched rows in seq order, hands them to every subscriber, then marks them. A batch is marked
 // only after every subscriber took it, so a crash or a throwing subscriber means redelivery, never loss.
+// A subscriber that keeps throwing is retried with backoff `max_attempts` times; then the events it could
+// not take are parked for it (table outbox_parked, with the last error) and the batch is marked for the
+// others, so one broken subscriber delays the others by its retries at most and never stops them.
 //
 // Knows no CAF types and no transport: a subscriber is a plain function; the actor layer, the live-updates
 // hub or a cluster link turn the events into whatever they need.
@@ -61,6 +64,9 @@ struct outbox_dispatcher_options {
   std::chrono::milliseconds lock_retry{1000};       // while another dispatcher holds the lock
   std::chrono::milliseconds retry_backoff{100};     // first wait after a failure (doubles)...
   std::chrono::milliseconds max_retry_backoff{10'000};  // ...up to this
+  // Calls in a row that may throw on the same events before they are parked for that subscriber
+  // (outbox_parked) and count as taken; 0: never park (retry for ever, the batch waits for it).
+  int max_attempts = 0;
   std::chrono::milliseconds pending_refresh{1000};  // pending-events gauges are refreshed this often
   std::chrono::milliseconds connect_timeout{2000};
   std::chrono::milliseconds statement_timeout{10'000};
@@ -72,6 +78,7 @@ struct outbox_dispatcher_stats {
   std::uint64_t batches = 0;              // batches marked
   std::uint64_t subscriber_failures = 0;  // subscriber calls that threw (the batch was redelivered)
   std::uint64_t retention_deleted = 0;    // rows deleted by the retention sweep
+  std::uint64_t parked = 0;               // events parked for a subscriber after max_attempts failures
 };
 
 class outbox_dispatcher {
@@ -85,8 +92,10 @@ class outbox_dispatcher {
 
   // Before start() only (throws std::logic_error afterwards). `fn` runs on the dispatcher thread with
   // the matching events of a batch, in seq order (never with an empty vector); it must hand off and
-  // return quickly. If it throws, the batch is not marked and every subscriber gets it again after a
-  // backoff, so handlers must be idempotent by event id. Names appear in logs and metric labels.
+  // return quickly. If it throws, the batch is not marked and the subscribers that did not take it yet get
+  // it again after a backoff, so handlers must be idempotent by event id; after `max_attempts` throws in a
+  // row its events are parked for it under `name` instead. Names appear in logs, metric labels and
+  // outbox_parked (1 to 100 characters, else std::invalid_argument).
   void subscribe(std::string name, handler fn, outbox_filter filter = {});
 
   // Starts the dispatcher thread. Idempotent; a stopped dispatcher does not start again.
@@ -115,7 +124,8 @@ class outbox_dispatcher {
 
   void run();
   bool round(session& s);
-  bool deliver(const std::vector<outbox_event>& batch);
+  void park(session& s, const subscriber& sub, const std::vector<outbox_event>& events, int attempts,
+            const std::string& error);
   void refresh_gauges(session& s);
   void sweep(session& s);
   // Waits until `until`, stop() or (when `wake_on_notify`) notify(). False when stopping.
@@ -134,7 +144,8 @@ class outbox_dispatcher {
   std::mutex stop_mutex_;
 
   std::atomic<bool> active_{false};
-  std::atomic<std::uint64_t> dispatched_{0}, batches_{0}, subscriber_failures_{0}, retention_deleted_{0};
+  std::atomic<std::uint64_t> dispatched_{0}, batches_{0}, subscriber_failures_{0}, retention_deleted_{0},
+      parked_{0};
 };
 
 // Deletes dispatched events whose dispatched_at is older than `retention`, `batch` rows per statement,

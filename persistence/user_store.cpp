@@ -436,28 +436,4 @@ bool delete_address(pqxx::connection& conn, const std::string& user_id, const st
   return !r.empty();
 }
 
-std::vector<notification_record> notifications(pqxx::connection& conn, const std::string& user_id, std::size_t limit,
-                                               const std::optional<std::pair<std::string, std::string>>& before) {
-  pqxx::nontransaction tx{conn};
-  const std::string cols = "id::text, kind, title, body, data::text, " MERCATO_TS("read_at") ", " MERCATO_TS(
-      "created_at");
-  pqxx::result rows;
-  if (before) {
-    rows = tx.exec_params("SELECT " + cols +
-                              " FROM notifications WHERE user_id = $1::uuid AND (created_at, id) < ($2::timestamptz, "
-                              "$3::uuid) ORDER BY created_at DESC, id DESC LIMIT $4",
-                          user_id, before->first, before->second, static_cast<std::int64_t>(limit));
-  } else {
-    rows = tx.exec_params("SELECT " + cols +
-                              " FROM notifications WHERE user_id = $1::uuid ORDER BY created_at DESC, id DESC LIMIT $2",
-                          user_id, static_cast<std::int64_t>(limit));
-  }
-  std::vector<notification_record> out;
-  for (const auto& r : rows) {
-    out.push_back({r[0].as<std::string>(), r[1].as<std::string>(), r[2].as<std::string>(), r[3].as<std::string>(),
-                   r[4].as<std::string>(), opt<std::string>(r[5]), r[6].as<std::string>()});
-  }
-  return out;
-}
-
 }  // namespace mercato::persistence::user_store

@@ -1,5 +1,5 @@
 #pragma once
-// Accounts, refresh-token families, addresses and notifications as plain SQL. Runs on pg_pool
+// Accounts, refresh-token families and addresses as plain SQL (notifications: notification_store). Runs on pg_pool
 // threads; knows nothing about HTTP. Every function that changes something commits before it
 // returns, so a caller that answers "done" afterwards answers for committed state.
 
@@ -72,16 +72,6 @@ struct address_record {
   std::string country;
   std::optional<std::string> phone;
   bool is_default = false;
-  std::string created_at;
-};
-
-struct notification_record {
-  std::string id;
-  std::string kind;
-  std::string title;
-  std::string body;
-  std::string data;  // JSON text
-  std::optional<std::string> read_at;
   std::string created_at;
 };
 
@@ -171,10 +161,6 @@ std::vector<address_record> addresses(pqxx::connection& conn, const std::string&
 std::optional<address_record> add_address(pqxx::connection& conn, const std::string& user_id, const address_record& a);
 // Only the owner's address is deleted; false when `user_id` has no address `id` (someone else's included).
 bool delete_address(pqxx::connection& conn, const std::string& user_id, const std::string& id);
-
-// Newest first; `before` is a cursor "created_at|id" from the previous page.
-std::vector<notification_record> notifications(pqxx::connection& conn, const std::string& user_id, std::size_t limit,
-                                               const std::optional<std::pair<std::string, std::string>>& before);
 
 std::string roles_literal(const std::vector<std::string>& roles);  // {customer,admin}
 

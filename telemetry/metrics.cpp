@@ -181,8 +181,13 @@ metrics::metrics(std::shared_ptr<prometheus::Registry> reg)
       outbox_subscriber_failures_(prometheus::BuildCounter()
                                       .Name("mercato_outbox_subscriber_failures_total")
                                       .Help("Outbox deliveries a subscriber refused by throwing (the batch is "
-                                            "delivered again), by subscriber")
+                                            "delivered again, or parked after outbox.max_attempts), by subscriber")
                                       .Register(*registry_)),
+      outbox_parked_(prometheus::BuildCounter()
+                         .Name("mercato_outbox_parked_total")
+                         .Help("Outbox events a subscriber kept refusing, parked for it in outbox_parked after "
+                               "outbox.max_attempts tries, by subscriber")
+                         .Register(*registry_)),
       cache_requests_(prometheus::BuildCounter()
                           .Name("mercato_cache_requests_total")
                           .Help("Catalog cache lookups by level (l1 in-process, l2 Redis) and result (hit, miss, "
@@ -241,6 +246,9 @@ prometheus::Counter& metrics::entity_poison_dropped(const std::string& kind) {
 
 prometheus::Counter& metrics::outbox_subscriber_failures(const std::string& subscriber) {
   return outbox_subscriber_failures_.Add({{"subscriber", subscriber}});
+}
+prometheus::Counter& metrics::outbox_parked(const std::string& subscriber) {
+  return outbox_parked_.Add({{"subscriber", subscriber}});
 }
 
 void metrics::report_cache(const cache_counts& c) {

@@ -57,6 +57,7 @@ class metrics {
   prometheus::Counter& outbox_retention_deleted;
   prometheus::Gauge& outbox_dispatcher_active;
   prometheus::Counter& outbox_subscriber_failures(const std::string& subscriber);
+  prometheus::Counter& outbox_parked(const std::string& subscriber);  // events given up on, by subscriber
 
   // Housekeeping (app/housekeeping): periodic sweeps and the cart gauges of the business metrics.
   prometheus::Counter& reservations_expired;       // inventory entities nudged to drop expired reservations
@@ -101,6 +102,7 @@ class metrics {
   prometheus::Family<prometheus::Counter>& entity_restarts_;
   prometheus::Family<prometheus::Counter>& entity_poison_dropped_;
   prometheus::Family<prometheus::Counter>& outbox_subscriber_failures_;
+  prometheus::Family<prometheus::Counter>& outbox_parked_;
 
   // Catalog cache: mercato_cache_requests_total{level, result} and friends.
   prometheus::Family<prometheus::Counter>& cache_requests_;

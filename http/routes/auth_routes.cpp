@@ -611,50 +611,6 @@ void delete_address(const auth_ptr& auth, const std::shared_ptr<request_context>
   });
 }
 
-void list_notifications(const auth_ptr& auth, const std::shared_ptr<request_context>& ctx, const responder& respond) {
-  query_reader q(*ctx);
-  const auto limit = static_cast<std::size_t>(q.integer("limit", 20, 1, 100));
-  std::optional<std::pair<std::string, std::string>> before;
-  if (auto c = q.text("cursor", 1, 512)) {
-    auto raw = base64url_decode(*c);
-    auto bar = std::string::npos;
-    if (!raw || raw->rfind("n1|", 0) != 0 || (bar = raw->find('|', 3)) == std::string::npos ||
-        !is_uuid(raw->substr(bar + 1))) {
-      q.fail("cursor", "is not a cursor of this list");
-    } else {
-      before = std::make_pair(raw->substr(3, bar - 3), raw->substr(bar + 1));
-    }
-  }
-  if (!q.ok()) {
-    respond(q.to_problem());
-    return;
-  }
-  run_db(auth->pool, respond, [user_id = ctx->caller->user_id, limit, before](pqxx::connection& conn) {
-    auto rows = store::notifications(conn, user_id, limit + 1, before);
-    const bool more = rows.size() > limit;
-    if (more) {
-      rows.resize(limit);
-    }
-    boost::json::array data;
-    for (const auto& n : rows) {
-      data.push_back(boost::json::object{{"id", n.id},
-                                         {"kind", n.kind},
-                                         {"title", n.title},
-                                         {"body", n.body},
-                                         {"data", parse_or_empty(n.data)},
-                                         {"read_at", or_null(n.read_at)},
-                                         {"created_at", n.created_at}});
-    }
-    boost::json::value next = nullptr;
-    if (more && !rows.empty()) {
-      next = base64url_encode("n1|" + rows.back().created_at + "|" + rows.back().id);
-    }
-    return response::json(200, boost::json::object{{"data", std::move(data)},
-                                                   {"meta", boost::json::object{{"next_cursor", next},
-                                                                                {"has_more", more}}}});
-  });
-}
-
 // --- PUT /admin/users/{id}/roles ----------------------------------------------------------------
 
 void set_roles(const auth_ptr& auth, const std::shared_ptr<request_context>& ctx, const responder& respond) {
@@ -747,7 +703,6 @@ void add_auth_routes(router& routes, std::shared_ptr<const auth_context> auth) {
   routes.add(verb::get, "/api/v1/me/addresses", bind(list_addresses), signed_in_route());
   routes.add(verb::post, "/api/v1/me/addresses", bind(add_address), signed_in_route(true));
   routes.add(verb::delete_, "/api/v1/me/addresses/{id}", bind(delete_address), signed_in_route());
-  routes.add(verb::get, "/api/v1/me/notifications", bind(list_notifications), signed_in_route());
   routes.add(verb::put, "/api/v1/admin/users/{id}/roles", bind(set_roles), role_route({"admin"}, true));
   routes.set_caller_check([auth](std::shared_ptr<request_context> ctx, std::function<void(std::optional<response>)> done) {
     check_caller(auth, ctx, done);

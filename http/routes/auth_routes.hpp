@@ -1,6 +1,6 @@
 #pragma once
-// Accounts and sessions (API.md "Auth and users"): /auth/*, /me, /me/addresses, /me/notifications and
-// PUT /admin/users/{id}/roles.
+// Accounts and sessions (API.md "Auth and users"): /auth/*, /me, /me/addresses and PUT /admin/users/{id}/roles
+// (GET /me/notifications is http/routes/notification_routes).
 //
 // Threads: validation runs where the request arrives; password hashing and the Redis-backed login
 // back-off run on the worker pool; SQL runs on the PostgreSQL pool. A handler hops between them and
