@@ -6,6 +6,8 @@
 
 #include "app/entity_runtime.hpp"
 #include "app/housekeeping.hpp"
+#include "app/business_analytics.hpp"
+#include "http/routes/analytics_routes.hpp"
 #include "http/pipeline.hpp"
 #include "http/router.hpp"
 #include "http/catalog_cache.hpp"
@@ -149,6 +151,7 @@ struct node::parts {
   std::unique_ptr<entity_runtime> runtime;  // actor system, snapshot writer, a router per entity kind
   std::unique_ptr<http::entity_bridge> bridge;  // the edge's way to the entities (after the runtime)
   std::unique_ptr<housekeeping> chores;         // expired reservations and keys, cart gauges
+  std::unique_ptr<business_analytics> analytics;  // the analytics actor, fed by the outbox (issue 11)
   std::shared_ptr<actors::payment_provider> payments;  // the sandbox provider (checkout sagas hold it too)
   std::shared_ptr<persistence::redis_client> redis;  // null without MERCATO_REDIS_URL
   http::worker_pool workers;                         // Redis round trips and password hashing
@@ -173,6 +176,8 @@ void node::start() {
   // live-updates hub and the checkout's handlers will).
   p.runtime->subscribe("catalog-cache", http::catalog_invalidation_handler(p.workers, p.cache),
                        http::catalog_invalidation_filter());
+  p.analytics = std::make_unique<business_analytics>(p.runtime->system(), p.metrics);
+  p.runtime->subscribe("analytics", p.analytics->subscriber(), business_analytics::filter());
   p.runtime->start_outbox();
   p.chores = std::make_unique<housekeeping>(
       housekeeping_options{settings_.postgres.dsn, settings_.housekeeping.interval, settings_.housekeeping.batch_size,
@@ -206,6 +211,7 @@ void node::start() {
   auth->refresh_ttl = settings_.auth.refresh_token_ttl;
   auth->limits = settings_.rate_limits.enabled ? &p.limits : nullptr;
   http::add_auth_routes(p.routes, std::move(auth));
+  http::add_analytics_routes(p.routes, p.runtime->system(), p.analytics->actor());
   p.server.start();
   telemetry::log_info("listening", {{"node_id", settings_.node_id},
                                     {"address", settings_.http.bind_address},
@@ -226,6 +232,9 @@ void node::stop() {
   // Entities next (anything still pending is answered), then the writer drains, then the pool.
   if (p.chores) {
     p.chores->stop();
+  }
+  if (p.analytics) {
+    p.analytics->stop();  // before the runtime waits for every actor
   }
   p.runtime->stop();
   p.workers.stop();
