@@ -6,6 +6,8 @@
 
 #include "app/entity_runtime.hpp"
 #include "app/housekeeping.hpp"
+#include "app/business_analytics.hpp"
+#include "http/routes/analytics_routes.hpp"
 #include "http/pipeline.hpp"
 #include "http/router.hpp"
 #include "http/catalog_cache.hpp"
@@ -153,6 +155,7 @@ struct node::parts {
   std::unique_ptr<entity_runtime> runtime;  // actor system, snapshot writer, a router per entity kind
   std::unique_ptr<http::entity_bridge> bridge;  // the edge's way to the entities (after the runtime)
   std::unique_ptr<housekeeping> chores;         // expired reservations and keys, cart gauges
+  std::unique_ptr<business_analytics> analytics;  // the analytics actor, fed by the outbox (issue 11)
   std::shared_ptr<actors::payment_provider> payments;  // the sandbox provider (checkout sagas hold it too)
   std::shared_ptr<persistence::redis_client> redis;  // null without MERCATO_REDIS_URL
   http::worker_pool workers;                         // Redis round trips and password hashing
@@ -184,6 +187,8 @@ void node::start() {
            notifier, [notifier](const std::vector<std::string>& ids) { return notifier->vendor_users(ids); })) {
     p.runtime->subscribe(sub.name, std::move(sub.handler), std::move(sub.filter));
   }
+  p.analytics = std::make_unique<business_analytics>(p.runtime->system(), p.metrics);
+  p.runtime->subscribe("analytics", p.analytics->subscriber(), business_analytics::filter());
   p.runtime->start_outbox();
   http::add_ops_routes(p.routes, {&p.pool, &p.metrics, [&p] { return p.bootstrap.done(); },
                                   [&p] { return p.runtime->leases_held(); }, settings_.node_id, p.redis, p.cache});
@@ -242,6 +247,7 @@ void node::start() {
   auth->limits = settings_.rate_limits.enabled ? &p.limits : nullptr;
   http::add_auth_routes(p.routes, std::move(auth));
   http::add_notification_routes(p.routes, p.pool);
+  http::add_analytics_routes(p.routes, p.runtime->system(), p.analytics->actor());
   p.server.start();
   telemetry::log_info("listening", {{"node_id", settings_.node_id},
                                     {"address", settings_.http.bind_address},
@@ -262,6 +268,9 @@ void node::stop() {
   // Entities next (anything still pending is answered), then the writer drains, then the pool.
   if (p.chores) {
     p.chores->stop();
+  }
+  if (p.analytics) {
+    p.analytics->stop();  // before the runtime waits for every actor
   }
   p.runtime->stop();
   p.workers.stop();

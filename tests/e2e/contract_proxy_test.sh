@@ -4,8 +4,8 @@
 # that does not match openapi.yaml fails them (see tests/support/contract_proxy.hpp for what counts). The same
 # programs also run on their own, without the proxy, as e2e/<name>.
 #
-# In the run: cart_api, product_admin, catalog_api, auth_api (carts, catalog, products, auth and /me), notifications_api
-# (/me/notifications) and
+# In the run: cart_api, product_admin, catalog_api, auth_api (carts, catalog, products, auth and /me), checkout_api,
+# notifications_api (/me/notifications), analytics_api (GET /admin/analytics) and
 # security_hardening (MFA, token refresh and revocation, password rules) except its one test of per-client-address
 # login limits: behind a proxy every request comes from the proxy's address. (Its raw and malformed HTTP goes to
 # the node directly anyway: http_client::raw never uses the proxy.)
@@ -26,7 +26,7 @@ if [[ -z "${MERCATO_SOURCE_DIR:-}" ]]; then
 fi
 bin_dir="${MERCATO_TEST_BINARY_DIR:-$MERCATO_SOURCE_DIR/build/test/tests}"
 prism="$MERCATO_SOURCE_DIR/tests/tools/node_modules/.bin/prism"
-programs=(cart_api product_admin catalog_api auth_api notifications_api security_hardening checkout_api)
+programs=(cart_api product_admin catalog_api auth_api notifications_api security_hardening checkout_api analytics_api)
 # doctest arguments per program
 declare -A program_args=(
   [security_hardening]="--test-case-exclude=an attacker's failed logins do not lock the owner out*"
