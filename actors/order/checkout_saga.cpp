@@ -11,6 +11,7 @@
 #include <boost/json/serialize.hpp>
 #include <caf/all.hpp>
 
+#include "actors/order/flow_actor.hpp"
 #include "actors/payment/payment_model.hpp"
 #include "actors/protocol/atoms.hpp"
 #include "actors/protocol/cart_messages.hpp"
@@ -21,44 +22,18 @@
 namespace mercato::actors {
 namespace {
 
-using prov_reply_atom = caf::atom_constant<caf::atom("prov_rep")>;
-using prov_timeout_atom = caf::atom_constant<caf::atom("prov_to")>;
 using protocol::errc;
 
-bool is(const caf::error& e, errc code) {
-  return e.category() == caf::atom("mercato") && e.code() == static_cast<std::uint8_t>(code);
-}
-
-class saga : public caf::event_based_actor {
+class saga : public flow_actor {
  public:
   saga(caf::actor_config& cfg, checkout_context ctx, std::string order_id, protocol::order_create create,
        checkout_done done)
-      : caf::event_based_actor(cfg),
-        c_(std::move(ctx)),
+      : flow_actor(cfg, std::move(ctx)),
         order_id_(std::move(order_id)),
         create_(std::move(create)),
         done_(std::move(done)) {}
 
-  caf::behavior make_behavior() override {
-    start();
-    return {
-        [this](prov_reply_atom, std::uint64_t call, bool approved, std::string& reference, std::string& decline) {
-          if (call == call_ && next_) {
-            auto k = std::move(next_);
-            k(provider_answer{approved, std::move(reference), std::move(decline)});
-          }
-        },
-        [this](prov_timeout_atom, std::uint64_t call) {
-          if (call == call_ && next_) {
-            auto k = std::move(next_);
-            k(std::nullopt);
-          }
-        },
-    };
-  }
-
  private:
-  using provider_k = std::function<void(std::optional<provider_answer>)>;
 
   // The meta of every command the saga sends: the request's identity, source "saga" (the order and
   // payment entities admit it), and a command id per step so a repeated step is recognised.
@@ -68,13 +43,6 @@ class saga : public caf::event_based_actor {
     m.command_id = order_id_.substr(0, 36) + ":" + step;
     m.expected_version = 0;
     return m;
-  }
-
-  template <class Reply, class Command, class OnOk, class OnError>
-  void ask(std::string_view kind, const std::string& id, Command cmd, OnOk ok, OnError err) {
-    request(c_.routers(kind), c_.settings.step_timeout, protocol::to_entity_atom::value, id,
-            caf::make_message(std::move(cmd)))
-        .then([ok](Reply& r) mutable { ok(r); }, [err](caf::error& e) mutable { err(e); });
   }
 
   void finish(caf::expected<protocol::order_view> r) {
@@ -93,7 +61,7 @@ class saga : public caf::event_based_actor {
     }
   }
 
-  void start() {
+  void start() override {
     protocol::order_create cmd = create_;
     cmd.meta = meta("create");
     ask<protocol::order_view>("order", order_id_, std::move(cmd), [this](protocol::order_view& v) { on_order(v); },
@@ -283,16 +251,6 @@ class saga : public caf::event_based_actor {
                                 [this](caf::error& e) { fail(e); });
   }
 
-  void call_provider(std::function<void(payment_provider::callback)> call, provider_k next) {
-    const auto id = ++call_;
-    next_ = std::move(next);
-    auto me = caf::actor_cast<caf::actor>(this);
-    call([me, id](provider_answer a) {
-      caf::anon_send(me, prov_reply_atom::value, id, a.approved, std::move(a.reference), std::move(a.decline_code));
-    });
-    delayed_send(this, c_.settings.provider_timeout, prov_timeout_atom::value, id);
-  }
-
   std::string key(const std::string& op) const { return payment_model::provider_key(payment_.id, op); }
 
   void authorize() {
@@ -366,7 +324,6 @@ class saga : public caf::event_based_actor {
                              [this](caf::error&) { finish(order_); });  // the order stands either way
   }
 
-  checkout_context c_;
   std::string order_id_;
   protocol::order_create create_;
   checkout_done done_;
@@ -376,8 +333,6 @@ class saga : public caf::event_based_actor {
   boost::json::array short_;
   caf::error transient_;
   std::function<void()> after_release_;
-  std::uint64_t call_ = 0;
-  provider_k next_;
 };
 
 }  // namespace
