@@ -44,6 +44,12 @@ class saga : public flow_actor {
     m.expected_version = 0;
     return m;
   }
+  // A per-line step's meta: its command id stays within the runtime's 64 characters.
+  protocol::command_meta line_meta(const std::string& step, const std::string& product) const {
+    auto m = meta(step);
+    m.command_id = step.substr(0, 3) + ":" + order_id_.substr(0, 36) + ":" + product.substr(0, 20);
+    return m;
+  }
 
   void finish(caf::expected<protocol::order_view> r) {
     if (done_) {
@@ -105,8 +111,7 @@ class saga : public flow_actor {
     transient_ = caf::error{};
     for (const auto& line : order_.items) {
       protocol::inventory_reserve r;
-      r.meta = meta("reserve");
-      r.meta.command_id += ":" + line.product_id;
+      r.meta = line_meta("reserve", line.product_id);
       r.reservation_id = order_id_;
       r.quantity = line.quantity;
       r.ttl_ms = c_.settings.reservation_ttl.count();
@@ -163,8 +168,7 @@ class saga : public flow_actor {
     after_release_ = std::move(then);
     for (const auto& line : order_.items) {
       protocol::inventory_release r;
-      r.meta = meta("release");
-      r.meta.command_id += ":" + line.product_id;
+      r.meta = line_meta("release", line.product_id);
       r.reservation_id = order_id_;
       ask<protocol::inventory_view>("inventory", line.product_id, std::move(r),
                                     [this](protocol::inventory_view&) { released_one(); },
@@ -184,8 +188,7 @@ class saga : public flow_actor {
     transient_ = caf::error{};
     for (const auto& line : order_.items) {
       protocol::inventory_commit r;
-      r.meta = meta("commit");
-      r.meta.command_id += ":" + line.product_id;
+      r.meta = line_meta("commit", line.product_id);
       r.reservation_id = order_id_;
       ask<protocol::inventory_view>("inventory", line.product_id, std::move(r),
                                     [this](protocol::inventory_view&) { committed_one(); },

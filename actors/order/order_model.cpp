@@ -88,10 +88,43 @@ json::array items_json(const protocol::order_view& o) {
   return items;
 }
 
-// Which transitions the checkout saga may make (API.md's state machine, from the saga's side).
+// API.md's state machine (reserving and failed are the checkout's own, never shown as orders).
 bool allowed(const std::string& from, const std::string& to) {
   return (from == "reserving" && (to == "pending_payment" || to == "failed")) ||
-         (from == "pending_payment" && (to == "paid" || to == "canceled"));
+         (from == "pending_payment" && (to == "paid" || to == "canceled")) ||
+         (from == "paid" && (to == "canceled" || to == "shipped")) || (from == "shipped" && to == "delivered") ||
+         (from == "delivered" && to == "return_requested") ||
+         (from == "return_requested" && (to == "refunded" || to == "partially_refunded"));
+}
+
+json::array shipments_json(const protocol::order_view& d) {
+  json::array out;
+  for (const auto& x : d.shipments) {
+    out.push_back(json::object{{"id", x.id},
+                               {"carrier", x.carrier},
+                               {"tracking_number", x.tracking_number},
+                               {"label_url", x.label_url},
+                               {"shipped_at", x.shipped_at}});
+  }
+  return out;
+}
+
+json::array returns_json(const protocol::order_view& d) {
+  json::array out;
+  for (const auto& r : d.returns) {
+    json::array items;
+    for (const auto& l : r.items) {
+      items.push_back(json::object{{"product_id", l.product_id}, {"quantity", l.quantity}});
+    }
+    out.push_back(json::object{{"id", r.id},
+                               {"items", std::move(items)},
+                               {"reason", r.reason},
+                               {"status", r.status},
+                               {"refund_amount", r.refund_amount},
+                               {"requested_at", r.requested_at},
+                               {"received_at", r.received_at}});
+  }
+  return out;
 }
 
 }  // namespace
@@ -150,6 +183,25 @@ order_model::state order_model::decode(const json::value& v) {
   d.created_at = str(o, "created_at");
   d.updated_at = str(o, "updated_at");
   s.payment_token = str(o, "payment_token");
+  d.refunded = num(o, "refunded");
+  if (auto it = o.find("shipments"); it != o.end()) {
+    for (const auto& x : it->value().as_array()) {
+      const auto& so = x.as_object();
+      d.shipments.push_back({str(so, "id"), str(so, "carrier"), str(so, "tracking_number"), str(so, "label_url"),
+                             str(so, "shipped_at")});
+    }
+  }
+  if (auto it = o.find("returns"); it != o.end()) {
+    for (const auto& x : it->value().as_array()) {
+      const auto& ro = x.as_object();
+      protocol::order_return r{str(ro, "id"), {}, str(ro, "reason"), str(ro, "status"), num(ro, "refund_amount"),
+                               str(ro, "requested_at"), str(ro, "received_at")};
+      for (const auto& l : ro.at("items").as_array()) {
+        r.items.push_back({str(l.as_object(), "product_id"), static_cast<std::int32_t>(num(l.as_object(), "quantity"))});
+      }
+      d.returns.push_back(std::move(r));
+    }
+  }
   return s;
 }
 
@@ -185,7 +237,10 @@ json::value order_model::encode(const state& s) {
                       {"failure_detail", d.failure_detail},
                       {"created_at", d.created_at},
                       {"updated_at", d.updated_at},
-                      {"payment_token", s.payment_token}};
+                      {"payment_token", s.payment_token},
+                      {"refunded", d.refunded},
+                      {"shipments", shipments_json(d)},
+                      {"returns", returns_json(d)}};
 }
 
 std::vector<protocol::projection_row> order_model::project(const std::string& id, const state& s,
@@ -333,6 +388,19 @@ bool order_model::handle(protocol::entity_context<state>& ctx, const caf::messag
     ctx.reply(current(id, s, ctx.version()));
     return true;
   }
+  // A return received (refunded or partially refunded) already: a repeat of that receipt.
+  if ((cmd.to == "refunded" || cmd.to == "partially_refunded") && !cmd.return_request.id.empty()) {
+    for (const auto& r : s.order.returns) {
+      if (r.id == cmd.return_request.id && r.status == "received") {
+        ctx.reply(current(id, s, ctx.version()));
+        return true;
+      }
+    }
+  }
+  if (cmd.to == "return_requested" && (cmd.return_request.id.empty() || cmd.return_request.items.empty())) {
+    ctx.reject(errc::invalid, "a return names its lines");
+    return true;
+  }
   if (!allowed(s.order.status, cmd.to)) {
     ctx.reject(errc::invalid_transition, "an order cannot go from " + s.order.status + " to " + cmd.to);
     return true;
@@ -356,6 +424,29 @@ bool order_model::handle(protocol::entity_context<state>& ctx, const caf::messag
   if (cmd.to == "paid" || cmd.to == "canceled" || cmd.to == "failed") {
     next.payment_token.clear();  // no further provider calls need it
   }
+  if (cmd.to == "shipped") {
+    auto shipment = cmd.shipment;
+    shipment.shipped_at = d.updated_at;
+    d.shipments.push_back(std::move(shipment));
+  }
+  if (cmd.to == "return_requested") {
+    auto r = cmd.return_request;
+    r.status = "requested";
+    r.requested_at = d.updated_at;
+    r.received_at.clear();
+    r.refund_amount = 0;
+    d.returns.push_back(std::move(r));
+  }
+  if (cmd.to == "refunded" || cmd.to == "partially_refunded") {
+    for (auto& r : d.returns) {
+      if (r.id == cmd.return_request.id) {
+        r.status = "received";
+        r.received_at = d.updated_at;
+        r.refund_amount = cmd.refund_amount;
+      }
+    }
+  }
+  d.refunded += cmd.refund_amount;
   std::vector<protocol::domain_event> events;
   events.push_back(event(cmd.meta, "OrderStatusChanged",
                          {{"order_id", id},
@@ -364,6 +455,16 @@ bool order_model::handle(protocol::entity_context<state>& ctx, const caf::messag
                           {"from", from},
                           {"to", d.status},
                           {"failure_code", d.failure_code}}));
+  if (cmd.to == "shipped") {
+    events.push_back(event(cmd.meta, "OrderShipped",
+                           {{"order_id", id},
+                            {"order_number", d.order_number},
+                            {"customer_id", d.customer_id},
+                            {"shipment",
+                             {{"carrier", cmd.shipment.carrier},
+                              {"tracking_number", cmd.shipment.tracking_number},
+                              {"label_url", cmd.shipment.label_url}}}}));
+  }
   if (cmd.to == "paid") {
     events.push_back(event(cmd.meta, "OrderPlaced",
                            {{"order_id", id},
@@ -373,6 +474,7 @@ bool order_model::handle(protocol::entity_context<state>& ctx, const caf::messag
                             {"total_amount", d.total},
                             {"items", items_json(d)},
                             {"payment_id", d.payment_id},
+                            {"cart_id", d.cart_id},
                             {"payment_method", "card"},
                             {"shipping_address", parsed_or_empty(d.shipping_address)}}));
   }

@@ -1,7 +1,9 @@
 #include "actors/payment/payment_model.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 
+#include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
 #include <caf/make_message.hpp>
@@ -83,6 +85,11 @@ payment_model::state payment_model::decode(const json::value& v) {
   p.failure_code = str(o, "failure_code");
   p.created_at = str(o, "created_at");
   p.updated_at = str(o, "updated_at");
+  if (auto it = o.find("refund_ids"); it != o.end()) {
+    for (const auto& r : it->value().as_array()) {
+      p.refund_ids.emplace_back(r.as_string());
+    }
+  }
   return s;
 }
 
@@ -100,7 +107,8 @@ json::value payment_model::encode(const state& s) {
                       {"token", p.token},
                       {"failure_code", p.failure_code},
                       {"created_at", p.created_at},
-                      {"updated_at", p.updated_at}};
+                      {"updated_at", p.updated_at},
+                      {"refund_ids", json::array(p.refund_ids.begin(), p.refund_ids.end())}};
 }
 
 std::vector<protocol::projection_row> payment_model::project(const std::string& id, const state& s,
@@ -133,6 +141,9 @@ const protocol::command_meta* payment_model::meta_of(const caf::message& msg) {
   }
   if (msg.match_elements<protocol::payment_get>()) {
     return &msg.get_as<protocol::payment_get>(0).meta;
+  }
+  if (msg.match_elements<protocol::payment_refund>()) {
+    return &msg.get_as<protocol::payment_refund>(0).meta;
   }
   return nullptr;
 }
@@ -205,6 +216,51 @@ bool payment_model::handle(protocol::entity_context<state>& ctx, const caf::mess
     auto answer = caf::make_message(view(id, next, ctx.version() + 1));
     json::object data{{"payment_id", id}, {"order_id", p.order_id}, {"amount", p.amount}, {"currency", p.currency}};
     ctx.commit(std::move(next), {protocol::domain_event{{}, "PaymentCreated", "1", json::serialize(data), meta_json(cmd.meta)}},
+               std::move(answer));
+    return true;
+  }
+  if (msg.match_elements<protocol::payment_refund>()) {
+    const auto& cmd = msg.get_as<protocol::payment_refund>(0);
+    if (!ctx.exists()) {
+      ctx.reject(errc::not_found, "no such payment");
+      return true;
+    }
+    const auto& s = ctx.state();
+    if (std::find(s.payment.refund_ids.begin(), s.payment.refund_ids.end(), cmd.refund_id) !=
+        s.payment.refund_ids.end()) {
+      ctx.reply(current(id, s, ctx.version()));  // recorded already
+      return true;
+    }
+    if (s.payment.status != "captured" && s.payment.status != "partially_refunded") {
+      ctx.reject(errc::invalid_transition, "a " + s.payment.status + " payment cannot be refunded");
+      return true;
+    }
+    if (cmd.refund_id.empty() || cmd.amount <= 0 || cmd.amount > s.payment.amount - s.payment.refunded_amount) {
+      ctx.reject(errc::conflict, "a refund is positive and at most what was captured and not yet refunded (" +
+                                     std::to_string(s.payment.amount - s.payment.refunded_amount) + ")");
+      return true;
+    }
+    state next = s;
+    auto& p = next.payment;
+    p.refunded_amount += cmd.amount;
+    p.status = p.refunded_amount == p.amount ? "refunded" : "partially_refunded";
+    p.refund_ids.push_back(cmd.refund_id);
+    if (p.refund_ids.size() > 64) {
+      p.refund_ids.erase(p.refund_ids.begin());
+    }
+    p.updated_at = protocol::now_rfc3339();
+    auto answer = caf::make_message(view(id, next, ctx.version() + 1));
+    json::object data{{"payment_id", id},
+                      {"refund_id", cmd.refund_id},
+                      {"order_id", p.order_id},
+                      {"order_number", cmd.order_number},
+                      {"customer_id", p.customer_id},
+                      {"amount", cmd.amount},
+                      {"currency", p.currency},
+                      {"refunded_amount", p.refunded_amount},
+                      {"reason", cmd.reason}};
+    ctx.commit(std::move(next),
+               {protocol::domain_event{{}, "RefundIssued", "1", json::serialize(data), meta_json(cmd.meta)}},
                std::move(answer));
     return true;
   }

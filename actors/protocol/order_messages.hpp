@@ -33,6 +33,29 @@ struct order_history_entry {
   std::string at;  // RFC 3339
 };
 
+struct order_shipment {
+  std::string id;
+  std::string carrier;
+  std::string tracking_number;
+  std::string label_url;
+  std::string shipped_at;
+};
+
+struct order_return_line {
+  std::string product_id;
+  std::int32_t quantity = 0;
+};
+
+struct order_return {
+  std::string id;
+  std::vector<order_return_line> items;
+  std::string reason;
+  std::string status;  // requested, received
+  std::int64_t refund_amount = 0;
+  std::string requested_at;
+  std::string received_at;
+};
+
 struct order_view {
   std::string id;
   std::int64_t version = 0;
@@ -57,6 +80,9 @@ struct order_view {
   std::string created_at;
   std::string updated_at;
   std::string payment_token;  // the provider's card token while the payment is open (never shown to clients)
+  std::vector<order_shipment> shipments;
+  std::vector<order_return> returns;
+  std::int64_t refunded = 0;  // minor units refunded so far (cancel, returns)
 };
 
 // Creates the order in `reserving` (the saga's first step). A repeat answers the order as it is.
@@ -76,8 +102,11 @@ struct order_create {
   std::string payment_token;  // the provider's card token (never a card number)
 };
 
-// Moves the order to `to` (pending_payment, paid, canceled, failed). Already there: the order as it
-// is. Any other transition: invalid_transition.
+// Moves the order to `to`, API.md's state machine: pending_payment, paid, canceled, failed (the
+// checkout saga), shipped (with `shipment`), delivered, return_requested (with `return_request`),
+// refunded / partially_refunded (receiving return `return_request.id`, refunding `refund_amount`).
+// Already there (and, for returns, the same return): the order as it is. Any other transition:
+// invalid_transition.
 struct order_transition {
   command_meta meta;
   std::string to;
@@ -85,6 +114,9 @@ struct order_transition {
   std::string failure_detail;
   std::string payment_id;
   std::string payment_status;
+  order_shipment shipment;
+  order_return return_request;
+  std::int64_t refund_amount = 0;
 };
 
 struct order_get {
@@ -106,6 +138,7 @@ struct payment_view {
   std::string failure_code;
   std::string created_at;
   std::string updated_at;
+  std::vector<std::string> refund_ids;  // refunds recorded (the last 64)
 };
 
 // Opens the payment of an order (status pending). A repeat for the same order answers it as it is.
@@ -132,6 +165,29 @@ struct payment_get {
   command_meta meta;
 };
 
+// Records a refund the provider made: refunded_amount grows by `amount` (never past what was
+// captured), status refunded or partially_refunded; event RefundIssued. Applied once per refund_id.
+struct payment_refund {
+  command_meta meta;
+  std::string refund_id;
+  std::int64_t amount = 0;
+  std::string reason;
+  std::string order_number;  // for the refund notice
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, order_shipment& x) {
+  return f(caf::meta::type_name("order_shipment"), x.id, x.carrier, x.tracking_number, x.label_url, x.shipped_at);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, order_return_line& x) {
+  return f(caf::meta::type_name("order_return_line"), x.product_id, x.quantity);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, order_return& x) {
+  return f(caf::meta::type_name("order_return"), x.id, x.items, x.reason, x.status, x.refund_amount, x.requested_at,
+           x.received_at);
+}
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, order_line& x) {
   return f(caf::meta::type_name("order_line"), x.product_id, x.sku, x.name, x.vendor_id, x.quantity, x.unit_price);
@@ -145,7 +201,7 @@ typename Inspector::result_type inspect(Inspector& f, order_view& x) {
   return f(caf::meta::type_name("order_view"), x.id, x.version, x.order_number, x.customer_id, x.cart_id, x.status,
            x.currency, x.items, x.subtotal, x.tax, x.shipping, x.discount, x.total, x.shipping_address,
            x.billing_address, x.payment_id, x.payment_status, x.history, x.failure_code, x.failure_detail,
-           x.created_at, x.updated_at, x.payment_token);
+           x.created_at, x.updated_at, x.payment_token, x.shipments, x.returns, x.refunded);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, order_create& x) {
@@ -155,7 +211,7 @@ typename Inspector::result_type inspect(Inspector& f, order_create& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, order_transition& x) {
   return f(caf::meta::type_name("order_transition"), x.meta, x.to, x.failure_code, x.failure_detail, x.payment_id,
-           x.payment_status);
+           x.payment_status, x.shipment, x.return_request, x.refund_amount);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, order_get& x) {
@@ -165,7 +221,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, payment_view& x) {
   return f(caf::meta::type_name("payment_view"), x.id, x.version, x.order_id, x.customer_id, x.status, x.amount,
            x.refunded_amount, x.currency, x.provider, x.provider_reference, x.token, x.failure_code, x.created_at,
-           x.updated_at);
+           x.updated_at, x.refund_ids);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, payment_create& x) {
@@ -175,6 +231,10 @@ typename Inspector::result_type inspect(Inspector& f, payment_create& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, payment_record& x) {
   return f(caf::meta::type_name("payment_record"), x.meta, x.outcome, x.provider_reference, x.failure_code);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, payment_refund& x) {
+  return f(caf::meta::type_name("payment_refund"), x.meta, x.refund_id, x.amount, x.reason, x.order_number);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, payment_get& x) {

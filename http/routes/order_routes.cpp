@@ -10,6 +10,7 @@
 #include <pqxx/pqxx>
 
 #include "actors/order/order_model.hpp"
+#include "actors/order/order_ops.hpp"
 #include "actors/payment/payment_model.hpp"
 #include "actors/protocol/cart_messages.hpp"
 #include "actors/protocol/order_messages.hpp"
@@ -34,6 +35,39 @@ json::value parsed(const std::string& text) {
   boost::system::error_code ec;
   auto v = json::parse(text, ec);
   return ec ? json::value(json::object{}) : v;
+}
+
+json::array shipments_json(const protocol::order_view& o) {
+  json::array out;
+  for (const auto& x : o.shipments) {
+    out.push_back(json::object{{"id", x.id},
+                               {"carrier", x.carrier},
+                               {"tracking_number", x.tracking_number},
+                               {"label_url", x.label_url},
+                               {"created_at", x.shipped_at}});
+  }
+  return out;
+}
+
+json::array returns_json(const protocol::order_view& o) {
+  json::array out;
+  for (const auto& r : o.returns) {
+    json::array items;
+    for (const auto& l : r.items) {
+      items.push_back(json::object{{"product_id", l.product_id}, {"quantity", l.quantity}});
+    }
+    json::object x{{"id", r.id},
+                   {"status", r.status},
+                   {"items", std::move(items)},
+                   {"reason", r.reason},
+                   {"created_at", r.requested_at},
+                   {"received_at", r.received_at.empty() ? json::value(nullptr) : json::value(r.received_at)}};
+    if (r.status == "received") {
+      x["refund_amount"] = money(r.refund_amount, o.currency);
+    }
+    out.push_back(std::move(x));
+  }
+  return out;
 }
 
 json::object order_json(const protocol::order_view& o) {
@@ -71,7 +105,8 @@ json::object order_json(const protocol::order_view& o) {
                       {"shipping_address", parsed(o.shipping_address)},
                       {"billing_address", parsed(o.billing_address)},
                       {"payment", std::move(payment)},
-                      {"shipments", json::array{}},
+                      {"shipments", shipments_json(o)},
+                      {"returns", returns_json(o)},
                       {"history", std::move(history)},
                       {"version", o.version},
                       {"created_at", o.created_at},
@@ -465,6 +500,308 @@ void add_order_routes(router& routes, std::shared_ptr<order_routes_context> c) {
           respond(std::move(res));
         });
   }, signed_in_route());
+
+  // --- after checkout ----------------------------------------------------------------------------
+  // Reads the order for `ctx`'s caller (support/admin: any) and hands it to `then`; errors answered.
+  auto with_order = [c](const std::shared_ptr<request_context>& ctx, const responder& respond,
+                        std::function<void(protocol::order_view)> then) {
+    const auto* id = ctx->param("id");
+    if (!id || !is_uuid(*id)) {
+      respond(not_found("no such order"));
+      return;
+    }
+    protocol::order_get get;
+    get.meta = command_meta_for(*ctx, "get", *id);
+    get.meta.command_id.clear();
+    get.meta.admin = ctx->caller->is_admin() || ctx->caller->has_role("support") || ctx->caller->has_role("vendor");
+    c->bridge.ask<protocol::order_view>("order", *id, caf::make_message(std::move(get)),
+                                        [respond, then, ctx](caf::expected<protocol::order_view> r) {
+                                          if (!r) {
+                                            respond(response_for(r.error()));
+                                            return;
+                                          }
+                                          // A vendor sees only orders with its products.
+                                          const auto& who = *ctx->caller;
+                                          if (who.has_role("vendor") && !who.is_admin() && !who.has_role("support") &&
+                                              r->customer_id != who.user_id) {
+                                            const bool theirs = std::any_of(
+                                                r->items.begin(), r->items.end(),
+                                                [&](const protocol::order_line& l) { return l.vendor_id == who.vendor_id; });
+                                            if (who.vendor_id.empty() || !theirs) {
+                                              respond(not_found("no such order"));
+                                              return;
+                                            }
+                                          }
+                                          then(std::move(*r));
+                                        });
+  };
+  auto transition = [c](const std::shared_ptr<request_context>& ctx, const responder& respond, std::string order_id,
+                        protocol::order_transition t, unsigned status) {
+    t.meta = command_meta_for(*ctx, t.to, order_id);
+    t.meta.source = "saga";  // the edge has checked who may do it
+    const auto expected = if_match_version(ctx->header(bhttp::field::if_match));
+    if (!expected) {
+      respond(precondition_failed());
+      return;
+    }
+    t.meta.expected_version = *expected;
+    c->bridge.ask<protocol::order_view>("order", order_id, caf::make_message(std::move(t)),
+                                        [respond, status](caf::expected<protocol::order_view> r) {
+                                          respond(r ? order_response(status, *r) : response_for(r.error()));
+                                        });
+  };
+  const auto staff = [](const principal& p) { return p.is_admin() || p.has_role("support"); };
+
+  // Cancel: the customer (own order, before it ships), support or admin. A paid order is refunded in
+  // full and its stock returned; an order pending payment has its authorization voided.
+  routes.add(bhttp::verb::post, "/api/v1/orders/{id}/cancel", [c, with_order, staff](auto ctx, responder respond) {
+    with_order(ctx, respond, [c, ctx, respond, staff](protocol::order_view o) {
+      if (!staff(*ctx->caller) && o.customer_id != ctx->caller->user_id) {
+        respond(problem{403, "forbidden", "Forbidden", "only the customer, support or an admin cancels an order", {}});
+        return;
+      }
+      auto meta = command_meta_for(*ctx, "cancel", o.id);
+      actors::run_cancel(c->system, c->checkout, o.id, meta, [respond](caf::expected<protocol::order_view> r) {
+        respond(r ? order_response(200, *r) : response_for(r.error()));
+      });
+    });
+  }, signed_in_route());
+
+  // Ship: admin, or a vendor with products in the order. The sandbox carrier makes the shipment and
+  // its label (served below).
+  routes.add(bhttp::verb::post, "/api/v1/orders/{id}/ship", [c, with_order, transition](auto ctx, responder respond) {
+    body_reader body(*ctx);
+    body.allow_only({"carrier", "tracking_number", "label_url"});
+    auto carrier = body.text("carrier", false, 1, 100);
+    auto tracking = body.text("tracking_number", false, 1, 100);
+    auto label = body.text("label_url", false, 1, 2000);
+    if (!body.ok()) {
+      respond(body.to_problem());
+      return;
+    }
+    with_order(ctx, respond, [ctx, respond, transition, carrier, tracking, label](protocol::order_view o) {
+      if (o.customer_id == ctx->caller->user_id && !ctx->caller->is_admin() && !ctx->caller->has_role("vendor")) {
+        respond(problem{403, "forbidden", "Forbidden", "only an admin or the order's vendor ships it", {}});
+        return;
+      }
+      protocol::order_transition t;
+      t.to = "shipped";
+      const auto hash = security::sha256_hex("shipment\n" + o.id);
+      t.shipment.id = uuid_from_hash(hash);
+      t.shipment.carrier = carrier ? *carrier : "sandbox";
+      std::string digits;
+      for (char ch : hash) {
+        digits.push_back(static_cast<char>('0' + (ch % 10)));
+        if (digits.size() == 12) {
+          break;
+        }
+      }
+      t.shipment.tracking_number = tracking ? *tracking : "SBX" + digits;
+      t.shipment.label_url = label ? *label : "/api/v1/orders/" + o.id + "/shipments/" + t.shipment.id + "/label";
+      transition(ctx, respond, o.id, std::move(t), 200);
+    });
+  }, role_route({"vendor", "admin"}, true));
+
+  routes.add(bhttp::verb::post, "/api/v1/orders/{id}/deliver", [with_order, transition](auto ctx, responder respond) {
+    with_order(ctx, respond, [ctx, respond, transition](protocol::order_view o) {
+      protocol::order_transition t;
+      t.to = "delivered";
+      transition(ctx, respond, o.id, std::move(t), 200);
+    });
+  }, role_route({"admin"}));
+
+  // The sandbox carrier's shipping label: an SVG document with the order, the address and the tracking number.
+  routes.add(bhttp::verb::get, "/api/v1/orders/{id}/shipments/{shipment_id}/label", [with_order](auto ctx, responder respond) {
+    const std::string shipment_id{*ctx->param("shipment_id")};
+    with_order(ctx, respond, [respond, shipment_id](protocol::order_view o) {
+      for (const auto& x : o.shipments) {
+        if (x.id != shipment_id) {
+          continue;
+        }
+        const auto to = parsed(o.shipping_address);
+        auto field = [&](const char* k) {
+          return to.is_object() && to.as_object().contains(k) && to.at(k).is_string() ? std::string(to.at(k).as_string())
+                                                                                   : std::string{};
+        };
+        auto esc = [](std::string v) {
+          std::string out;
+          for (char ch : v) {
+            switch (ch) {
+              case '<': out += "&lt;"; break;
+              case '>': out += "&gt;"; break;
+              case '&': out += "&amp;"; break;
+              case '"': out += "&quot;"; break;
+              default: out.push_back(ch);
+            }
+          }
+          return out;
+        };
+        std::string svg =
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"400\" height=\"240\" viewBox=\"0 0 400 240\">"
+            "<rect x=\"1\" y=\"1\" width=\"398\" height=\"238\" fill=\"white\" stroke=\"black\"/>"
+            "<text x=\"16\" y=\"32\" font-family=\"monospace\" font-size=\"18\">" + esc(x.carrier) + " " +
+            esc(x.tracking_number) + "</text>"
+            "<text x=\"16\" y=\"64\" font-family=\"monospace\" font-size=\"14\">Order " + esc(o.order_number) + "</text>"
+            "<text x=\"16\" y=\"104\" font-family=\"monospace\" font-size=\"14\">" + esc(field("name")) + "</text>"
+            "<text x=\"16\" y=\"124\" font-family=\"monospace\" font-size=\"14\">" + esc(field("line1")) + "</text>"
+            "<text x=\"16\" y=\"144\" font-family=\"monospace\" font-size=\"14\">" + esc(field("postal_code")) + " " +
+            esc(field("city")) + " " + esc(field("country")) + "</text></svg>";
+        response res = response::json_text(200, std::move(svg));
+        res.content_type = "image/svg+xml";
+        respond(std::move(res));
+        return;
+      }
+      respond(not_found("no such shipment"));
+    });
+  }, signed_in_route());
+
+  // A return: the customer, for their delivered order; each line at most what was ordered.
+  routes.add(bhttp::verb::post, "/api/v1/orders/{id}/returns", [with_order, transition](auto ctx, responder respond) {
+    boost::system::error_code ec;
+    const auto body = json::parse(ctx->raw.body(), ec);
+    std::vector<field_error> errors;
+    protocol::order_return ret;
+    if (ec || !body.is_object()) {
+      respond(invalid_request("the body must be a JSON object", {{"/", "must be a JSON object"}}));
+      return;
+    }
+    const auto& o = body.as_object();
+    for (const auto& [k, val] : o) {
+      if (k != "items" && k != "reason") {
+        errors.push_back({"/" + std::string(k), "is not a field of this request"});
+      }
+    }
+    auto reason = o.find("reason");
+    if (reason == o.end() || !reason->value().is_string() || reason->value().as_string().empty() ||
+        reason->value().as_string().size() > 1000) {
+      errors.push_back({"/reason", "must be a non-empty string of at most 1000 characters"});
+    } else {
+      ret.reason = std::string(reason->value().as_string());
+    }
+    auto items = o.find("items");
+    if (items == o.end() || !items->value().is_array() || items->value().as_array().empty() ||
+        items->value().as_array().size() > 100) {
+      errors.push_back({"/items", "must list 1 to 100 lines"});
+    } else {
+      std::size_t i = 0;
+      for (const auto& it : items->value().as_array()) {
+        const auto at = "/items/" + std::to_string(i++);
+        if (!it.is_object() || !it.as_object().contains("product_id") || !it.at("product_id").is_string() ||
+            !is_uuid(it.at("product_id").as_string())) {
+          errors.push_back({at + "/product_id", "must be a product UUID"});
+          continue;
+        }
+        if (!it.as_object().contains("quantity") || !it.at("quantity").is_int64() ||
+            it.at("quantity").as_int64() < 1 || it.at("quantity").as_int64() > 999) {
+          errors.push_back({at + "/quantity", "must be an integer from 1 to 999"});
+          continue;
+        }
+        ret.items.push_back({std::string(it.at("product_id").as_string()),
+                             static_cast<std::int32_t>(it.at("quantity").as_int64())});
+      }
+    }
+    if (!errors.empty()) {
+      respond(invalid_request("the return cannot be made as asked", std::move(errors)));
+      return;
+    }
+    with_order(ctx, respond, [ctx, respond, transition, ret](protocol::order_view order) mutable {
+      if (order.customer_id != ctx->caller->user_id) {
+        respond(problem{403, "forbidden", "Forbidden", "only the customer returns an order", {}});
+        return;
+      }
+      std::vector<field_error> bad;
+      for (std::size_t i = 0; i < ret.items.size(); ++i) {
+        const auto& r = ret.items[i];
+        const auto line = std::find_if(order.items.begin(), order.items.end(),
+                                       [&](const protocol::order_line& l) { return l.product_id == r.product_id; });
+        if (line == order.items.end()) {
+          bad.push_back({"/items/" + std::to_string(i) + "/product_id", "is not a line of this order"});
+        } else if (r.quantity > line->quantity) {
+          bad.push_back({"/items/" + std::to_string(i) + "/quantity", "is more than was ordered"});
+        }
+      }
+      if (!bad.empty()) {
+        respond(invalid_request("the return does not match the order", std::move(bad)));
+        return;
+      }
+      const auto key = ctx->header("Idempotency-Key");
+      ret.id = uuid_from_hash(security::sha256_hex("return\n" + order.id + "\n" + std::string(key.empty() ? ctx->request_id : key)));
+      protocol::order_transition t;
+      t.to = "return_requested";
+      t.return_request = std::move(ret);
+      transition(ctx, respond, order.id, std::move(t), 201);
+    });
+  }, signed_in_route(true));
+
+  // Receiving a return: support or admin; stock back, the returned lines refunded.
+  routes.add(bhttp::verb::post, "/api/v1/orders/{id}/returns/{return_id}/receive", [c, with_order](auto ctx, responder respond) {
+    const std::string return_id{*ctx->param("return_id")};
+    if (!is_uuid(return_id)) {
+      respond(not_found("no such return"));
+      return;
+    }
+    with_order(ctx, respond, [c, ctx, respond, return_id](protocol::order_view o) {
+      actors::run_receive_return(c->system, c->checkout, o.id, return_id, command_meta_for(*ctx, "receive", o.id),
+                                 [respond](caf::expected<protocol::order_view> r) {
+                                   respond(r ? order_response(200, *r) : response_for(r.error()));
+                                 });
+    });
+  }, role_route({"support", "admin"}));
+
+  // A refund of (part of) a payment: support or admin, Idempotency-Key required.
+  routes.add(bhttp::verb::post, "/api/v1/payments/{id}/refunds", [c](auto ctx, responder respond) {
+    const auto* id = ctx->param("id");
+    if (!id || !is_uuid(*id)) {
+      respond(not_found("no such payment"));
+      return;
+    }
+    const auto key = ctx->header("Idempotency-Key");
+    if (key.empty()) {
+      respond(invalid_request("a refund needs an Idempotency-Key header", {{"Idempotency-Key", "is required for a refund"}}));
+      return;
+    }
+    body_reader body(*ctx);
+    body.allow_only({"amount", "reason"});
+    auto amount_json = body.object_json("amount", true, 200);
+    auto reason = body.text("reason", true, 1, 1000);
+    std::int64_t amount = 0;
+    if (amount_json) {
+      const auto a = parsed(*amount_json);
+      if (!a.is_object() || !a.as_object().contains("amount") || !a.at("amount").is_int64() || a.at("amount").as_int64() <= 0) {
+        body.error_at("/amount/amount", "must be a positive integer of minor units");
+      } else {
+        amount = a.at("amount").as_int64();
+      }
+    }
+    if (!body.ok()) {
+      respond(body.to_problem());
+      return;
+    }
+    const auto refund_id = uuid_from_hash(security::sha256_hex("refund\n" + *id + "\n" + std::string(key)));
+    actors::run_refund(c->system, c->checkout, *id, refund_id, amount, *reason, command_meta_for(*ctx, "refund", *id),
+                       [respond, refund_id, amount, reason](caf::expected<protocol::payment_view> r) {
+                         if (!r) {
+                           respond(response_for(r.error()));
+                           return;
+                         }
+                         const auto& p = *r;
+                         json::object payment{{"id", p.id},
+                                              {"order_id", p.order_id},
+                                              {"status", p.status},
+                                              {"amount", money(p.amount, p.currency)},
+                                              {"refunded_amount", money(p.refunded_amount, p.currency)},
+                                              {"provider", p.provider},
+                                              {"version", p.version}};
+                         auto res = response::json(201, json::object{{"id", refund_id},
+                                                                     {"payment_id", p.id},
+                                                                     {"amount", money(amount, p.currency)},
+                                                                     {"reason", *reason},
+                                                                     {"created_at", p.updated_at},
+                                                                     {"payment", std::move(payment)}});
+                         res.with_header("ETag", etag_for_version(p.version));
+                         respond(std::move(res));
+                       });
+  }, role_route({"support", "admin"}, true));
 }
 
 }  // namespace mercato::http

@@ -26,7 +26,7 @@ if [[ -z "${MERCATO_SOURCE_DIR:-}" ]]; then
 fi
 bin_dir="${MERCATO_TEST_BINARY_DIR:-$MERCATO_SOURCE_DIR/build/test/tests}"
 prism="$MERCATO_SOURCE_DIR/tests/tools/node_modules/.bin/prism"
-programs=(cart_api product_admin catalog_api auth_api notifications_api security_hardening checkout_api analytics_api)
+programs=(cart_api product_admin catalog_api auth_api notifications_api security_hardening checkout_api analytics_api order_lifecycle)
 # doctest arguments per program
 declare -A program_args=(
   [security_hardening]="--test-case-exclude=an attacker's failed logins do not lock the owner out*"

@@ -59,6 +59,18 @@ long scalar(const std::string& dsn, const std::string& sql, const std::string& p
   return param.empty() ? tx.exec1(sql)[0].as<long>() : tx.exec_params1(sql, param)[0].as<long>();
 }
 
+customer registered_customer(http_client& c) {
+  const auto email = "shop-customer-" + random_uuid() + "@example.com";
+  auto reg = c.request("POST", "/api/v1/auth/register",
+                       json::serialize(json::object{{"email", email}, {"password", "correct horse battery"}, {"name", "C"}}),
+                       json_body({}));
+  REQUIRE_MESSAGE(reg.status == 201, reg.body);
+  customer out;
+  out.id = str(reg.json().at("user"), "id");
+  out.token = str(reg.json(), "access_token");
+  return out;
+}
+
 std::string admin_token(http_client& c, const std::string& dsn) {
   const auto email = "shop-admin-" + random_uuid() + "@example.com";
   auto reg = c.request("POST", "/api/v1/auth/register",

@@ -30,6 +30,10 @@ struct customer {
   std::string token = token_for(id);
 };
 
+// A registered customer account (privileged routes confirm the caller's session, which a forged token
+// lacks: it would get 401 where a real customer gets 403).
+customer registered_customer(http_client& c);
+
 // A real admin account in the node's database `dsn` (privileged routes confirm the caller there);
 // its access token.
 std::string admin_token(http_client& c, const std::string& dsn);

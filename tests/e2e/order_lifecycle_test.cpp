@@ -1,0 +1,198 @@
+// End-to-end: what happens to an order after checkout (API.md "Checkout, orders, payments"): cancel
+// (refund in full, stock back), ship (a sandbox shipment with its label), deliver, a return received
+// (stock back, the returned lines refunded), refunds of a payment (never more than captured minus
+// refunded), and who may do each; every refused request changes nothing.
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <random>
+#include <string>
+
+#include <boost/json.hpp>
+
+#include "support/http_client.hpp"
+#include "support/node_process.hpp"
+#include "support/scratch_database.hpp"
+#include "support/shop.hpp"
+
+namespace json = boost::json;
+using mercato::test::http_client;
+using mercato::test::http_reply;
+using mercato::test::node_process;
+using namespace mercato::test::shop;
+using namespace std::chrono_literals;
+
+namespace {
+
+mercato::test::scratch_database& database() {
+  static mercato::test::scratch_database db;
+  return db;
+}
+
+node_process& node() {
+  static node_process n{{"--demo"},
+                        {{"MERCATO_PG_DSN", database().dsn()},
+                         {"MERCATO_RATE_LIMITS", "off"},
+                         {"MERCATO_REDIS_KEY_PREFIX", "lifecycle-e2e-" + std::to_string(std::random_device{}()) + ":"}}};
+  static const bool ready = n.wait_ready(60s);
+  REQUIRE_MESSAGE(ready, "mercatod did not become ready; its log:\n" << n.log());
+  return n;
+}
+
+std::string admin(http_client& c) {
+  static const std::string token = admin_token(c, database().dsn());
+  return token;
+}
+
+long db_count(const std::string& sql, const std::string& param = {}) { return scalar(database().dsn(), sql, param); }
+
+// A paid order of `qty` units of a fresh product with 10 in stock.
+struct paid_order {
+  customer who;
+  std::string product;
+  json::value order;
+  std::string id() const { return str(order, "id"); }
+  std::string payment() const { return str(order.at("payment"), "id"); }
+};
+
+paid_order buy(http_client& c, int qty) {
+  static int next = 0;
+  paid_order p;
+  p.product = product_with_stock(c, database().dsn(), next++, 10);
+  const auto cart = new_cart(c, p.who);
+  add(c, p.who, cart, p.product, qty);
+  auto r = checkout(c, p.who, cart, "tok_ok", "buy-" + random_uuid());
+  REQUIRE_MESSAGE(r.status == 201, r.body);
+  p.order = r.json();
+  return p;
+}
+
+http_reply post(http_client& c, const std::string& path, const std::string& token, const std::string& body = {},
+                headers extra = {}) {
+  auto h = bearer(token, std::move(extra));
+  return c.request("POST", path, body, body.empty() ? h : json_body(h));
+}
+
+}  // namespace
+
+TEST_CASE("cancel a paid order: refunded in full, stock back, once; only its customer, support or admin") {
+  http_client c{node().port()};
+  auto p = buy(c, 3);
+  CHECK(available_of(c, p.product) == 7);
+  customer stranger;
+  CHECK(post(c, "/api/v1/orders/" + p.id() + "/cancel", stranger.token).status == 404);
+
+  auto canceled = post(c, "/api/v1/orders/" + p.id() + "/cancel", p.who.token);
+  REQUIRE_MESSAGE(canceled.status == 200, canceled.body);
+  CHECK(str(canceled.json(), "status") == "canceled");
+  CHECK(available_of(c, p.product) == 10);
+  auto pay = c.get("/api/v1/payments/" + p.payment(), bearer(p.who.token));
+  REQUIRE(pay.status == 200);
+  CHECK(str(pay.json(), "status") == "refunded");
+  CHECK(pay.json().at("refunded_amount") == p.order.at("total_amount"));
+  // Again: the same answer, nothing refunded or restocked twice.
+  auto again = post(c, "/api/v1/orders/" + p.id() + "/cancel", p.who.token);
+  CHECK(again.status == 200);
+  CHECK(available_of(c, p.product) == 10);
+  CHECK(db_count("SELECT COUNT(*) FROM outbox WHERE event_type = 'RefundIssued' AND data->>'order_id' = $1", p.id()) == 1);
+  CHECK(db_count("SELECT COUNT(*) FROM sandbox_payment_operations WHERE operation = 'refund' AND key LIKE '%' || $1 || '%'",
+                 p.payment()) == 1);
+}
+
+TEST_CASE("ship, label, deliver, return, receive: stock back and the returned line refunded") {
+  http_client c{node().port()};
+  auto p = buy(c, 2);
+  const auto unit = p.order.at("items").at(0).at("unit_price").at("amount").to_number<std::int64_t>();
+  // A customer cannot ship; an admin can, with a sandbox shipment.
+  const auto real = registered_customer(c);
+  auto refused = post(c, "/api/v1/orders/" + p.id() + "/ship", real.token, R"({"carrier": "x"})");
+  CHECK(refused.status == 403);
+  CHECK(code_of(refused) == "forbidden");
+  auto shipped = post(c, "/api/v1/orders/" + p.id() + "/ship", admin(c), "{}");
+  REQUIRE_MESSAGE(shipped.status == 200, shipped.body);
+  CHECK(str(shipped.json(), "status") == "shipped");
+  const auto shipment = shipped.json().at("shipments").at(0);
+  CHECK(str(shipment, "carrier") == "sandbox");
+  CHECK(str(shipment, "tracking_number").rfind("SBX", 0) == 0);
+  CHECK(db_count("SELECT COUNT(*) FROM outbox WHERE event_type = 'OrderShipped' AND aggregate_id = $1", p.id()) == 1);
+  auto label = c.get(str(shipment, "label_url"), bearer(p.who.token));
+  REQUIRE(label.status == 200);
+  CHECK(label.header("content-type") == "image/svg+xml");
+  CHECK(label.body.find(str(shipment, "tracking_number")) != std::string::npos);
+  // Shipped: no longer cancelable by anyone.
+  auto late = post(c, "/api/v1/orders/" + p.id() + "/cancel", admin(c));
+  CHECK(late.status == 409);
+  CHECK(code_of(late) == "invalid_transition");
+  // No return before delivery.
+  const auto one_back = json::serialize(json::object{
+      {"items", json::array{json::object{{"product_id", p.product}, {"quantity", 1}}}}, {"reason", "too big"}});
+  CHECK(post(c, "/api/v1/orders/" + p.id() + "/returns", p.who.token, one_back).status == 409);
+  auto delivered = post(c, "/api/v1/orders/" + p.id() + "/deliver", admin(c));
+  REQUIRE_MESSAGE(delivered.status == 200, delivered.body);
+  CHECK(str(delivered.json(), "status") == "delivered");
+
+  // Returns: bad lines are 400 and change nothing; the customer's return is 201.
+  const auto too_many = json::serialize(json::object{
+      {"items", json::array{json::object{{"product_id", p.product}, {"quantity", 3}}}}, {"reason", "x"}});
+  auto bad = post(c, "/api/v1/orders/" + p.id() + "/returns", p.who.token, too_many);
+  CHECK(bad.status == 400);
+  CHECK(bad.body.find("/items/0/quantity") != std::string::npos);
+  customer stranger;
+  CHECK(post(c, "/api/v1/orders/" + p.id() + "/returns", stranger.token, one_back).status == 404);
+  auto requested = post(c, "/api/v1/orders/" + p.id() + "/returns", p.who.token, one_back);
+  REQUIRE_MESSAGE(requested.status == 201, requested.body);
+  CHECK(str(requested.json(), "status") == "return_requested");
+  const auto return_id = str(requested.json().at("returns").at(0), "id");
+
+  // Received by an admin: one unit back in stock, that line's value refunded.
+  CHECK(post(c, "/api/v1/orders/" + p.id() + "/returns/" + return_id + "/receive", real.token).status == 403);
+  const auto before = available_of(c, p.product);
+  auto received = post(c, "/api/v1/orders/" + p.id() + "/returns/" + return_id + "/receive", admin(c));
+  REQUIRE_MESSAGE(received.status == 200, received.body);
+  CHECK(str(received.json(), "status") == "partially_refunded");
+  CHECK(received.json().at("returns").at(0).at("refund_amount").at("amount").to_number<std::int64_t>() == unit);
+  CHECK(available_of(c, p.product) == before + 1);
+  auto pay = c.get("/api/v1/payments/" + p.payment(), bearer(p.who.token));
+  CHECK(str(pay.json(), "status") == "partially_refunded");
+  CHECK(pay.json().at("refunded_amount").at("amount").to_number<std::int64_t>() == unit);
+  // Received again: nothing more.
+  auto again = post(c, "/api/v1/orders/" + p.id() + "/returns/" + return_id + "/receive", admin(c));
+  CHECK(again.status == 200);
+  CHECK(available_of(c, p.product) == before + 1);
+  CHECK(c.get("/api/v1/payments/" + p.payment(), bearer(p.who.token)).json().at("refunded_amount").at("amount") ==
+        pay.json().at("refunded_amount").at("amount"));
+}
+
+TEST_CASE("refunds: support/admin with an Idempotency-Key, never more than captured minus refunded") {
+  http_client c{node().port()};
+  auto p = buy(c, 1);
+  const auto total = p.order.at("total_amount").at("amount").to_number<std::int64_t>();
+  const auto path = "/api/v1/payments/" + p.payment() + "/refunds";
+  auto body = [](std::int64_t amount) {
+    return json::serialize(
+        json::object{{"amount", {{"amount", amount}, {"currency", "USD"}}}, {"reason", "goodwill"}});
+  };
+  CHECK(post(c, path, registered_customer(c).token, body(1), {{"Idempotency-Key", "r-cust"}}).status == 403);
+  CHECK(post(c, path, admin(c), body(1)).status == 400);  // no key
+  auto bad = post(c, path, admin(c), R"({"amount": {"amount": -5, "currency": "USD"}})", {{"Idempotency-Key", "r-bad"}});
+  CHECK(bad.status == 400);
+  CHECK(bad.body.find("/reason") != std::string::npos);
+  auto too_much = post(c, path, admin(c), body(total + 1), {{"Idempotency-Key", "r-big"}});
+  CHECK(too_much.status == 409);
+  auto part = post(c, path, admin(c), body(100), {{"Idempotency-Key", "r-1"}});
+  REQUIRE_MESSAGE(part.status == 201, part.body);
+  CHECK(str(part.json().at("payment"), "status") == "partially_refunded");
+  auto replay = post(c, path, admin(c), body(100), {{"Idempotency-Key", "r-1"}});
+  CHECK(replay.status == 201);
+  CHECK(str(replay.json(), "id") == str(part.json(), "id"));
+  auto rest = post(c, path, admin(c), body(total - 100), {{"Idempotency-Key", "r-2"}});
+  REQUIRE_MESSAGE(rest.status == 201, rest.body);
+  CHECK(str(rest.json().at("payment"), "status") == "refunded");
+  auto more = post(c, path, admin(c), body(1), {{"Idempotency-Key", "r-3"}});
+  CHECK(more.status == 409);
+  auto pay = c.get("/api/v1/payments/" + p.payment(), bearer(admin(c)));
+  CHECK(pay.json().at("refunded_amount").at("amount").to_number<std::int64_t>() == total);
+  CHECK(db_count("SELECT COUNT(*) FROM sandbox_payment_operations WHERE operation = 'refund' AND approved "
+                 "AND key LIKE '%' || $1 || '%'",
+                 p.payment()) == 2);
+}
