@@ -12,6 +12,7 @@
 #include <caf/make_message.hpp>
 #include <caf/message.hpp>
 
+#include "actors/domain_event.hpp"
 #include "actors/protocol/clock.hpp"
 #include "actors/protocol/type_ids.hpp"
 
@@ -49,12 +50,7 @@ std::int64_t subtotal(const cart_model::state& s) {
 protocol::domain_event event(const protocol::command_meta& meta, const std::string& cart_id, const char* type,
                                 boost::json::object data) {
   data["cart_id"] = cart_id;
-  boost::json::object metadata{{"correlation_id", meta.request_id},
-                               {"causation_id", meta.request_id},
-                               {"trace_id", meta.trace_id},
-                               {"user_id", meta.user_id},
-                               {"source", meta.source}};
-  return protocol::domain_event{{}, type, "1", boost::json::serialize(data), boost::json::serialize(metadata)};
+  return make_event(meta, type, data);
 }
 
 protocol::cart_line* find_line(cart_model::state& s, const std::string& product_id) {

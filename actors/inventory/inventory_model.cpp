@@ -1,5 +1,7 @@
 #include "actors/inventory/inventory_model.hpp"
 
+#include "actors/domain_event.hpp"
+
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
@@ -58,13 +60,7 @@ struct change {
     data["product_id"] = product_id;
     data["user_id"] = meta.user_id;
     data["at"] = at;
-    boost::json::object metadata{{"correlation_id", meta.request_id},
-                                 {"causation_id", meta.request_id},
-                                 {"trace_id", meta.trace_id},
-                                 {"user_id", meta.user_id},
-                                 {"source", meta.source}};
-    events.push_back(
-        protocol::domain_event{{}, type, "1", boost::json::serialize(data), boost::json::serialize(metadata)});
+    events.push_back(make_event(meta, type, data));
   }
 
   // Re-evaluates the low flag; LowStock once per downward crossing of the threshold.

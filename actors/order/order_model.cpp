@@ -9,6 +9,7 @@
 #include <boost/json/serialize.hpp>
 #include <caf/make_message.hpp>
 
+#include "actors/domain_event.hpp"
 #include "actors/protocol/clock.hpp"
 #include "actors/protocol/type_ids.hpp"
 
@@ -57,12 +58,7 @@ std::string line_key(const std::string& order_id, std::size_t index) {
 bool customer_visible(const std::string& status) { return status != "reserving" && status != "failed" && !status.empty(); }
 
 protocol::domain_event event(const protocol::command_meta& meta, const std::string& type, json::object data) {
-  json::object metadata{{"correlation_id", meta.request_id},
-                        {"causation_id", meta.request_id},
-                        {"trace_id", meta.trace_id},
-                        {"user_id", meta.user_id},
-                        {"source", meta.source}};
-  return protocol::domain_event{{}, type, "1", json::serialize(data), json::serialize(metadata)};
+  return make_event(meta, type, data);
 }
 
 json::value parsed_or_empty(const std::string& text) {

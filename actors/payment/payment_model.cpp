@@ -8,6 +8,7 @@
 #include <boost/json/serialize.hpp>
 #include <caf/make_message.hpp>
 
+#include "actors/domain_event.hpp"
 #include "actors/protocol/clock.hpp"
 #include "actors/protocol/type_ids.hpp"
 
@@ -173,13 +174,6 @@ caf::message payment_model::current(const std::string& id, const state& s, std::
 
 bool payment_model::handle(protocol::entity_context<state>& ctx, const caf::message& msg) {
   const auto& id = ctx.id();
-  auto meta_json = [](const protocol::command_meta& m) {
-    return json::serialize(json::object{{"correlation_id", m.request_id},
-                                        {"causation_id", m.request_id},
-                                        {"trace_id", m.trace_id},
-                                        {"user_id", m.user_id},
-                                        {"source", m.source}});
-  };
   if (msg.match_elements<protocol::payment_get>()) {
     if (!ctx.exists()) {
       ctx.reject(errc::not_found, "no such payment");
@@ -215,7 +209,7 @@ bool payment_model::handle(protocol::entity_context<state>& ctx, const caf::mess
     p.updated_at = p.created_at;
     auto answer = caf::make_message(view(id, next, ctx.version() + 1));
     json::object data{{"payment_id", id}, {"order_id", p.order_id}, {"amount", p.amount}, {"currency", p.currency}};
-    ctx.commit(std::move(next), {protocol::domain_event{{}, "PaymentCreated", "1", json::serialize(data), meta_json(cmd.meta)}},
+    ctx.commit(std::move(next), {make_event(cmd.meta, "PaymentCreated", data)},
                std::move(answer));
     return true;
   }
@@ -260,7 +254,7 @@ bool payment_model::handle(protocol::entity_context<state>& ctx, const caf::mess
                       {"refunded_amount", p.refunded_amount},
                       {"reason", cmd.reason}};
     ctx.commit(std::move(next),
-               {protocol::domain_event{{}, "RefundIssued", "1", json::serialize(data), meta_json(cmd.meta)}},
+               {make_event(cmd.meta, "RefundIssued", data)},
                std::move(answer));
     return true;
   }
@@ -296,7 +290,7 @@ bool payment_model::handle(protocol::entity_context<state>& ctx, const caf::mess
                     {"amount", p.amount},       {"currency", p.currency}, {"status", p.status},
                     {"failure_code", p.failure_code}, {"provider", p.provider}};
   ctx.commit(std::move(next),
-             {protocol::domain_event{{}, event_type_of(cmd.outcome), "1", json::serialize(data), meta_json(cmd.meta)}},
+             {make_event(cmd.meta, event_type_of(cmd.outcome), data)},
              std::move(answer));
   return true;
 }

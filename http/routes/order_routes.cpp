@@ -70,6 +70,16 @@ json::array returns_json(const protocol::order_view& o) {
   return out;
 }
 
+json::object payment_json(const protocol::payment_view& p) {
+  return json::object{{"id", p.id},
+                      {"order_id", p.order_id},
+                      {"status", p.status},
+                      {"amount", money(p.amount, p.currency)},
+                      {"refunded_amount", money(p.refunded_amount, p.currency)},
+                      {"provider", p.provider},
+                      {"version", p.version}};
+}
+
 json::object order_json(const protocol::order_view& o) {
   json::array items;
   for (const auto& l : o.items) {
@@ -283,6 +293,39 @@ void start_checkout(const std::shared_ptr<order_routes_context>& c, const checko
 }  // namespace
 
 void add_order_routes(router& routes, std::shared_ptr<order_routes_context> c) {
+  // Reads the order for `ctx`'s caller (support/admin: any) and hands it to `then`; errors answered.
+  auto with_order = [c](const std::shared_ptr<request_context>& ctx, const responder& respond,
+                        std::function<void(protocol::order_view)> then) {
+    const auto* id = ctx->param("id");
+    if (!id || !is_uuid(*id)) {
+      respond(not_found("no such order"));
+      return;
+    }
+    protocol::order_get get;
+    get.meta = command_meta_for(*ctx, "get", *id);
+    get.meta.command_id.clear();
+    get.meta.admin = ctx->caller->is_admin() || ctx->caller->has_role("support") || ctx->caller->has_role("vendor");
+    c->bridge.ask<protocol::order_view>("order", *id, caf::make_message(std::move(get)),
+                                        [respond, then, ctx](caf::expected<protocol::order_view> r) {
+                                          if (!r) {
+                                            respond(response_for(r.error()));
+                                            return;
+                                          }
+                                          // A vendor sees only orders with its products.
+                                          const auto& who = *ctx->caller;
+                                          if (who.has_role("vendor") && !who.is_admin() && !who.has_role("support") &&
+                                              r->customer_id != who.user_id) {
+                                            const bool theirs = std::any_of(
+                                                r->items.begin(), r->items.end(),
+                                                [&](const protocol::order_line& l) { return l.vendor_id == who.vendor_id; });
+                                            if (who.vendor_id.empty() || !theirs) {
+                                              respond(not_found("no such order"));
+                                              return;
+                                            }
+                                          }
+                                          then(std::move(*r));
+                                        });
+  };
   routes.add(
       bhttp::verb::post, "/api/v1/carts/{id}/checkout",
       [c](auto ctx, responder respond) {
@@ -455,20 +498,8 @@ void add_order_routes(router& routes, std::shared_ptr<order_routes_context> c) {
     });
   }, signed_in_route());
 
-  routes.add(bhttp::verb::get, "/api/v1/orders/{id}", [c](auto ctx, responder respond) {
-    const auto* id = ctx->param("id");
-    if (!id || !is_uuid(*id)) {
-      respond(not_found("no such order"));
-      return;
-    }
-    protocol::order_get get;
-    get.meta = command_meta_for(*ctx, "get", *id);
-    get.meta.command_id.clear();
-    get.meta.admin = ctx->caller->is_admin() || ctx->caller->has_role("support");
-    c->bridge.ask<protocol::order_view>("order", *id, caf::make_message(std::move(get)),
-                                        [respond](caf::expected<protocol::order_view> r) {
-                                          respond(r ? order_response(200, *r) : response_for(r.error()));
-                                        });
+  routes.add(bhttp::verb::get, "/api/v1/orders/{id}", [with_order](auto ctx, responder respond) {
+    with_order(ctx, respond, [respond](protocol::order_view o) { respond(order_response(200, o)); });
   }, signed_in_route());
 
   routes.add(bhttp::verb::get, "/api/v1/payments/{id}", [c](auto ctx, responder respond) {
@@ -487,54 +518,14 @@ void add_order_routes(router& routes, std::shared_ptr<order_routes_context> c) {
             respond(response_for(r.error()));
             return;
           }
-          const auto& p = *r;
-          auto res = response::json(200, json::object{{"id", p.id},
-                                                      {"order_id", p.order_id},
-                                                      {"status", p.status},
-                                                      {"amount", money(p.amount, p.currency)},
-                                                      {"refunded_amount", money(p.refunded_amount, p.currency)},
-                                                      {"provider", p.provider},
-                                                      {"version", p.version}});
-          res.with_header("ETag", etag_for_version(p.version));
+          auto res = response::json(200, payment_json(*r));
+          res.with_header("ETag", etag_for_version(r->version));
           res.with_header("Cache-Control", "no-store");
           respond(std::move(res));
         });
   }, signed_in_route());
 
   // --- after checkout ----------------------------------------------------------------------------
-  // Reads the order for `ctx`'s caller (support/admin: any) and hands it to `then`; errors answered.
-  auto with_order = [c](const std::shared_ptr<request_context>& ctx, const responder& respond,
-                        std::function<void(protocol::order_view)> then) {
-    const auto* id = ctx->param("id");
-    if (!id || !is_uuid(*id)) {
-      respond(not_found("no such order"));
-      return;
-    }
-    protocol::order_get get;
-    get.meta = command_meta_for(*ctx, "get", *id);
-    get.meta.command_id.clear();
-    get.meta.admin = ctx->caller->is_admin() || ctx->caller->has_role("support") || ctx->caller->has_role("vendor");
-    c->bridge.ask<protocol::order_view>("order", *id, caf::make_message(std::move(get)),
-                                        [respond, then, ctx](caf::expected<protocol::order_view> r) {
-                                          if (!r) {
-                                            respond(response_for(r.error()));
-                                            return;
-                                          }
-                                          // A vendor sees only orders with its products.
-                                          const auto& who = *ctx->caller;
-                                          if (who.has_role("vendor") && !who.is_admin() && !who.has_role("support") &&
-                                              r->customer_id != who.user_id) {
-                                            const bool theirs = std::any_of(
-                                                r->items.begin(), r->items.end(),
-                                                [&](const protocol::order_line& l) { return l.vendor_id == who.vendor_id; });
-                                            if (who.vendor_id.empty() || !theirs) {
-                                              respond(not_found("no such order"));
-                                              return;
-                                            }
-                                          }
-                                          then(std::move(*r));
-                                        });
-  };
   auto transition = [c](const std::shared_ptr<request_context>& ctx, const responder& respond, std::string order_id,
                         protocol::order_transition t, unsigned status) {
     t.meta = command_meta_for(*ctx, t.to, order_id);
@@ -785,13 +776,7 @@ void add_order_routes(router& routes, std::shared_ptr<order_routes_context> c) {
                            return;
                          }
                          const auto& p = *r;
-                         json::object payment{{"id", p.id},
-                                              {"order_id", p.order_id},
-                                              {"status", p.status},
-                                              {"amount", money(p.amount, p.currency)},
-                                              {"refunded_amount", money(p.refunded_amount, p.currency)},
-                                              {"provider", p.provider},
-                                              {"version", p.version}};
+                         auto payment = payment_json(p);
                          auto res = response::json(201, json::object{{"id", refund_id},
                                                                      {"payment_id", p.id},
                                                                      {"amount", money(amount, p.currency)},
