@@ -1,13 +1,18 @@
 #include "persistence/sandbox_payments.hpp"
 
+#include <algorithm>
 #include <exception>
 
 #include <pqxx/pqxx>
 
 namespace mercato::persistence {
 
-sandbox_payments::sandbox_payments(std::string dsn, std::chrono::milliseconds slow_delay)
-    : dsn_(std::move(dsn)), slow_delay_(slow_delay), thread_([this] { run(); }) {}
+sandbox_payments::sandbox_payments(std::string dsn, std::chrono::milliseconds slow_delay, unsigned workers)
+    : dsn_(std::move(dsn)), slow_delay_(slow_delay) {
+  for (unsigned i = 0; i < std::max(1u, workers); ++i) {
+    threads_.emplace_back([this] { run(); });
+  }
+}
 
 sandbox_payments::~sandbox_payments() {
   {
@@ -15,7 +20,9 @@ sandbox_payments::~sandbox_payments() {
     stopping_ = true;
   }
   cv_.notify_all();
-  thread_.join();
+  for (auto& t : threads_) {
+    t.join();
+  }
 }
 
 void sandbox_payments::authorize(const std::string& key, std::int64_t amount, const std::string&,
@@ -42,7 +49,7 @@ void sandbox_payments::enqueue(job j) {
     std::lock_guard<std::mutex> lock(mu_);
     jobs_.push_back(std::move(j));
   }
-  cv_.notify_all();
+  cv_.notify_one();
 }
 
 // Records the operation under its key unless the key was seen (then the first answer stands).
@@ -127,6 +134,7 @@ void sandbox_payments::run() {
       if (j.operation == "authorize" && j.target == "tok_slow") {
         lock.lock();
         later_.emplace(std::chrono::steady_clock::now() + slow_delay_, delayed{std::move(answer), std::move(j.done)});
+        cv_.notify_all();  // the earliest delayed answer may be earlier now: every waiter re-reads it
         continue;
       }
       j.done(std::move(answer));

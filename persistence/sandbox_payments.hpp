@@ -4,7 +4,8 @@
 // provider timeout to exercise the timeout path), anything else is declined (invalid_token). Like a
 // real provider it remembers every operation by its idempotency key, in PostgreSQL
 // (`sandbox_payment_operations`), so a call repeated after a crash answers as the first did and the
-// ledger never shows a second charge. One thread with its own connection.
+// ledger never shows a second charge. A few worker threads, each with its own connection (every call
+// is a committed transaction, so one thread would make every checkout of the node queue behind it).
 
 #include <chrono>
 #include <condition_variable>
@@ -15,6 +16,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <pqxx/connection>
 
@@ -24,7 +26,7 @@ namespace mercato::persistence {
 
 class sandbox_payments final : public actors::payment_provider {
  public:
-  sandbox_payments(std::string dsn, std::chrono::milliseconds slow_delay);
+  sandbox_payments(std::string dsn, std::chrono::milliseconds slow_delay, unsigned workers = 4);
   ~sandbox_payments() override;  // answers nothing more; pending callbacks are dropped
 
   std::string name() const override { return "sandbox"; }
@@ -59,7 +61,7 @@ class sandbox_payments final : public actors::payment_provider {
   std::deque<job> jobs_;
   std::multimap<std::chrono::steady_clock::time_point, delayed> later_;
   bool stopping_ = false;
-  std::thread thread_;
+  std::vector<std::thread> threads_;
 };
 
 }  // namespace mercato::persistence
