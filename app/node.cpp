@@ -216,7 +216,8 @@ void node::start() {
   http::add_order_routes(
       p.routes, std::make_shared<http::order_routes_context>(http::order_routes_context{
                     p.pool, *p.bridge, p.runtime->system(), checkout_ctx,
-                    std::make_shared<const actors::pricing_rules>(parts::pricing(settings_.cart))}));
+                    std::make_shared<const actors::pricing_rules>(parts::pricing(settings_.cart)),
+                    std::make_shared<actors::sandbox_carrier>()}));
   housekeeping_options chores;
   chores.dsn = settings_.postgres.dsn;
   chores.interval = settings_.housekeeping.interval;

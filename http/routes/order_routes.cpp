@@ -43,7 +43,7 @@ json::array shipments_json(const protocol::order_view& o) {
     out.push_back(json::object{{"id", x.id},
                                {"carrier", x.carrier},
                                {"tracking_number", x.tracking_number},
-                               {"label_url", x.label_url},
+                               {"label_url", x.label_url.empty() ? json::value(nullptr) : json::value(x.label_url)},
                                {"created_at", x.shipped_at}});
   }
   return out;
@@ -570,26 +570,41 @@ void add_order_routes(router& routes, std::shared_ptr<order_routes_context> c) {
       respond(body.to_problem());
       return;
     }
-    with_order(ctx, respond, [ctx, respond, transition, carrier, tracking, label](protocol::order_view o) {
+    with_order(ctx, respond, [c, ctx, respond, transition, carrier, tracking, label](protocol::order_view o) {
       if (o.customer_id == ctx->caller->user_id && !ctx->caller->is_admin() && !ctx->caller->has_role("vendor")) {
         respond(problem{403, "forbidden", "Forbidden", "only an admin or the order's vendor ships it", {}});
         return;
       }
-      protocol::order_transition t;
-      t.to = "shipped";
-      const auto hash = security::sha256_hex("shipment\n" + o.id);
-      t.shipment.id = uuid_from_hash(hash);
-      t.shipment.carrier = carrier ? *carrier : "sandbox";
-      std::string digits;
-      for (char ch : hash) {
-        digits.push_back(static_cast<char>('0' + (ch % 10)));
-        if (digits.size() == 12) {
-          break;
-        }
+      if (!o.shipments.empty() || o.status != "paid") {
+        // Shipped before (the same answer), or not shippable (the order says invalid_transition).
+        protocol::order_transition t;
+        t.to = "shipped";
+        transition(ctx, respond, o.id, std::move(t), 200);
+        return;
       }
-      t.shipment.tracking_number = tracking ? *tracking : "SBX" + digits;
-      t.shipment.label_url = label ? *label : "/api/v1/orders/" + o.id + "/shipments/" + t.shipment.id + "/label";
-      transition(ctx, respond, o.id, std::move(t), 200);
+      actors::shipment_request req{o.id, o.order_number, o.shipping_address, "/api/v1/orders/" + o.id + "/shipments"};
+      c->carrier->create_shipment(req, [ctx, respond, transition, o, carrier, tracking,
+                                        label](caf::expected<protocol::order_shipment> made) {
+        if (!made) {
+          respond(response_for(made.error()));
+          return;
+        }
+        protocol::order_transition t;
+        t.to = "shipped";
+        t.shipment = std::move(*made);
+        // A caller that ships with a carrier of its own names it (and its tracking number and label).
+        if (carrier && *carrier != t.shipment.carrier) {
+          t.shipment.carrier = *carrier;
+          t.shipment.label_url.clear();  // not a label this API serves
+        }
+        if (tracking) {
+          t.shipment.tracking_number = *tracking;
+        }
+        if (label) {
+          t.shipment.label_url = *label;
+        }
+        transition(ctx, respond, o.id, std::move(t), 200);
+      });
     });
   }, role_route({"vendor", "admin"}, true));
 
@@ -602,43 +617,20 @@ void add_order_routes(router& routes, std::shared_ptr<order_routes_context> c) {
   }, role_route({"admin"}));
 
   // The sandbox carrier's shipping label: an SVG document with the order, the address and the tracking number.
-  routes.add(bhttp::verb::get, "/api/v1/orders/{id}/shipments/{shipment_id}/label", [with_order](auto ctx, responder respond) {
+  routes.add(bhttp::verb::get, "/api/v1/orders/{id}/shipments/{shipment_id}/label", [c, with_order](auto ctx, responder respond) {
     const std::string shipment_id{*ctx->param("shipment_id")};
-    with_order(ctx, respond, [respond, shipment_id](protocol::order_view o) {
+    with_order(ctx, respond, [c, respond, shipment_id](protocol::order_view o) {
       for (const auto& x : o.shipments) {
         if (x.id != shipment_id) {
           continue;
         }
-        const auto to = parsed(o.shipping_address);
-        auto field = [&](const char* k) {
-          return to.is_object() && to.as_object().contains(k) && to.at(k).is_string() ? std::string(to.at(k).as_string())
-                                                                                   : std::string{};
-        };
-        auto esc = [](std::string v) {
-          std::string out;
-          for (char ch : v) {
-            switch (ch) {
-              case '<': out += "&lt;"; break;
-              case '>': out += "&gt;"; break;
-              case '&': out += "&amp;"; break;
-              case '"': out += "&quot;"; break;
-              default: out.push_back(ch);
-            }
-          }
-          return out;
-        };
-        std::string svg =
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"400\" height=\"240\" viewBox=\"0 0 400 240\">"
-            "<rect x=\"1\" y=\"1\" width=\"398\" height=\"238\" fill=\"white\" stroke=\"black\"/>"
-            "<text x=\"16\" y=\"32\" font-family=\"monospace\" font-size=\"18\">" + esc(x.carrier) + " " +
-            esc(x.tracking_number) + "</text>"
-            "<text x=\"16\" y=\"64\" font-family=\"monospace\" font-size=\"14\">Order " + esc(o.order_number) + "</text>"
-            "<text x=\"16\" y=\"104\" font-family=\"monospace\" font-size=\"14\">" + esc(field("name")) + "</text>"
-            "<text x=\"16\" y=\"124\" font-family=\"monospace\" font-size=\"14\">" + esc(field("line1")) + "</text>"
-            "<text x=\"16\" y=\"144\" font-family=\"monospace\" font-size=\"14\">" + esc(field("postal_code")) + " " +
-            esc(field("city")) + " " + esc(field("country")) + "</text></svg>";
-        response res = response::json_text(200, std::move(svg));
-        res.content_type = "image/svg+xml";
+        auto doc = x.carrier == c->carrier->name() ? c->carrier->label(o, x) : std::nullopt;
+        if (!doc) {
+          respond(not_found("this shipment's label is kept by its carrier (see label_url)"));
+          return;
+        }
+        response res = response::json_text(200, std::move(doc->body));
+        res.content_type = doc->media_type;
         respond(std::move(res));
         return;
       }

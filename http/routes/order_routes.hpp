@@ -10,6 +10,7 @@
 
 #include "actors/cart/cart_pricing.hpp"
 #include "actors/order/checkout_saga.hpp"
+#include "actors/shipping/carrier.hpp"
 #include "http/entity_bridge.hpp"
 #include "http/router.hpp"
 #include "persistence/pg_pool.hpp"
@@ -22,6 +23,7 @@ struct order_routes_context {
   caf::actor_system& system;
   actors::checkout_context checkout;
   std::shared_ptr<const actors::pricing_rules> pricing;
+  std::shared_ptr<actors::carrier> carrier;  // makes shipments (and renders their labels)
 };
 
 void add_order_routes(router& routes, std::shared_ptr<order_routes_context> ctx);

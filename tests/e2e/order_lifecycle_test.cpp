@@ -109,11 +109,15 @@ TEST_CASE("ship, label, deliver, return, receive: stock back and the returned li
   CHECK(refused.status == 403);
   CHECK(code_of(refused) == "forbidden");
   auto shipped = post(c, "/api/v1/orders/" + p.id() + "/ship", admin(c), "{}");
+  // Shipping again: the same shipment (the carrier is asked once).
   REQUIRE_MESSAGE(shipped.status == 200, shipped.body);
   CHECK(str(shipped.json(), "status") == "shipped");
   const auto shipment = shipped.json().at("shipments").at(0);
   CHECK(str(shipment, "carrier") == "sandbox");
   CHECK(str(shipment, "tracking_number").rfind("SBX", 0) == 0);
+  auto reship = post(c, "/api/v1/orders/" + p.id() + "/ship", admin(c), "{}");
+  REQUIRE(reship.status == 200);
+  CHECK(reship.json().at("shipments").as_array().size() == 1);
   CHECK(db_count("SELECT COUNT(*) FROM outbox WHERE event_type = 'OrderShipped' AND aggregate_id = $1", p.id()) == 1);
   auto label = c.get(str(shipment, "label_url"), bearer(p.who.token));
   REQUIRE(label.status == 200);
