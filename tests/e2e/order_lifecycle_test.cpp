@@ -200,3 +200,51 @@ TEST_CASE("refunds: support/admin with an Idempotency-Key, never more than captu
                  "AND key LIKE '%' || $1 || '%'",
                  p.payment()) == 2);
 }
+
+TEST_CASE("a vendor ships only orders with its own products") {
+  http_client c{node().port()};
+  const auto boss = admin(c);
+  // Two vendors, a user of each.
+  auto vendor_user = [&](std::string& vendor_id) {
+    auto v = post(c, "/api/v1/vendors", boss, json::serialize(json::object{{"name", "V " + random_uuid()}}));
+    REQUIRE_MESSAGE(v.status == 201, v.body);
+    vendor_id = str(v.json(), "id");
+    const auto email = "vendor-" + random_uuid() + "@example.com";
+    auto r = c.request("POST", "/api/v1/auth/register",
+                       json::serialize(json::object{{"email", email}, {"password", "correct horse battery"}, {"name", "v"}}),
+                       json_body({}));
+    REQUIRE_MESSAGE(r.status == 201, r.body);
+    auto linked = c.request("PUT", "/api/v1/admin/users/" + str(r.json().at("user"), "id") + "/roles",
+                            json::serialize(json::object{{"roles", json::array{"vendor"}}, {"vendor_id", vendor_id}}),
+                            json_body(bearer(boss)));
+    REQUIRE_MESSAGE(linked.status == 200, linked.body);
+    auto login = c.request("POST", "/api/v1/auth/login",
+                           json::serialize(json::object{{"email", email}, {"password", "correct horse battery"}}),
+                           json_body({}));
+    REQUIRE_MESSAGE(login.status == 200, login.body);
+    return str(login.json(), "access_token");
+  };
+  std::string vendor_a, vendor_b;
+  const auto a = vendor_user(vendor_a);
+  const auto b = vendor_user(vendor_b);
+  // Vendor A's product, bought by a customer.
+  auto made = post(c, "/api/v1/products", a,
+                   json::serialize(json::object{{"sku", "SHIP-" + random_uuid().substr(0, 8)},
+                                                {"name", "Vendor A widget"},
+                                                {"base_price", {{"amount", 1500}, {"currency", "USD"}}},
+                                                {"initial_stock", 5}}));
+  REQUIRE_MESSAGE(made.status == 201, made.body);
+  customer who;
+  const auto cart = new_cart(c, who);
+  add(c, who, cart, str(made.json(), "id"), 1);
+  auto paid = checkout(c, who, cart, "tok_ok", "vendor-ship-1");
+  REQUIRE_MESSAGE(paid.status == 201, paid.body);
+  const auto order = str(paid.json(), "id");
+
+  auto foreign = post(c, "/api/v1/orders/" + order + "/ship", b, "{}");
+  CHECK(foreign.status == 404);
+  CHECK(db_count("SELECT COUNT(*) FROM orders WHERE id = $1::uuid AND status = 'paid'", order) == 1);
+  auto own = post(c, "/api/v1/orders/" + order + "/ship", a, "{}");
+  REQUIRE_MESSAGE(own.status == 200, own.body);
+  CHECK(str(own.json(), "status") == "shipped");
+}
