@@ -320,3 +320,43 @@ TEST_CASE("no oversell: 200 concurrent checkouts for the last 50 units make exac
               p) == units);
   CHECK(query("SELECT on_hand FROM inventory WHERE product_id = $1::uuid", p) == 0);
 }
+
+TEST_CASE("cancel while the payment is pending: the authorization is voided, the stock released, nothing charged") {
+  http_client c{node().port()};
+  customer ada;
+  const auto p = product_with_stock(c, 6);
+  const auto cart = new_cart(c, ada);
+  add(c, ada, cart, p, 2);
+  // tok_slow keeps the checkout waiting on the provider (1 s here) with the order pending payment.
+  http_reply slow_answer;
+  std::thread buyer([&] {
+    http_client mine{node().port()};
+    slow_answer = checkout(mine, ada, cart, "tok_slow", "race-1");
+  });
+  std::string order_id;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (order_id.empty() && std::chrono::steady_clock::now() < deadline) {
+    pqxx::connection conn{database().dsn()};
+    pqxx::nontransaction tx{conn};
+    auto rows = tx.exec_params("SELECT order_id::text FROM order_sagas WHERE customer_id = $1::uuid AND step = "
+                               "'pending_payment'",
+                               ada.id);
+    if (!rows.empty()) {
+      order_id = rows[0][0].as<std::string>();
+    } else {
+      std::this_thread::sleep_for(10ms);
+    }
+  }
+  REQUIRE_FALSE(order_id.empty());
+  auto canceled = c.request("POST", "/api/v1/orders/" + order_id + "/cancel", {}, bearer(ada.token));
+  buyer.join();
+  REQUIRE_MESSAGE(canceled.status == 200, canceled.body);
+  CHECK(str(canceled.json(), "status") == "canceled");
+  // The checkout's own answer is a failure (never 201), and nothing was charged or kept.
+  CHECK(slow_answer.status != 201);
+  CHECK(available_of(c, p) == 6);
+  CHECK(reserved_of(c, p) == 0);
+  CHECK(query("SELECT COUNT(*) FROM orders WHERE id = $1::uuid AND status = 'canceled'", order_id) == 1);
+  CHECK(query("SELECT COUNT(*) FROM sandbox_payment_operations WHERE operation = 'capture' AND key LIKE '%' || $1 || '%'",
+              order_id.substr(8)) == 0);
+}
