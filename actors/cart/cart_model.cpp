@@ -13,6 +13,7 @@
 #include <caf/message.hpp>
 
 #include "actors/domain_event.hpp"
+#include "actors/snapshot_fields.hpp"
 #include "actors/protocol/clock.hpp"
 #include "actors/protocol/type_ids.hpp"
 
@@ -22,22 +23,10 @@ namespace {
 using protocol::errc;
 
 using protocol::now_rfc3339;
+const auto& str = text_field;
+const auto& num = int_field;
 
-std::string str(const boost::json::object& o, const char* key) {
-  auto it = o.find(key);
-  if (it == o.end() || it->value().is_null()) {
-    return {};
-  }
-  return std::string(it->value().as_string());
-}
 
-std::int64_t num(const boost::json::object& o, const char* key) {
-  auto it = o.find(key);
-  if (it == o.end()) {
-    throw std::invalid_argument(std::string("cart snapshot lacks ") + key);
-  }
-  return it->value().to_number<std::int64_t>();
-}
 
 std::int64_t subtotal(const cart_model::state& s) {
   std::int64_t sum = 0;

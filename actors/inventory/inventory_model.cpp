@@ -1,6 +1,7 @@
 #include "actors/inventory/inventory_model.hpp"
 
 #include "actors/domain_event.hpp"
+#include "actors/snapshot_fields.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -23,22 +24,10 @@ namespace {
 using protocol::errc;
 using clock = inventory_model::clock;
 using state = inventory_model::state;
+const auto& str = text_field;
+const auto& num = int_field;
 
-std::int64_t num(const boost::json::object& o, const char* key) {
-  auto it = o.find(key);
-  if (it == o.end()) {
-    throw std::invalid_argument(std::string("inventory snapshot lacks ") + key);
-  }
-  return it->value().to_number<std::int64_t>();
-}
 
-std::string str(const boost::json::object& o, const char* key) {
-  auto it = o.find(key);
-  if (it == o.end() || it->value().is_null()) {
-    return {};
-  }
-  return std::string(it->value().as_string());
-}
 
 // A reservation id the entity accepts: 1..64 printable ASCII characters without spaces.
 bool valid_reservation_id(const std::string& id) {

@@ -10,6 +10,7 @@
 #include <caf/make_message.hpp>
 
 #include "actors/domain_event.hpp"
+#include "actors/snapshot_fields.hpp"
 #include "actors/protocol/clock.hpp"
 #include "actors/protocol/type_ids.hpp"
 
@@ -18,30 +19,11 @@ namespace {
 
 using protocol::errc;
 namespace json = boost::json;
+const auto& str = text_field;
+const auto& num = int_field;
 
-std::string str(const json::object& o, const char* key) {
-  auto it = o.find(key);
-  if (it == o.end() || it->value().is_null()) {
-    return {};
-  }
-  return std::string(it->value().as_string());
-}
 
-std::int64_t num(const json::object& o, const char* key) {
-  auto it = o.find(key);
-  return it == o.end() ? 0 : it->value().to_number<std::int64_t>();
-}
 
-// Minor units as the seed's DECIMAL(12,2) columns take them.
-std::string decimal(std::int64_t minor) {
-  const bool negative = minor < 0;
-  const auto abs = negative ? -minor : minor;
-  auto cents = std::to_string(abs % 100);
-  if (cents.size() < 2) {
-    cents.insert(cents.begin(), '0');
-  }
-  return (negative ? "-" : "") + std::to_string(abs / 100) + "." + cents;
-}
 
 // A stable UUID-shaped key for an order line's projection row (order_items.id).
 std::string line_key(const std::string& order_id, std::size_t index) {
@@ -61,14 +43,6 @@ protocol::domain_event event(const protocol::command_meta& meta, const std::stri
   return make_event(meta, type, data);
 }
 
-json::value parsed_or_empty(const std::string& text) {
-  if (text.empty()) {
-    return json::object{};
-  }
-  boost::system::error_code ec;
-  auto v = json::parse(text, ec);
-  return ec ? json::value(json::object{}) : v;
-}
 
 json::array items_json(const protocol::order_view& o) {
   json::array items;
@@ -179,7 +153,7 @@ order_model::state order_model::decode(const json::value& v) {
   d.created_at = str(o, "created_at");
   d.updated_at = str(o, "updated_at");
   s.payment_token = str(o, "payment_token");
-  d.refunded = num(o, "refunded");
+  d.refunded = int_field_or(o, "refunded", 0);
   if (auto it = o.find("shipments"); it != o.end()) {
     for (const auto& x : it->value().as_array()) {
       const auto& so = x.as_object();
@@ -259,11 +233,11 @@ std::vector<protocol::projection_row> order_model::project(const std::string& id
                    {"order_number", column_type::text, d.order_number},
                    {"customer_id", column_type::uuid, d.customer_id},
                    {"status", column_type::text, d.status},
-                   {"subtotal", column_type::numeric, decimal(d.subtotal)},
-                   {"tax_amount", column_type::numeric, decimal(d.tax)},
-                   {"shipping_amount", column_type::numeric, decimal(d.shipping)},
-                   {"discount_amount", column_type::numeric, decimal(d.discount)},
-                   {"total_amount", column_type::numeric, decimal(d.total)},
+                   {"subtotal", column_type::numeric, minor_to_decimal(d.subtotal)},
+                   {"tax_amount", column_type::numeric, minor_to_decimal(d.tax)},
+                   {"shipping_amount", column_type::numeric, minor_to_decimal(d.shipping)},
+                   {"discount_amount", column_type::numeric, minor_to_decimal(d.discount)},
+                   {"total_amount", column_type::numeric, minor_to_decimal(d.total)},
                    {"currency", column_type::text, d.currency},
                    {"shipping_address", column_type::jsonb, d.shipping_address.empty() ? "{}" : d.shipping_address},
                    {"billing_address", column_type::jsonb, d.billing_address.empty() ? "{}" : d.billing_address},
@@ -280,8 +254,8 @@ std::vector<protocol::projection_row> order_model::project(const std::string& id
                      {"product_sku", column_type::text, l.sku},
                      {"product_name", column_type::text, l.name},
                      {"quantity", column_type::integer, std::to_string(l.quantity)},
-                     {"unit_price", column_type::numeric, decimal(l.unit_price)},
-                     {"total_price", column_type::numeric, decimal(l.unit_price * l.quantity)},
+                     {"unit_price", column_type::numeric, minor_to_decimal(l.unit_price)},
+                     {"total_price", column_type::numeric, minor_to_decimal(l.unit_price * l.quantity)},
                      {"version", column_type::bigint, v}}});
   }
   return rows;
@@ -472,7 +446,7 @@ bool order_model::handle(protocol::entity_context<state>& ctx, const caf::messag
                             {"payment_id", d.payment_id},
                             {"cart_id", d.cart_id},
                             {"payment_method", "card"},
-                            {"shipping_address", parsed_or_empty(d.shipping_address)}}));
+                            {"shipping_address", object_or_empty(d.shipping_address)}}));
   }
   auto answer = caf::make_message(view(id, next, ctx.version() + 1));
   ctx.commit(std::move(next), std::move(events), std::move(answer));

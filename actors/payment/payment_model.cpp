@@ -9,6 +9,7 @@
 #include <caf/make_message.hpp>
 
 #include "actors/domain_event.hpp"
+#include "actors/snapshot_fields.hpp"
 #include "actors/protocol/clock.hpp"
 #include "actors/protocol/type_ids.hpp"
 
@@ -17,24 +18,11 @@ namespace {
 
 using protocol::errc;
 namespace json = boost::json;
+const auto& str = text_field;
+const auto& num = int_field;
 
-std::string str(const json::object& o, const char* key) {
-  auto it = o.find(key);
-  return it == o.end() || it->value().is_null() ? std::string{} : std::string(it->value().as_string());
-}
 
-std::int64_t num(const json::object& o, const char* key) {
-  auto it = o.find(key);
-  return it == o.end() ? 0 : it->value().to_number<std::int64_t>();
-}
 
-std::string decimal(std::int64_t minor) {
-  auto cents = std::to_string(minor % 100);
-  if (cents.size() < 2) {
-    cents.insert(cents.begin(), '0');
-  }
-  return std::to_string(minor / 100) + "." + cents;
-}
 
 bool allowed(const std::string& from, const std::string& to) {
   return (from == "pending" && (to == "authorized" || to == "failed" || to == "voided")) ||
@@ -122,8 +110,8 @@ std::vector<protocol::projection_row> payment_model::project(const std::string& 
             {"order_id", column_type::uuid, p.order_id},
             {"customer_id", column_type::uuid, p.customer_id},
             {"status", column_type::text, p.status},
-            {"amount", column_type::numeric, decimal(p.amount)},
-            {"refunded_amount", column_type::numeric, decimal(p.refunded_amount)},
+            {"amount", column_type::numeric, minor_to_decimal(p.amount)},
+            {"refunded_amount", column_type::numeric, minor_to_decimal(p.refunded_amount)},
             {"currency", column_type::text, p.currency},
             {"provider", column_type::text, p.provider},
             {"provider_reference", column_type::text, opt(p.provider_reference)},

@@ -11,6 +11,7 @@
 
 #include "actors/order/order_model.hpp"
 #include "actors/order/order_ops.hpp"
+#include "actors/snapshot_fields.hpp"
 #include "actors/payment/payment_model.hpp"
 #include "actors/protocol/cart_messages.hpp"
 #include "actors/protocol/order_messages.hpp"
@@ -31,11 +32,6 @@ json::object money(std::int64_t amount, const std::string& currency) {
   return {{"amount", amount}, {"currency", currency}};
 }
 
-json::value parsed(const std::string& text) {
-  boost::system::error_code ec;
-  auto v = json::parse(text, ec);
-  return ec ? json::value(json::object{}) : v;
-}
 
 json::array shipments_json(const protocol::order_view& o) {
   json::array out;
@@ -112,8 +108,8 @@ json::object order_json(const protocol::order_view& o) {
                       {"discount_amount", money(o.discount, o.currency)},
                       {"total_amount", money(o.total, o.currency)},
                       {"currency", o.currency},
-                      {"shipping_address", parsed(o.shipping_address)},
-                      {"billing_address", parsed(o.billing_address)},
+                      {"shipping_address", actors::object_or_empty(o.shipping_address)},
+                      {"billing_address", actors::object_or_empty(o.billing_address)},
                       {"payment", std::move(payment)},
                       {"shipments", shipments_json(o)},
                       {"returns", returns_json(o)},
@@ -144,7 +140,7 @@ std::optional<std::string> read_address(body_reader& body, const char* name, boo
   if (!text) {
     return std::nullopt;
   }
-  const auto v = parsed(*text);
+  const auto v = actors::object_or_empty(*text);
   const auto& o = v.as_object();
   const std::string base = std::string("/") + name + "/";
   bool good = true;
@@ -199,7 +195,7 @@ response checkout_answer(const caf::expected<protocol::order_view>& r) {
   const auto& o = *r;
   if (o.status == "failed" && o.failure_code == "insufficient_stock") {
     problem p{409, "insufficient_stock", "Insufficient stock", "some lines are short of stock; nothing was reserved", {}};
-    const auto lines = parsed(o.failure_detail);
+    const auto lines = actors::object_or_empty(o.failure_detail);
     if (lines.is_array()) {
       for (const auto& l : lines.as_array()) {
         p.errors.push_back({"/items/" + std::string(l.at("product_id").as_string()),
@@ -347,7 +343,7 @@ void add_order_routes(router& routes, std::shared_ptr<order_routes_context> c) {
         auto billing = read_address(body, "billing_address", false);
         auto payment = body.object_json("payment", true, 1024);
         if (payment) {
-          const auto p = parsed(*payment).as_object();
+          const auto p = actors::object_or_empty(*payment).as_object();
           auto method = p.find("method");
           if (method == p.end() || !method->value().is_string() || method->value().as_string() != "card") {
             body.error_at("/payment/method", "must be card");
@@ -373,7 +369,7 @@ void add_order_routes(router& routes, std::shared_ptr<order_routes_context> c) {
         in.user_id = ctx->caller->user_id;
         in.shipping = *shipping;
         in.billing = billing ? *billing : std::string{};
-        in.country = std::string(parsed(*shipping).at("country").as_string());
+        in.country = std::string(actors::object_or_empty(*shipping).at("country").as_string());
         in.meta = command_meta_for(*ctx, "checkout", *id);
         const auto expected = if_match_version(ctx->header(bhttp::field::if_match));
         if (!expected) {
@@ -749,7 +745,7 @@ void add_order_routes(router& routes, std::shared_ptr<order_routes_context> c) {
     auto reason = body.text("reason", true, 1, 1000);
     std::int64_t amount = 0;
     if (amount_json) {
-      const auto a = parsed(*amount_json);
+      const auto a = actors::object_or_empty(*amount_json);
       if (!a.is_object() || !a.as_object().contains("amount") || !a.at("amount").is_int64() || a.at("amount").as_int64() <= 0) {
         body.error_at("/amount/amount", "must be a positive integer of minor units");
       } else {
