@@ -45,7 +45,7 @@ void housekeeping::loop() {
   std::unique_ptr<pqxx::connection> conn;
   std::unique_lock<std::mutex> lock(mu_);
   // Start-up: once the node is ready, the checkouts its previous life left unfinished are resumed.
-  bool resumed = !opts_.resume_checkout;
+  bool resumed = !opts_.resume_checkout && !opts_.resume_operation;
   while (!resumed && !stopping_) {
     if (!opts_.ready || opts_.ready()) {
       lock.unlock();
@@ -54,6 +54,7 @@ void housekeeping::loop() {
           conn = std::make_unique<pqxx::connection>(opts_.dsn);
         }
         resume_checkouts(*conn, std::chrono::milliseconds(0));
+        resume_operations(*conn, std::chrono::milliseconds(0));
         resumed = true;
       } catch (const std::exception& e) {
         conn.reset();
@@ -131,6 +132,7 @@ housekeeping_round housekeeping::run_once(pqxx::connection& conn) {
   }
 
   out.checkouts_resumed = resume_checkouts(conn, opts_.stale_checkout);
+  out.operations_resumed = resume_operations(conn, opts_.stale_checkout);
 
   if (metrics_) {
     metrics_->reservations_expired.Increment(static_cast<double>(out.reservations_due));
@@ -162,6 +164,36 @@ std::size_t housekeeping::resume_checkouts(pqxx::connection& conn, std::chrono::
     opts_.resume_checkout(id);
   }
   return orders.size();
+}
+
+std::size_t housekeeping::resume_operations(pqxx::connection& conn, std::chrono::milliseconds older_than) {
+  if (!opts_.resume_operation) {
+    return 0;
+  }
+  const auto secs = static_cast<double>(older_than.count()) / 1000.0;
+  const auto limit = static_cast<std::int64_t>(opts_.batch_size);
+  std::vector<std::pair<std::string, std::string>> work;
+  {
+    pqxx::nontransaction tx(conn);
+    for (const auto& row : tx.exec_params(
+             "SELECT CASE step WHEN 'canceling' THEN 'cancel' ELSE 'receive' END, order_id::text FROM order_sagas "
+             "WHERE step IN ('canceling', 'receiving') AND updated_at < now() - make_interval(secs => $1) "
+             "ORDER BY updated_at LIMIT $2",
+             secs, limit)) {
+      work.emplace_back(row[0].as<std::string>(), row[1].as<std::string>());
+    }
+    for (const auto& row : tx.exec_params(
+             "SELECT id::text FROM payments WHERE pending_refunds > 0 "
+             "AND updated_at < now() - make_interval(secs => $1) ORDER BY updated_at LIMIT $2",
+             secs, limit)) {
+      work.emplace_back("refunds", row[0].as<std::string>());
+    }
+  }
+  for (const auto& [what, id] : work) {
+    telemetry::log_info("resuming an operation left under way", {{"operation", what}, {"id", id}});
+    opts_.resume_operation(what, id);
+  }
+  return work.size();
 }
 
 }  // namespace mercato::app

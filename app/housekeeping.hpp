@@ -8,7 +8,10 @@
 //   for cart.abandoned_after_s) and the abandonment ratio;
 // - checkouts nobody is driving any more (the node died mid-saga): orders still reserving or
 //   pending_payment after `stale_checkout` are handed to `resume_checkout`, which drives them to
-//   their end (the saga continues where the order's snapshot says it stopped).
+//   their end (the saga continues where the order's snapshot says it stopped);
+// - operations after checkout a dead node left under way, likewise after `stale_checkout`: orders
+//   being canceled or receiving a return (order_sagas.step canceling / receiving) and payments with
+//   refunds asked of the provider but not recorded (payments.pending_refunds) go to `resume_operation`.
 // Every node runs it; each step is idempotent, so two nodes doing the same round is harmless.
 
 #include <chrono>
@@ -37,6 +40,8 @@ struct housekeeping_options {
   std::chrono::seconds abandoned_after{3600};
   std::chrono::milliseconds stale_checkout{60'000};
   std::function<void(const std::string& order_id)> resume_checkout;  // null: no checkouts on this node
+  // what: "cancel" or "receive" (an order id), "refunds" (a payment id). Null: none on this node.
+  std::function<void(const std::string& what, const std::string& id)> resume_operation;
   // True once the node may drive entities (migrations applied, leases held); the thread first waits
   // for it, then resumes every unfinished checkout (null: ready at once).
   std::function<bool()> ready;
@@ -48,6 +53,7 @@ struct housekeeping_round {
   std::int64_t carts_active = 0;
   std::int64_t carts_abandoned = 0;
   std::size_t checkouts_resumed = 0;
+  std::size_t operations_resumed = 0;
 };
 
 class housekeeping {
@@ -66,6 +72,9 @@ class housekeeping {
   // Hands every unfinished checkout older than `older_than` to resume_checkout; returns how many.
   // The node calls it once at start-up with 0 (every unfinished saga of its database is orphaned then).
   std::size_t resume_checkouts(pqxx::connection& conn, std::chrono::milliseconds older_than);
+  // Hands every cancel, return receipt and refund under way for longer than `older_than` to
+  // resume_operation; returns how many. Also once at start-up with 0.
+  std::size_t resume_operations(pqxx::connection& conn, std::chrono::milliseconds older_than);
 
  private:
   void loop();

@@ -17,6 +17,7 @@
 #include "http/routes/auth_routes.hpp"
 #include "http/routes/cart_routes.hpp"
 #include "http/routes/inventory_routes.hpp"
+#include "actors/order/order_ops.hpp"
 #include "http/routes/order_routes.hpp"
 #include "persistence/sandbox_payments.hpp"
 #include "http/routes/notification_routes.hpp"
@@ -239,6 +240,33 @@ void node::start() {
                                                  {{"order_id", order_id}});
                            }
                          });
+  };
+  chores.resume_operation = [&p, checkout_ctx](const std::string& what, const std::string& id) {
+    protocol::command_meta meta;
+    meta.request_id = "recovery-" + what + "-" + id;
+    auto& sys = p.runtime->system();
+    auto log_order = [what, id](caf::expected<protocol::order_view> r) {
+      if (r) {
+        telemetry::log_info("operation left under way ended", {{"operation", what}, {"id", id}, {"status", r->status}});
+      } else {
+        telemetry::log_warn("operation left under way could not be ended; retried later",
+                            {{"operation", what}, {"id", id}, {"error", caf::to_string(r.error())}});
+      }
+    };
+    if (what == "cancel") {
+      actors::run_cancel(sys, checkout_ctx, id, meta, log_order);
+    } else if (what == "receive") {
+      actors::run_receive_return(sys, checkout_ctx, id, {}, meta, log_order);
+    } else {
+      actors::run_refund(sys, checkout_ctx, id, {}, 0, {}, meta, [what, id](caf::expected<protocol::payment_view> r) {
+        if (r) {
+          telemetry::log_info("refunds left under way ended", {{"payment_id", id}, {"status", r->status}});
+        } else {
+          telemetry::log_warn("refunds left under way could not be ended; retried later",
+                              {{"payment_id", id}, {"error", caf::to_string(r.error())}});
+        }
+      });
+    }
   };
   chores.ready = [&p] { return p.bootstrap.done() && p.runtime->leases_held(); };
   p.chores = std::make_unique<housekeeping>(std::move(chores), *p.runtime, &p.metrics);

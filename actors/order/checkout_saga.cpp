@@ -1,6 +1,5 @@
 #include "actors/order/checkout_saga.hpp"
 
-#include <csignal>
 #include <cstdint>
 #include <optional>
 #include <utility>
@@ -59,13 +58,6 @@ class saga : public flow_actor {
     quit();
   }
   void fail(const caf::error& e) { finish(e); }
-
-  // Fault injection (checkout_settings::crash_after): dies like kill -9 after `step` is committed.
-  void crash_point(const char* step) const {
-    if (c_.settings.crash_after == step) {
-      std::raise(SIGKILL);
-    }
-  }
 
   void start() override {
     protocol::order_create cmd = create_;
@@ -229,18 +221,38 @@ class saga : public flow_actor {
   void on_payment(const protocol::payment_view& p) {
     payment_ = p;
     if (p.status == "pending") {
-      authorize();
+      // A cancel recorded meanwhile closes the gate: nothing is asked of the provider.
+      gate("authorize", [this] { authorize(); }, [this] { record("failed", {}, "canceled"); });
     } else if (p.status == "authorized") {
       crash_point("authorize");
-      capture();
+      gate("capture", [this] { capture(); }, [this] { void_then_fail("canceled"); });
     } else if (p.status == "captured") {
       crash_point("capture");
       commit_all();
     } else {
       // failed or voided: the stock goes back and the order is canceled.
-      const auto code = p.failure_code == "timeout" ? "payment_timeout" : "payment_declined";
+      const auto code = p.failure_code == "timeout"    ? "payment_timeout"
+                        : p.failure_code == "canceled" ? "canceled"
+                                                       : "payment_declined";
       release_all([this, code, detail = p.failure_code] { transition("canceled", code, detail); });
     }
+  }
+
+  // Asks the order whether the payment may go on (order_begin "authorize" / "capture"): a cancel
+  // recorded before closes it; once "capture" passed, a cancel waits for the order to be paid.
+  void gate(const char* step, std::function<void()> open, std::function<void()> closed) {
+    protocol::order_begin b;
+    b.meta = meta(std::string("gate-") + step);
+    b.meta.command_id.clear();  // asked each time, not remembered
+    b.operation = step;
+    ask<protocol::order_view>("order", order_id_, std::move(b), [open](protocol::order_view&) { open(); },
+                              [this, closed](caf::error& e) {
+                                if (is(e, errc::invalid_transition)) {
+                                  closed();
+                                } else {
+                                  fail(e);
+                                }
+                              });
   }
 
   void record(const std::string& outcome, std::string reference, std::string failure) {

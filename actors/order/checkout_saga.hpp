@@ -31,7 +31,9 @@ struct checkout_settings {
   std::chrono::milliseconds provider_timeout{5000};           // per provider call
   std::chrono::milliseconds step_timeout{8000};               // per entity request
   // Fault injection for the crash tests (empty: off, the default): the process kills itself with
-  // SIGKILL right after this step is committed: create, reserve, authorize, capture, commit, paid.
+  // SIGKILL right after this step is committed: create, reserve, authorize, capture, commit, paid
+  // (checkout); cancel-begin, cancel-refund, cancel-restock (cancel of a paid order); receive-restock,
+  // receive-refund (a return received); refund-provider (a refund made by the provider, not recorded).
   std::string crash_after;
 };
 

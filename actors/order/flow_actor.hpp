@@ -4,6 +4,7 @@
 // payment provider with a timeout, its answer coming back as a message to the actor.
 
 #include <chrono>
+#include <csignal>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -70,6 +71,14 @@ class flow_actor : public caf::event_based_actor {
       caf::anon_send(me, prov_reply_atom::value, id, a.approved, std::move(a.reference), std::move(a.decline_code));
     });
     delayed_send(this, c_.settings.provider_timeout, prov_timeout_atom::value, id);
+  }
+
+  // Fault injection (checkout_settings::crash_after, off by default): dies like kill -9 right after
+  // `step` is committed, for the crash tests.
+  void crash_point(const char* step) const {
+    if (c_.settings.crash_after == step) {
+      std::raise(SIGKILL);
+    }
   }
 
   checkout_context c_;

@@ -154,6 +154,13 @@ order_model::state order_model::decode(const json::value& v) {
   d.updated_at = str(o, "updated_at");
   s.payment_token = str(o, "payment_token");
   d.refunded = int_field_or(o, "refunded", 0);
+  if (auto it = o.find("operation"); it != o.end()) {
+    d.operation = str(o, "operation");
+    d.operation_return_id = str(o, "operation_return_id");
+  }
+  if (auto it = o.find("capturing"); it != o.end() && it->value().is_bool()) {
+    d.capturing = it->value().get_bool();
+  }
   if (auto it = o.find("shipments"); it != o.end()) {
     for (const auto& x : it->value().as_array()) {
       const auto& so = x.as_object();
@@ -210,7 +217,20 @@ json::value order_model::encode(const state& s) {
                       {"payment_token", s.payment_token},
                       {"refunded", d.refunded},
                       {"shipments", shipments_json(d)},
-                      {"returns", returns_json(d)}};
+                      {"returns", returns_json(d)},
+                      {"operation", d.operation},
+                      {"operation_return_id", d.operation_return_id},
+                      {"capturing", d.capturing}};
+}
+
+std::string order_model::step_of(const protocol::order_view& d) {
+  if (d.operation == "cancel") {
+    return "canceling";
+  }
+  if (d.operation == "receive") {
+    return "receiving";
+  }
+  return d.status;
 }
 
 std::vector<protocol::projection_row> order_model::project(const std::string& id, const state& s,
@@ -222,7 +242,7 @@ std::vector<protocol::projection_row> order_model::project(const std::string& id
   rows.push_back({"order_sagas",
                   {{"order_id", column_type::uuid, id},
                    {"customer_id", column_type::uuid, d.customer_id},
-                   {"step", column_type::text, d.status},
+                   {"step", column_type::text, step_of(d)},
                    {"version", column_type::bigint, v},
                    {"updated_at", column_type::timestamptz, d.updated_at}}});
   if (!customer_visible(d.status)) {
@@ -271,6 +291,9 @@ const protocol::command_meta* order_model::meta_of(const caf::message& msg) {
   if (msg.match_elements<protocol::order_get>()) {
     return &msg.get_as<protocol::order_get>(0).meta;
   }
+  if (msg.match_elements<protocol::order_begin>()) {
+    return &msg.get_as<protocol::order_begin>(0).meta;
+  }
   return nullptr;
 }
 
@@ -298,6 +321,74 @@ protocol::order_view order_model::view(const std::string& id, const state& s, st
 caf::message order_model::current(const std::string& id, const state& s, std::int64_t version) {
   return caf::make_message(view(id, s, version));
 }
+
+namespace {
+
+// order_begin: the start of a cancel or a return's receipt recorded before any side effect, and the
+// checkout saga's gates before it authorizes and captures (a recorded cancel closes them).
+void begin(protocol::entity_context<order_model::state>& ctx, const protocol::order_begin& cmd) {
+  const auto& id = ctx.id();
+  if (!ctx.exists()) {
+    ctx.reject(errc::not_found, "no such order");
+    return;
+  }
+  const auto& s = ctx.state();
+  const auto& o = s.order;
+  auto as_is = [&] { ctx.reply(order_model::current(id, s, ctx.version())); };
+  auto record = [&](auto change) {
+    auto next = s;
+    change(next.order);
+    next.order.updated_at = protocol::now_rfc3339();
+    auto answer = order_model::current(id, next, ctx.version() + 1);
+    ctx.commit(std::move(next), {}, std::move(answer));
+  };
+  if (cmd.operation == "authorize" || cmd.operation == "capture") {
+    if (o.operation == "cancel") {
+      ctx.reject(errc::invalid_transition, "the order is being canceled");
+    } else if (o.status != "pending_payment") {
+      ctx.reject(errc::invalid_transition, "the order is " + o.status);
+    } else if (cmd.operation == "authorize" || o.capturing) {
+      as_is();
+    } else {
+      record([](protocol::order_view& d) { d.capturing = true; });
+    }
+    return;
+  }
+  if (cmd.operation == "cancel") {
+    if (o.status == "canceled" || o.operation == "cancel") {
+      as_is();
+    } else if (o.status != "pending_payment" && o.status != "paid") {
+      ctx.reject(errc::invalid_transition, "an order " + o.status + " cannot be canceled");
+    } else {
+      record([](protocol::order_view& d) { d.operation = "cancel"; });
+    }
+    return;
+  }
+  if (cmd.operation == "receive") {
+    const protocol::order_return* ret = nullptr;
+    for (const auto& r : o.returns) {
+      if (r.id == cmd.return_id) {
+        ret = &r;
+      }
+    }
+    if (!ret) {
+      ctx.reject(errc::not_found, "no such return");
+    } else if (ret->status == "received" || (o.operation == "receive" && o.operation_return_id == cmd.return_id)) {
+      as_is();
+    } else if (o.status != "return_requested" || !o.operation.empty()) {
+      ctx.reject(errc::invalid_transition, "the order is " + o.status);
+    } else {
+      record([&cmd](protocol::order_view& d) {
+        d.operation = "receive";
+        d.operation_return_id = cmd.return_id;
+      });
+    }
+    return;
+  }
+  ctx.reject(errc::invalid, "unknown operation " + cmd.operation);
+}
+
+}  // namespace
 
 bool order_model::handle(protocol::entity_context<state>& ctx, const caf::message& msg) {
   const auto& id = ctx.id();
@@ -345,6 +436,10 @@ bool order_model::handle(protocol::entity_context<state>& ctx, const caf::messag
                std::move(answer));
     return true;
   }
+  if (msg.match_elements<protocol::order_begin>()) {
+    begin(ctx, msg.get_as<protocol::order_begin>(0));
+    return true;
+  }
   if (!msg.match_elements<protocol::order_transition>()) {
     return false;
   }
@@ -375,6 +470,10 @@ bool order_model::handle(protocol::entity_context<state>& ctx, const caf::messag
     ctx.reject(errc::invalid_transition, "an order cannot go from " + s.order.status + " to " + cmd.to);
     return true;
   }
+  if (cmd.to == "paid" && s.order.operation == "cancel" && !s.order.capturing) {
+    ctx.reject(errc::invalid_transition, "the order is being canceled");
+    return true;
+  }
   state next = s;
   auto& d = next.order;
   const auto from = d.status;
@@ -393,6 +492,10 @@ bool order_model::handle(protocol::entity_context<state>& ctx, const caf::messag
   }
   if (cmd.to == "paid" || cmd.to == "canceled" || cmd.to == "failed") {
     next.payment_token.clear();  // no further provider calls need it
+  }
+  if (cmd.to == "canceled" || cmd.to == "failed" || cmd.to == "refunded" || cmd.to == "partially_refunded") {
+    d.operation.clear();  // the operation under way ended here
+    d.operation_return_id.clear();
   }
   if (cmd.to == "shipped") {
     auto shipment = cmd.shipment;

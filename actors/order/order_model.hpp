@@ -38,6 +38,9 @@ struct order_model {
   static caf::error admit(const state& s, std::int64_t version, const caf::message& msg,
                           const protocol::command_meta& meta);
 
+  // The order's row in order_sagas: its status, or canceling / receiving while such an operation is
+  // under way (housekeeping finishes those after a crash).
+  static std::string step_of(const protocol::order_view& o);
   static protocol::order_view view(const std::string& id, const state& s, std::int64_t version);
   // A human-readable order number derived from the order id: MC-YYMMDD-XXXXXXXXXX.
   static std::string order_number(const std::string& id, const std::string& created_at);

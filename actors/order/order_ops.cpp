@@ -41,14 +41,39 @@ class order_flow : public flow_actor {
     quit();
   }
 
-  // Refund `amount` of the payment as `refund_id`: the provider first (by key), then the record.
+  // Refund `amount` of the payment as `refund_id`: recorded as pending at the payment first (it counts
+  // against what can still be refunded, and a crash from here on is finished by housekeeping), then
+  // the provider (by key: asked again, it refunds once), then the record.
   void refund(const protocol::payment_view& p, const std::string& refund_id, std::int64_t amount,
               const std::string& reason, const std::string& order_number,
               std::function<void(caf::expected<protocol::payment_view>)> then) {
-    if (amount <= 0) {
+    if (amount <= 0 || std::find(p.refund_ids.begin(), p.refund_ids.end(), refund_id) != p.refund_ids.end()) {
       then(p);
       return;
     }
+    protocol::payment_refund intent;
+    intent.meta = meta("refund-intent");
+    intent.meta.command_id.clear();  // idempotent by its refund id
+    intent.refund_id = refund_id;
+    intent.amount = amount;
+    intent.reason = reason;
+    intent.order_number = order_number;
+    intent.intent = true;
+    ask<protocol::payment_view>(
+        "payment", p.id, std::move(intent),
+        [this, refund_id, amount, reason, order_number, then](protocol::payment_view& v) {
+          if (std::find(v.refund_ids.begin(), v.refund_ids.end(), refund_id) != v.refund_ids.end()) {
+            then(v);  // recorded meanwhile
+          } else {
+            refund_at_provider(v, refund_id, amount, reason, order_number, then);
+          }
+        },
+        [then](caf::error& e) { then(e); });
+  }
+
+  void refund_at_provider(const protocol::payment_view& p, const std::string& refund_id, std::int64_t amount,
+                          const std::string& reason, const std::string& order_number,
+                          std::function<void(caf::expected<protocol::payment_view>)> then) {
     auto provider = c_.provider;
     const auto key = payment_model::provider_key(p.id, "refund-" + refund_id);
     const auto auth = payment_model::provider_key(p.id, "authorize");
@@ -63,6 +88,7 @@ class order_flow : public flow_actor {
                                                                a->decline_code + ")"));
                       return;
                     }
+                    crash_point("refund-provider");
                     protocol::payment_refund r;
                     r.meta = meta("refund:" + refund_id);
                     r.refund_id = refund_id;
@@ -73,6 +99,18 @@ class order_flow : public flow_actor {
                                                 [then](protocol::payment_view& v) { then(v); },
                                                 [then](caf::error& e) { then(e); });
                   });
+  }
+
+  // Records that `operation` starts (order_begin) before its first side effect.
+  void begin(const std::string& order_id, const std::string& operation, const std::string& return_id,
+             std::function<void(protocol::order_view)> ok, std::function<void(caf::error)> err) {
+    protocol::order_begin b;
+    b.meta = meta("begin");
+    b.meta.command_id.clear();  // idempotent by the order's state
+    b.operation = operation;
+    b.return_id = return_id;
+    ask<protocol::order_view>("order", order_id, std::move(b), [ok](protocol::order_view& v) { ok(v); },
+                              [err](caf::error& e) { err(e); });
   }
 
   // Puts `lines` back in stock (one adjustment per line, by command id: a repeat adds nothing).
@@ -98,19 +136,6 @@ class order_flow : public flow_actor {
                                       }
                                       restocked_one();
                                     });
-    }
-  }
-
-  void release(const protocol::order_view& o, std::function<void()> then) {
-    pending_ = o.items.size();
-    after_release_ = std::move(then);
-    for (const auto& line : o.items) {
-      protocol::inventory_release r;
-      r.meta = meta("rel:" + o.id.substr(0, 36) + ":" + line.product_id.substr(0, 20));
-      r.reservation_id = o.id;
-      ask<protocol::inventory_view>("inventory", line.product_id, std::move(r),
-                                    [this](protocol::inventory_view&) { released_one(); },
-                                    [this](caf::error&) { released_one(); });
     }
   }
 
@@ -141,60 +166,63 @@ class order_flow : public flow_actor {
       k(first_error_);
     }
   }
-  void released_one() {
-    if (--pending_ == 0 && after_release_) {
-      auto k = std::move(after_release_);
-      k();
-    }
-  }
 
   std::size_t pending_ = 0;
   caf::error first_error_;
   std::function<void(caf::error)> after_restock_;
-  std::function<void()> after_release_;
 };
 
 class cancel_flow : public order_flow {
  public:
   cancel_flow(caf::actor_config& cfg, checkout_context ctx, std::string order_id, protocol::command_meta meta,
-              order_done done)
-      : order_flow(cfg, std::move(ctx), std::move(meta)), order_id_(std::move(order_id)), done_(std::move(done)) {}
+              order_done done, bool checkout_driven)
+      : order_flow(cfg, std::move(ctx), std::move(meta)),
+        order_id_(std::move(order_id)),
+        done_(std::move(done)),
+        checkout_driven_(checkout_driven) {}
 
  protected:
   void start() override {
-    get_order(order_id_, [this](protocol::order_view o) { on_order(std::move(o)); },
-              [this](caf::error e) { failed(done_, e); });
+    // The cancel is recorded first (order_sagas.step canceling): from here on it finishes even if
+    // this node dies, and the checkout saga of a pending order asks nothing more of the provider.
+    begin(order_id_, "cancel", {}, [this](protocol::order_view o) { on_order(std::move(o)); },
+          [this](caf::error e) { failed(done_, e); });
   }
 
  private:
   void on_order(protocol::order_view o) {
+    crash_point("cancel-begin");
     order_ = std::move(o);
     if (order_.status == "canceled") {
       finish(order_);  // canceled before: the same answer
     } else if (order_.status == "pending_payment") {
-      // Void whatever authorization there is, then give the stock back.
-      auto provider = c_.provider;
-      const auto pid = payment_model::id_for_order(order_id_);
-      call_provider(
-          [provider, pid](payment_provider::callback cb) {
-            provider->void_authorization(payment_model::provider_key(pid, "void"),
-                                         payment_model::provider_key(pid, "authorize"), std::move(cb));
-          },
-          [this, pid](std::optional<provider_answer>) {
-            protocol::payment_record r;
-            r.meta = meta("cancel-void:" + order_id_.substr(0, 36));
-            r.outcome = "voided";
-            ask<protocol::payment_view>("payment", pid, std::move(r), [this](protocol::payment_view&) { released(); },
-                                        [this](caf::error&) { released(); });  // no payment yet: nothing to void
-          });
+      if (checkout_driven_) {
+        failed(done_, caf::make_error(errc::timeout, "the order's payment could not be settled yet; the cancel "
+                                                     "finishes by itself"));
+        return;
+      }
+      // The checkout saga ends the order (idempotent steps: a saga still running for it does the same):
+      // with the cancel recorded before its capture it voids, releases the stock and cancels; if the
+      // capture was under way it ends paid, and the cancel goes on as for a paid order.
+      protocol::order_create resume;
+      resume.meta = meta_;
+      resume.meta.command_id.clear();
+      auto& sys = system();
+      run_checkout(sys, c_, order_id_, std::move(resume),
+                   [&sys, ctx = c_, id = order_id_, m = meta_, done = std::move(done_)](
+                       caf::expected<protocol::order_view>) mutable {
+                     sys.spawn<cancel_flow>(std::move(ctx), std::move(id), std::move(m), std::move(done), true);
+                   });
+      quit();
     } else if (order_.status == "paid") {
       get_payment(order_.payment_id, [this](protocol::payment_view p) {
-        refund(p, "cancel", p.amount - p.refunded_amount, "order canceled", order_.order_number,
+        refund(p, "cancel", payment_model::refundable(p), "order canceled", order_.order_number,
                [this](caf::expected<protocol::payment_view> r) {
                  if (!r) {
                    failed(done_, r.error());
                    return;
                  }
+                 crash_point("cancel-refund");
                  std::vector<protocol::order_return_line> lines;
                  for (const auto& l : order_.items) {
                    lines.push_back({l.product_id, l.quantity});
@@ -204,8 +232,9 @@ class cancel_flow : public order_flow {
                  restock(lines, "order " + order_.order_number + " canceled", "c:" + order_id_.substr(0, 36),
                          [this](caf::error e) {
                    if (e) {
-                     failed(done_, e);  // a repeat of the cancel finishes it (adjustments by command id)
+                     failed(done_, e);  // finished later (adjustments by command id: nothing twice)
                    } else {
+                     crash_point("cancel-restock");
                      to_canceled(refunded_);
                    }
                  });
@@ -214,10 +243,6 @@ class cancel_flow : public order_flow {
     } else {
       failed(done_, caf::make_error(errc::invalid_transition, "an order " + order_.status + " cannot be canceled"));
     }
-  }
-
-  void released() {
-    release(order_, [this] { to_canceled(0); });
   }
 
   void to_canceled(std::int64_t refunded) {
@@ -243,6 +268,7 @@ class cancel_flow : public order_flow {
 
   std::string order_id_;
   order_done done_;
+  bool checkout_driven_;
   protocol::order_view order_;
   std::int64_t refunded_ = 0;
   std::string payment_status_;
@@ -259,8 +285,21 @@ class receive_flow : public order_flow {
 
  protected:
   void start() override {
-    get_order(order_id_, [this](protocol::order_view o) { on_order(std::move(o)); },
-              [this](caf::error e) { failed(done_, e); });
+    if (return_id_.empty()) {
+      // Resumed by housekeeping: the return whose receipt was recorded as under way.
+      get_order(order_id_, [this](protocol::order_view o) {
+        if (o.operation != "receive" || o.operation_return_id.empty()) {
+          finish(o);
+          return;
+        }
+        return_id_ = o.operation_return_id;
+        start();
+      }, [this](caf::error e) { failed(done_, e); });
+      return;
+    }
+    // Recorded first (order_sagas.step receiving), so that it finishes even if this node dies.
+    begin(order_id_, "receive", return_id_, [this](protocol::order_view o) { on_order(std::move(o)); },
+          [this](caf::error e) { failed(done_, e); });
   }
 
  private:
@@ -307,14 +346,16 @@ class receive_flow : public order_flow {
         failed(done_, e);
         return;
       }
+      crash_point("receive-restock");
       get_payment(order_.payment_id, [this](protocol::payment_view p) {
-        amount_ = std::min(amount_, p.amount - p.refunded_amount + (already(p) ? amount_ : 0));
+        amount_ = std::min(amount_, pending_or_recorded(p) ? amount_ : payment_model::refundable(p));
         refund(p, return_id_, amount_, "return received", order_.order_number,
                [this](caf::expected<protocol::payment_view> r) {
                  if (!r) {
                    failed(done_, r.error());
                    return;
                  }
+                 crash_point("receive-refund");
                  protocol::order_transition t;
                  t.meta = meta("receive:" + return_id_.substr(0, 36));
                  t.to = full_ ? "refunded" : "partially_refunded";
@@ -329,8 +370,11 @@ class receive_flow : public order_flow {
     });
   }
 
-  bool already(const protocol::payment_view& p) const {
-    return std::find(p.refund_ids.begin(), p.refund_ids.end(), return_id_) != p.refund_ids.end();
+  // This return's refund was asked for before (a repeat, or a crash in between): the same amount.
+  bool pending_or_recorded(const protocol::payment_view& p) const {
+    return std::find(p.refund_ids.begin(), p.refund_ids.end(), return_id_) != p.refund_ids.end() ||
+           std::any_of(p.pending_refunds.begin(), p.pending_refunds.end(),
+                       [this](const auto& r) { return r.refund_id == return_id_; });
   }
 
   void finish(const protocol::order_view& v) {
@@ -364,17 +408,24 @@ class refund_flow : public order_flow {
  protected:
   void start() override {
     get_payment(payment_id_, [this](protocol::payment_view p) {
+      if (refund_id_.empty()) {
+        finish_pending(p);
+        return;
+      }
       const bool recorded = std::find(p.refund_ids.begin(), p.refund_ids.end(), refund_id_) != p.refund_ids.end();
       if (recorded) {
         finish(p);
         return;
       }
-      if (p.status != "captured" && p.status != "partially_refunded") {
+      const auto pending = std::find_if(p.pending_refunds.begin(), p.pending_refunds.end(),
+                                        [this](const auto& r) { return r.refund_id == refund_id_; });
+      if (pending != p.pending_refunds.end()) {
+        amount_ = pending->amount;  // asked before (the same Idempotency-Key): finish that refund
+      } else if (p.status != "captured" && p.status != "partially_refunded") {
         failed(done_, caf::make_error(errc::invalid_transition, "a " + p.status + " payment cannot be refunded"));
         return;
-      }
-      if (amount_ > p.amount - p.refunded_amount) {
-        failed(done_, caf::make_error(errc::conflict, "at most " + std::to_string(p.amount - p.refunded_amount) +
+      } else if (amount_ > payment_model::refundable(p)) {
+        failed(done_, caf::make_error(errc::conflict, "at most " + std::to_string(payment_model::refundable(p)) +
                                                           " can still be refunded"));
         return;
       }
@@ -389,6 +440,23 @@ class refund_flow : public order_flow {
   }
 
  private:
+  // Resumed by housekeeping: every refund asked of the provider and not recorded, one after another.
+  void finish_pending(const protocol::payment_view& p) {
+    if (p.pending_refunds.empty()) {
+      finish(p);
+      return;
+    }
+    const auto r = p.pending_refunds.front();
+    refund_at_provider(p, r.refund_id, r.amount, r.reason, r.order_number,
+                       [this](caf::expected<protocol::payment_view> v) {
+                         if (v) {
+                           finish_pending(*v);
+                         } else {
+                           failed(done_, v.error());
+                         }
+                       });
+  }
+
   void finish(const protocol::payment_view& v) {
     if (done_) {
       auto d = std::move(done_);
@@ -408,7 +476,7 @@ class refund_flow : public order_flow {
 
 void run_cancel(caf::actor_system& sys, checkout_context ctx, std::string order_id, protocol::command_meta meta,
                 order_done done) {
-  sys.spawn<cancel_flow>(std::move(ctx), std::move(order_id), std::move(meta), std::move(done));
+  sys.spawn<cancel_flow>(std::move(ctx), std::move(order_id), std::move(meta), std::move(done), false);
 }
 
 void run_receive_return(caf::actor_system& sys, checkout_context ctx, std::string order_id, std::string return_id,

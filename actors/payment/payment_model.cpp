@@ -36,7 +36,32 @@ const char* event_type_of(const std::string& outcome) {
   return "PaymentFailed";
 }
 
+json::array pending_json(const protocol::payment_view& p) {
+  json::array out;
+  for (const auto& r : p.pending_refunds) {
+    out.push_back(json::object{{"refund_id", r.refund_id},
+                               {"amount", r.amount},
+                               {"reason", r.reason},
+                               {"order_number", r.order_number},
+                               {"started_at", r.started_at}});
+  }
+  return out;
+}
+
+// What can still be refunded: captured, less refunded, less what is pending (but `except`).
+std::int64_t refundable(const protocol::payment_view& p, const std::string& except) {
+  auto left = p.amount - p.refunded_amount;
+  for (const auto& r : p.pending_refunds) {
+    if (r.refund_id != except) {
+      left -= r.amount;
+    }
+  }
+  return left;
+}
+
 }  // namespace
+
+std::int64_t payment_model::refundable(const protocol::payment_view& p) { return actors::refundable(p, {}); }
 
 std::string payment_model::id_for_order(const std::string& order_id) {
   std::string id = order_id;
@@ -79,6 +104,13 @@ payment_model::state payment_model::decode(const json::value& v) {
       p.refund_ids.emplace_back(r.as_string());
     }
   }
+  if (auto it = o.find("pending_refunds"); it != o.end()) {
+    for (const auto& r : it->value().as_array()) {
+      const auto& ro = r.as_object();
+      p.pending_refunds.push_back(
+          {str(ro, "refund_id"), num(ro, "amount"), str(ro, "reason"), str(ro, "order_number"), str(ro, "started_at")});
+    }
+  }
   return s;
 }
 
@@ -97,7 +129,8 @@ json::value payment_model::encode(const state& s) {
                       {"failure_code", p.failure_code},
                       {"created_at", p.created_at},
                       {"updated_at", p.updated_at},
-                      {"refund_ids", json::array(p.refund_ids.begin(), p.refund_ids.end())}};
+                      {"refund_ids", json::array(p.refund_ids.begin(), p.refund_ids.end())},
+                      {"pending_refunds", pending_json(p)}};
 }
 
 std::vector<protocol::projection_row> payment_model::project(const std::string& id, const state& s,
@@ -116,6 +149,7 @@ std::vector<protocol::projection_row> payment_model::project(const std::string& 
             {"provider", column_type::text, p.provider},
             {"provider_reference", column_type::text, opt(p.provider_reference)},
             {"failure_code", column_type::text, opt(p.failure_code)},
+            {"pending_refunds", column_type::integer, std::to_string(p.pending_refunds.size())},
             {"version", column_type::bigint, std::to_string(version)},
             {"created_at", column_type::timestamptz, p.created_at},
             {"updated_at", column_type::timestamptz, p.updated_at}}}};
@@ -213,24 +247,41 @@ bool payment_model::handle(protocol::entity_context<state>& ctx, const caf::mess
       ctx.reply(current(id, s, ctx.version()));  // recorded already
       return true;
     }
-    if (s.payment.status != "captured" && s.payment.status != "partially_refunded") {
+    const auto pending = std::find_if(s.payment.pending_refunds.begin(), s.payment.pending_refunds.end(),
+                                      [&](const auto& r) { return r.refund_id == cmd.refund_id; });
+    const bool is_pending = pending != s.payment.pending_refunds.end();
+    if (cmd.intent && is_pending) {
+      ctx.reply(current(id, s, ctx.version()));  // asked before: the provider is asked again by key
+      return true;
+    }
+    if (!is_pending && s.payment.status != "captured" && s.payment.status != "partially_refunded") {
       ctx.reject(errc::invalid_transition, "a " + s.payment.status + " payment cannot be refunded");
       return true;
     }
-    if (cmd.refund_id.empty() || cmd.amount <= 0 || cmd.amount > s.payment.amount - s.payment.refunded_amount) {
+    const auto left = actors::refundable(s.payment, cmd.refund_id);
+    if (cmd.refund_id.empty() || cmd.amount <= 0 || cmd.amount > left) {
       ctx.reject(errc::conflict, "a refund is positive and at most what was captured and not yet refunded (" +
-                                     std::to_string(s.payment.amount - s.payment.refunded_amount) + ")");
+                                     std::to_string(std::max<std::int64_t>(left, 0)) + ")");
       return true;
     }
     state next = s;
     auto& p = next.payment;
+    p.updated_at = protocol::now_rfc3339();
+    if (cmd.intent) {
+      p.pending_refunds.push_back({cmd.refund_id, cmd.amount, cmd.reason, cmd.order_number, p.updated_at});
+      auto answer = caf::make_message(view(id, next, ctx.version() + 1));
+      ctx.commit(std::move(next), {}, std::move(answer));
+      return true;
+    }
+    p.pending_refunds.erase(std::remove_if(p.pending_refunds.begin(), p.pending_refunds.end(),
+                                           [&](const auto& r) { return r.refund_id == cmd.refund_id; }),
+                            p.pending_refunds.end());
     p.refunded_amount += cmd.amount;
     p.status = p.refunded_amount == p.amount ? "refunded" : "partially_refunded";
     p.refund_ids.push_back(cmd.refund_id);
     if (p.refund_ids.size() > 64) {
       p.refund_ids.erase(p.refund_ids.begin());
     }
-    p.updated_at = protocol::now_rfc3339();
     auto answer = caf::make_message(view(id, next, ctx.version() + 1));
     json::object data{{"payment_id", id},
                       {"refund_id", cmd.refund_id},

@@ -37,6 +37,8 @@ struct payment_model {
                           const protocol::command_meta& meta);
   static protocol::payment_view view(const std::string& id, const state& s, std::int64_t version);
 
+  // What can still be refunded: captured, less refunded, less refunds pending at the provider.
+  static std::int64_t refundable(const protocol::payment_view& p);
   // The payment of an order: a UUID derived from the order's (its first 32 bits inverted).
   static std::string id_for_order(const std::string& order_id);
   // The provider idempotency key of an operation (authorize, capture, void, refund-N) on a payment.

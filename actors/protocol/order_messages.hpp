@@ -83,6 +83,14 @@ struct order_view {
   std::vector<order_shipment> shipments;
   std::vector<order_return> returns;
   std::int64_t refunded = 0;  // minor units refunded so far (cancel, returns)
+  // An operation that spans entities and the provider, recorded before its first side effect so that
+  // it is finished after a crash (order_sagas.step canceling / receiving): "cancel" or "receive"
+  // (of return `operation_return_id`); empty when none is under way. Never shown to clients.
+  std::string operation;
+  std::string operation_return_id;
+  // The checkout was allowed to capture: a cancel from here on waits for the order to be paid and
+  // then refunds it, instead of voiding.
+  bool capturing = false;
 };
 
 // Creates the order in `reserving` (the saga's first step). A repeat answers the order as it is.
@@ -123,6 +131,25 @@ struct order_get {
   command_meta meta;
 };
 
+// Records that an operation starts, before its first side effect, and answers the order as it then
+// is. "cancel" (pending_payment or paid; canceled already: the order as it is), "receive" (return
+// `return_id` of a return_requested order). Gates of the checkout saga, which record nothing but
+// are refused (invalid_transition) once a cancel is recorded: "authorize", and "capture" (which
+// records `capturing`).
+struct order_begin {
+  command_meta meta;
+  std::string operation;
+  std::string return_id;
+};
+
+struct payment_pending_refund {
+  std::string refund_id;
+  std::int64_t amount = 0;
+  std::string reason;
+  std::string order_number;
+  std::string started_at;
+};
+
 struct payment_view {
   std::string id;
   std::int64_t version = 0;
@@ -139,6 +166,9 @@ struct payment_view {
   std::string created_at;
   std::string updated_at;
   std::vector<std::string> refund_ids;  // refunds recorded (the last 64)
+  // Refunds asked of the provider and not yet recorded: they count against what can still be
+  // refunded, and a node that died between the provider's answer and the record finishes them.
+  std::vector<payment_pending_refund> pending_refunds;
 };
 
 // Opens the payment of an order (status pending). A repeat for the same order answers it as it is.
@@ -167,12 +197,16 @@ struct payment_get {
 
 // Records a refund the provider made: refunded_amount grows by `amount` (never past what was
 // captured), status refunded or partially_refunded; event RefundIssued. Applied once per refund_id.
+// With `intent`, it records the refund as pending before the provider is asked (at most what is
+// captured and neither refunded nor pending); without, it records the provider's refund and drops
+// the pending entry of the same id.
 struct payment_refund {
   command_meta meta;
   std::string refund_id;
   std::int64_t amount = 0;
   std::string reason;
   std::string order_number;  // for the refund notice
+  bool intent = false;
 };
 
 template <class Inspector>
@@ -201,7 +235,8 @@ typename Inspector::result_type inspect(Inspector& f, order_view& x) {
   return f(caf::meta::type_name("order_view"), x.id, x.version, x.order_number, x.customer_id, x.cart_id, x.status,
            x.currency, x.items, x.subtotal, x.tax, x.shipping, x.discount, x.total, x.shipping_address,
            x.billing_address, x.payment_id, x.payment_status, x.history, x.failure_code, x.failure_detail,
-           x.created_at, x.updated_at, x.payment_token, x.shipments, x.returns, x.refunded);
+           x.created_at, x.updated_at, x.payment_token, x.shipments, x.returns, x.refunded, x.operation,
+           x.operation_return_id, x.capturing);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, order_create& x) {
@@ -218,10 +253,19 @@ typename Inspector::result_type inspect(Inspector& f, order_get& x) {
   return f(caf::meta::type_name("order_get"), x.meta);
 }
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, order_begin& x) {
+  return f(caf::meta::type_name("order_begin"), x.meta, x.operation, x.return_id);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, payment_pending_refund& x) {
+  return f(caf::meta::type_name("payment_pending_refund"), x.refund_id, x.amount, x.reason, x.order_number,
+           x.started_at);
+}
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, payment_view& x) {
   return f(caf::meta::type_name("payment_view"), x.id, x.version, x.order_id, x.customer_id, x.status, x.amount,
            x.refunded_amount, x.currency, x.provider, x.provider_reference, x.token, x.failure_code, x.created_at,
-           x.updated_at, x.refund_ids);
+           x.updated_at, x.refund_ids, x.pending_refunds);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, payment_create& x) {
@@ -234,7 +278,8 @@ typename Inspector::result_type inspect(Inspector& f, payment_record& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, payment_refund& x) {
-  return f(caf::meta::type_name("payment_refund"), x.meta, x.refund_id, x.amount, x.reason, x.order_number);
+  return f(caf::meta::type_name("payment_refund"), x.meta, x.refund_id, x.amount, x.reason, x.order_number,
+           x.intent);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, payment_get& x) {

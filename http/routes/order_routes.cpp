@@ -211,6 +211,12 @@ response checkout_answer(const caf::expected<protocol::order_view>& r) {
     p.retry_safe = true;
     return response::from(p).with_header("Retry-After", "1");
   }
+  if (o.status == "canceled" && o.failure_code == "canceled") {
+    return response::from(problem{409, "order_canceled", "Order canceled",
+                                  "the order was canceled while it was being paid; nothing was charged and the "
+                                  "stock was released",
+                                  {}});
+  }
   if (o.status == "canceled") {
     problem p{402, "payment_declined", "Payment declined",
               "the payment was declined (" + (o.failure_detail.empty() ? std::string("card_declined") : o.failure_detail) +

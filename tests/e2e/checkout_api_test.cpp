@@ -352,8 +352,9 @@ TEST_CASE("cancel while the payment is pending: the authorization is voided, the
   buyer.join();
   REQUIRE_MESSAGE(canceled.status == 200, canceled.body);
   CHECK(str(canceled.json(), "status") == "canceled");
-  // The checkout's own answer is a failure (never 201), and nothing was charged or kept.
-  CHECK(slow_answer.status != 201);
+  // The checkout's own answer says why it failed, and nothing was charged or kept.
+  CHECK_MESSAGE(slow_answer.status == 409, slow_answer.body);
+  CHECK(code_of(slow_answer) == "order_canceled");
   CHECK(available_of(c, p) == 6);
   CHECK(reserved_of(c, p) == 0);
   CHECK(query("SELECT COUNT(*) FROM orders WHERE id = $1::uuid AND status = 'canceled'", order_id) == 1);
