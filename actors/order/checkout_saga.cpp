@@ -263,6 +263,34 @@ class saga : public flow_actor {
     r.failure_code = std::move(failure);
     ask<protocol::payment_view>("payment", payment_.id, std::move(r),
                                 [this](protocol::payment_view& v) { on_payment(v); },
+                                [this, outcome](caf::error& e) {
+                                  if (is(e, errc::invalid_transition)) {
+                                    moved_on(outcome);
+                                  } else {
+                                    fail(e);
+                                  }
+                                });
+  }
+
+  // The payment moved on while the provider was asked (a cancel's saga recorded it failed): go on from
+  // where it is; an authorization the books no longer want is voided first (never left to be captured).
+  void moved_on(const std::string& outcome) {
+    protocol::payment_get g;
+    g.meta = meta("pay-read");
+    g.meta.command_id.clear();
+    ask<protocol::payment_view>("payment", payment_.id, std::move(g),
+                                [this, outcome](protocol::payment_view& p) {
+                                  if (outcome != "authorized" || (p.status != "failed" && p.status != "voided")) {
+                                    on_payment(p);
+                                    return;
+                                  }
+                                  auto provider = c_.provider;
+                                  call_provider(
+                                      [provider, k = key("void"), auth = key("authorize")](payment_provider::callback cb) {
+                                        provider->void_authorization(k, auth, std::move(cb));
+                                      },
+                                      [this, p](std::optional<provider_answer>) { on_payment(p); });
+                                },
                                 [this](caf::error& e) { fail(e); });
   }
 

@@ -343,11 +343,13 @@ void begin(protocol::entity_context<order_model::state>& ctx, const protocol::or
     ctx.commit(std::move(next), {}, std::move(answer));
   };
   if (cmd.operation == "authorize" || cmd.operation == "capture") {
-    if (o.operation == "cancel") {
-      ctx.reject(errc::invalid_transition, "the order is being canceled");
-    } else if (o.status != "pending_payment") {
+    if (o.status != "pending_payment") {
       ctx.reject(errc::invalid_transition, "the order is " + o.status);
-    } else if (cmd.operation == "authorize" || o.capturing) {
+    } else if (o.capturing) {
+      as_is();  // the capture is under way (a resumed saga repeats it by key): a cancel waits for it
+    } else if (o.operation == "cancel") {
+      ctx.reject(errc::invalid_transition, "the order is being canceled");
+    } else if (cmd.operation == "authorize") {
       as_is();
     } else {
       record([](protocol::order_view& d) { d.capturing = true; });
