@@ -4,7 +4,7 @@
 import { ApiError, api, currentUser, describeError, events, login, logout, money, register, uuid } from './api.js';
 import * as cart from './cart.js';
 import { flash, h, hashFor, parseHash, replace } from './dom.js';
-import { live } from './live.js';
+import { POLL_MS, live } from './live.js';
 
 const main = document.querySelector('main');
 const PAGE_SIZE = 12;
@@ -594,9 +594,23 @@ async function ordersView(view, { params, current }) {
   onLeave(listen(live, 'order', (e) => {
     if (!setStatus(e.detail.order_id, e.detail.status, 'ws')) reloadSoon(); // a new order (another tab)
   }));
+  // The socket refused the orders topic (an expired token, say): poll until it is live again. The next REST call
+  // refreshes the token, and a new token reconnects the socket, which subscribes again.
+  let refused = null;
+  const stopRefused = () => {
+    clearInterval(refused);
+    refused = null;
+  };
+  onLeave(stopRefused);
   onLeave(listen(live, 'server-error', (e) => {
-    if (e.detail.code === 'unauthenticated') notify('Live order updates need a fresh sign-in.', 'error');
+    if (e.detail.code !== 'unauthenticated' && e.detail.code !== 'forbidden') return;
+    loadList().catch(() => {});
+    if (!refused) refused = setInterval(() => loadList().catch(() => {}), POLL_MS);
   }));
+  onLeave(listen(live, 'state', () => {
+    if (live.state !== 'live') stopRefused();
+  }));
+  onLeave(listen(live, 'order', stopRefused));
   onLeave(live.poll(() => loadList().catch(() => {})));
 }
 

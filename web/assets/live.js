@@ -56,6 +56,7 @@ class Live extends EventTarget {
     try {
       ws = new WebSocket(this.url());
     } catch {
+      this.failures += 1;
       this.failed();
       return;
     }
