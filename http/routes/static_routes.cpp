@@ -200,6 +200,9 @@ std::shared_ptr<const static_site> load_static_site(const fs::path& root, static
     f.etag = strong_etag(f.body);
     site->files.push_back(std::move(f));
   }
+  if (ec) {  // the last increment failed (and ended the walk)
+    throw std::runtime_error("cannot read static directory " + root.string() + ": " + ec.message());
+  }
   std::sort(site->files.begin(), site->files.end(),
             [](const static_file& a, const static_file& b) { return a.path < b.path; });
   return site;
