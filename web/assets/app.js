@@ -14,7 +14,7 @@ const PAGE_SIZE = 12;
 function notify(text, kind = 'info') {
   const box = document.querySelector('[data-testid="notices"]');
   const note = h('div', { class: `notice ${kind}`, testid: 'notice', dataset: { kind } }, h('span', {}, text),
-    h('button', { type: 'button', class: 'close', 'aria-label': 'Dismiss', onclick: () => note.remove() }, '×'));
+    h('button', { type: 'button', class: 'close', 'aria-label': 'Dismiss', testid: 'notice-close', onclick: () => note.remove() }, '×'));
   box.append(note);
   setTimeout(() => note.remove(), kind === 'error' ? 10_000 : 6_000);
 }
@@ -86,13 +86,13 @@ async function render() {
     }
   }
   replace(view, h('section', { class: 'panel', testid: 'not-found' }, h('h1', {}, 'Nothing here'),
-    h('p', {}, h('a', { href: '#/' }, 'Back to the catalog'))));
+    h('p', {}, h('a', { href: '#/', testid: 'back-to-catalog' }, 'Back to the catalog'))));
   main.dataset.view = 'not-found';
 }
 
 function errorPanel(e) {
   return h('section', { class: 'panel error', testid: 'view-error' }, h('h1', {}, 'Something went wrong'),
-    h('p', {}, describeError(e)), h('p', {}, h('a', { href: '#/' }, 'Back to the catalog')));
+    h('p', {}, describeError(e)), h('p', {}, h('a', { href: '#/', testid: 'back-to-catalog' }, 'Back to the catalog')));
 }
 
 // ---- product helpers ---------------------------------------------------------------------------
@@ -232,7 +232,7 @@ function productCard(p) {
     }
   });
   return h('article', { class: 'card', testid: 'product-card', dataset: { productId: p.id, sku: p.sku } },
-    h('a', { href: `#/product/${p.id}`, tabindex: '-1', 'aria-hidden': 'true' }, thumb(p)),
+    h('a', { href: `#/product/${p.id}`, tabindex: '-1', 'aria-hidden': 'true', testid: 'product-thumb' }, thumb(p)),
     h('div', { class: 'card-body' },
       h('a', { class: 'name', href: `#/product/${p.id}`, testid: 'product-link' }, p.name),
       h('div', { class: 'row' }, priceBlock(p, 'card-price'),
@@ -311,7 +311,7 @@ async function productView(view, { id, current }) {
   const attrs = Object.entries(p.attributes || {});
   const dims = p.dimensions;
   replace(view,
-    h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '#/' }, 'Catalog'), ' › ', p.name),
+    h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '#/', testid: 'crumb-catalog' }, 'Catalog'), ' › ', p.name),
     h('article', { class: 'product', testid: 'product', dataset: { productId: p.id } },
       thumb(p, true),
       h('div', { class: 'info' },
@@ -369,7 +369,7 @@ async function cartView(view, { current }) {
   const draw = () => {
     if (!c || c.items.length === 0) {
       replace(lines, h('p', { class: 'empty', testid: 'cart-empty' }, 'Your cart is empty. ',
-        h('a', { href: '#/' }, 'Browse the catalog')));
+        h('a', { href: '#/', testid: 'cart-browse' }, 'Browse the catalog')));
       totals.hidden = true;
       checkoutBox.hidden = true;
       return;
@@ -401,7 +401,7 @@ async function cartView(view, { current }) {
     const qty = h('input', { type: 'number', min: '0', value: String(l.quantity), testid: 'cart-qty',
       'aria-label': `Quantity of ${l.name}` });
     const row = h('div', { class: 'line', testid: 'cart-line', dataset: { productId: l.product_id } },
-      h('div', { class: 'line-name' }, h('a', { href: `#/product/${l.product_id}` }, l.name), h('small', {}, l.sku),
+      h('div', { class: 'line-name' }, h('a', { href: `#/product/${l.product_id}`, testid: 'cart-line-link' }, l.name), h('small', {}, l.sku),
         l.price_changed
           ? h('small', { class: 'changed', testid: 'price-changed' },
             `Price changed from ${money(l.price_changed.old_unit_price)} to ${money(l.price_changed.new_unit_price)}`)
@@ -569,7 +569,7 @@ async function ordersView(view, { params, current }) {
     if (!current()) return;
     rows.clear();
     if (res.data.length === 0) {
-      replace(list, h('p', { class: 'empty', testid: 'orders-empty' }, 'No orders yet. ', h('a', { href: '#/' }, 'Go shopping')));
+      replace(list, h('p', { class: 'empty', testid: 'orders-empty' }, 'No orders yet. ', h('a', { href: '#/', testid: 'orders-shop' }, 'Go shopping')));
     } else {
       replace(list, res.data.map(orderRow));
     }
@@ -622,7 +622,7 @@ async function loginView(view, { params }) {
   if (user) {
     replace(view, h('section', { class: 'panel narrow' }, h('h1', {}, 'Signed in'),
       h('p', { testid: 'signed-in-as' }, `You are signed in as ${user.name} (${user.email}).`),
-      h('p', {}, h('a', { href: `#${next}` }, 'Continue'))));
+      h('p', {}, h('a', { href: `#${next}`, testid: 'signed-in-continue' }, 'Continue'))));
     return;
   }
 
