@@ -1,6 +1,8 @@
 #include "app/node.hpp"
 
+#include <filesystem>
 #include <stdexcept>
+#include <system_error>
 
 #include <caf/all.hpp>
 
@@ -25,6 +27,7 @@
 #include "http/routes/catalog_routes.hpp"
 #include "http/routes/product_routes.hpp"
 #include "http/routes/ops_routes.hpp"
+#include "http/routes/static_routes.hpp"
 #include "http/server.hpp"
 #include "http/worker_pool.hpp"
 #include "notifications/order_notifications.hpp"
@@ -169,6 +172,27 @@ struct node::parts {
   http::server server;
 };
 
+namespace {
+
+// The demo storefront (web/) at "/": from http.static_dir, or the repository's web/ compiled in. A configured
+// directory that cannot be loaded stops start-up; a missing built-in one only means no page.
+void add_storefront(http::router& routes, const config::http_settings& http) {
+  const bool configured = !http.static_dir.empty();
+  const std::string dir = configured ? http.static_dir : std::string{MERCATO_WEB_DIR};
+  if (!configured) {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(dir, ec)) {
+      telemetry::log_warn("no demo storefront: its directory is missing (set http.static_dir)", {{"dir", dir}});
+      return;
+    }
+  }
+  auto site = http::load_static_site(dir);
+  http::add_static_routes(routes, site);
+  telemetry::log_info("demo storefront", {{"dir", dir}, {"files", site->files.size()}, {"bytes", site->bytes}});
+}
+
+}  // namespace
+
 node::node(config::settings s) : settings_(std::move(s)) {}
 
 node::~node() { stop(); }
@@ -277,6 +301,7 @@ void node::start() {
   http::add_auth_routes(p.routes, std::move(auth));
   http::add_notification_routes(p.routes, p.pool);
   http::add_analytics_routes(p.routes, p.runtime->system(), p.analytics->actor());
+  add_storefront(p.routes, settings_.http);
   p.server.start();
   telemetry::log_info("listening", {{"node_id", settings_.node_id},
                                     {"address", settings_.http.bind_address},

@@ -54,6 +54,7 @@ enum class value_kind {
   rate,           // "10/15m" or "off"
   seconds,        // unsigned integer within [min, max]
   tax_rates,      // "US=725,DE=1900"
+  directory,      // empty (the default) or an existing directory
 };
 
 // What survived checking; the field's apply function knows which alternative its kind produces.
@@ -78,7 +79,7 @@ std::chrono::milliseconds as_ms(const typed_value& v) {
 
 // One table drives the TOML walk, the environment, the command line and the --help text, so a setting
 // cannot be reachable from one source and silently missing from another.
-const std::array<field_spec, 51> fields = {{
+const std::array<field_spec, 52> fields = {{
     {"node_id", "MERCATO_NODE_ID", "--node-id", "Node name, unique in the cluster", value_kind::identifier, 0, 0,
      [](settings& s, const typed_value& v) { s.node_id = as_text(v); }},
     {"scheduler_threads", "MERCATO_SCHEDULER_THREADS", "--scheduler-threads", "CAF worker threads (0 = cores)",
@@ -145,6 +146,8 @@ const std::array<field_spec, 51> fields = {{
      [](settings& s, const typed_value& v) { s.http.idle_timeout = as_ms(v); }},
     {"http.shutdown_grace_ms", "MERCATO_HTTP_SHUTDOWN_GRACE_MS", "", "", value_kind::milliseconds, 1,
      max_timeout_ms, [](settings& s, const typed_value& v) { s.http.shutdown_grace = as_ms(v); }},
+    {"http.static_dir", "MERCATO_HTTP_STATIC_DIR", "", "", value_kind::directory, 0, 0,
+     [](settings& s, const typed_value& v) { s.http.static_dir = as_text(v); }},
     {"postgres.dsn", "MERCATO_PG_DSN", "--pg-dsn", "PostgreSQL connection string", value_kind::text, 0, 0,
      [](settings& s, const typed_value& v) { s.postgres.dsn = as_text(v); }},
     {"postgres.pool_size", "MERCATO_PG_POOL_SIZE", "--pg-pool-size", "PostgreSQL connections", value_kind::count, 1,
@@ -295,6 +298,12 @@ checked check_text(const field_spec& f, const std::string& text) {
       return {typed_value{text}, {}};
     case value_kind::optional_text:
       return {typed_value{text}, {}};
+    case value_kind::directory: {
+      if (text.empty()) return {typed_value{text}, {}};
+      std::error_code ec;
+      if (std::filesystem::is_directory(text, ec)) return {typed_value{text}, {}};
+      return fail("must be an existing directory (or empty for the built-in one), got " + quote(text));
+    }
     case value_kind::rate:
       if (parse_rate(text)) return {typed_value{text}, {}};
       return fail("must be <limit>/<window> like 10/15m (units ms, s, m, h) or off, got " + quote(text));
@@ -373,6 +382,7 @@ checked check_node(const field_spec& f, const toml::node& node) {
     case value_kind::identifier:
     case value_kind::text:
     case value_kind::optional_text:
+    case value_kind::directory:
     case value_kind::log_level:
     case value_kind::log_format:
     case value_kind::rate:

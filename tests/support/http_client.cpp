@@ -51,9 +51,11 @@ struct connection {
     buffer.clear();
   }
 
-  http_reply read_one() {
+  // `head`: the answer to a HEAD request, whose Content-Length announces a body that never comes.
+  http_reply read_one(bool head = false) {
     bhttp::response_parser<bhttp::string_body> parser;
     parser.body_limit(64 * 1024 * 1024);
+    parser.skip(head);
     stream->expires_after(std::chrono::seconds(30));
     bhttp::read(*stream, buffer, parser);
     auto res = parser.release();
@@ -97,7 +99,7 @@ struct http_client::impl {
       try {
         conn.stream->expires_after(std::chrono::seconds(30));
         bhttp::write(*conn.stream, req);
-        return conn.read_one();
+        return conn.read_one(method == "HEAD");
       } catch (const boost::system::system_error&) {
         // The server may have closed an idle keep-alive connection: reconnect once.
         conn.stream.reset();

@@ -58,6 +58,7 @@ bool same(const cfg::settings& a, const cfg::settings& b) {
          a.http.threads == b.http.threads && a.http.max_body_bytes == b.http.max_body_bytes &&
          a.http.max_header_bytes == b.http.max_header_bytes && a.http.read_timeout == b.http.read_timeout &&
          a.http.idle_timeout == b.http.idle_timeout && a.http.shutdown_grace == b.http.shutdown_grace &&
+         a.http.static_dir == b.http.static_dir &&
          a.postgres.dsn == b.postgres.dsn && a.postgres.pool_size == b.postgres.pool_size &&
          a.postgres.statement_timeout == b.postgres.statement_timeout &&
          a.postgres.queue_limit == b.postgres.queue_limit && a.redis.url == b.redis.url &&
@@ -109,6 +110,7 @@ TEST_CASE("no file, environment or flags gives the documented defaults") {
   CHECK(s.http.port == 8080);
   CHECK(s.http.threads == 1);
   CHECK(s.http.max_body_bytes == 1024 * 1024);
+  CHECK(s.http.static_dir.empty());
   CHECK(s.postgres.pool_size == 4);
   CHECK_FALSE(s.redis.url.has_value());
   CHECK(s.log.level == "info");
@@ -125,6 +127,8 @@ TEST_CASE("mercato.example.toml is valid and spells out exactly the defaults") {
 
 TEST_CASE("every key is read from the file") {
   temp_dir dir;
+  const auto web = dir.path("web");
+  fs::create_directories(web);
   auto file = dir.write("all.toml", R"(
 node_id = "eu-2"
 scheduler_threads = 3
@@ -139,6 +143,7 @@ max_header_bytes = 512
 read_timeout_ms = 11
 idle_timeout_ms = 12
 shutdown_grace_ms = 13
+static_dir = ")" + web + R"("
 [postgres]
 dsn = "postgresql://x@db/y"
 pool_size = 8
@@ -172,6 +177,7 @@ batch_size = 50
   CHECK(s.http.read_timeout == std::chrono::milliseconds{11});
   CHECK(s.http.idle_timeout == std::chrono::milliseconds{12});
   CHECK(s.http.shutdown_grace == std::chrono::milliseconds{13});
+  CHECK(s.http.static_dir == web);
   CHECK(s.postgres.dsn == "postgresql://x@db/y");
   CHECK(s.postgres.pool_size == 8);
   CHECK(s.postgres.statement_timeout == std::chrono::milliseconds{14});
@@ -685,4 +691,24 @@ TEST_CASE("outbox settings: defaults, file, environment, ranges") {
   CHECK(only_error(run({}, {{"MERCATO_OUTBOX_BATCH_SIZE", "many"}})).key == "outbox.batch_size");
   CHECK(contains(only_error(run({"--config", dir.write("bad.toml", "[outbox]\nbatch = 5\n")})).message,
                  "unknown key"));
+}
+
+TEST_CASE("http.static_dir: empty means the built-in web/ directory; anything else must be a directory") {
+  temp_dir dir;
+  const auto web = dir.path("site");
+  fs::create_directories(web);
+  CHECK(loaded(run({})).http.static_dir.empty());
+  CHECK(loaded(run({}, {{"MERCATO_HTTP_STATIC_DIR", web}})).http.static_dir == web);
+  CHECK(loaded(run({}, {{"MERCATO_HTTP_STATIC_DIR", ""}})).http.static_dir.empty());
+
+  const auto missing = only_error(run({}, {{"MERCATO_HTTP_STATIC_DIR", dir.path("nowhere")}}));
+  CHECK(missing.key == "http.static_dir");
+  CHECK(contains(missing.source, "MERCATO_HTTP_STATIC_DIR"));
+  CHECK(contains(missing.message, "existing directory"));
+
+  const auto file = dir.write("index.html", "<!doctype html>");
+  const auto not_dir = only_error(run({"--config", dir.write("s.toml", "[http]\nstatic_dir = \"" + file + "\"\n")}));
+  CHECK(not_dir.key == "http.static_dir");
+  CHECK(contains(not_dir.message, "existing directory"));
+  CHECK(contains(not_dir.message, "line 2"));
 }
