@@ -66,10 +66,10 @@ struct access_log {
   std::atomic<std::uint64_t> queued{0};
 };
 
-// Set once by the first configure_logging and kept for the life of the process; at exit its destructor
-// (the thread pool's) writes out what is still queued.
+// Set once by the first configure_logging and never destroyed: a destructor at exit would join the log
+// thread, which could hang on a pipe nobody reads. Queued lines are written out by flush_logging() (the node
+// calls it at shutdown, bounded in time).
 std::atomic<access_log*> g_access{nullptr};
-std::unique_ptr<access_log> g_access_owner;
 
 }  // namespace
 
@@ -90,8 +90,7 @@ void configure_logging(const config::log_settings& s) {
     a->sink = std::make_shared<counting_sink>(logger->sinks().front());
     a->logger = std::make_shared<spdlog::async_logger>("mercato.access", a->sink, a->pool,
                                                        spdlog::async_overflow_policy::overrun_oldest);
-    g_access_owner = std::move(a);
-    g_access.store(g_access_owner.get(), std::memory_order_release);
+    g_access.store(a.release(), std::memory_order_release);  // intentionally kept until the process ends
   }
   if (auto* a = g_access.load(std::memory_order_acquire)) {
     a->logger->set_level(logger->level());
