@@ -50,6 +50,10 @@ int main(int argc, char** argv) {
   sigwait(&stop_signals, &sig);
   mercato::telemetry::log_info("shutting down", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
   node.stop();
+  mercato::telemetry::flush_logging();  // the access-log lines still queued, before the last line
+  if (const auto dropped = mercato::telemetry::dropped_access_lines(); dropped > 0) {
+    mercato::telemetry::log_warn("access log lines dropped (stderr too slow)", {{"lines", dropped}});
+  }
   mercato::telemetry::log_info("stopped");
   return 0;
 }

@@ -172,6 +172,37 @@ std::optional<problem> authenticate(request_context& ctx, const security::jwt_se
   return std::nullopt;
 }
 
+using seconds_d = std::chrono::duration<double>;
+
+// The request's series: the matched route's, resolved once and cached on the route; requests no route
+// matched (or a method the route does not have, which cannot happen today) take the registry lookup.
+void observe(telemetry::metrics& metrics, const request_context& ctx, unsigned status, double elapsed,
+             std::chrono::steady_clock::time_point now) {
+  const http::route* matched = ctx.matched;
+  const auto verb = ctx.raw.method();
+  const auto method = ctx.raw.method_string();
+  if (matched == nullptr || (verb != matched->method && verb != bhttp::verb::head)) {
+    metrics.observe_http_request(ctx.route.empty() ? std::string_view("unmatched") : std::string_view(ctx.route),
+                                 {method.data(), method.size()}, status, elapsed);
+    return;
+  }
+  auto& slot = matched->series[verb == matched->method ? 0 : 1];
+  auto* series = slot.load(std::memory_order_acquire);
+  if (series == nullptr || series->owner() != &metrics) {
+    // First request of this route (or a router shared with another registry, as in tests).
+    series = &metrics.route_series(matched->pattern, {method.data(), method.size()});
+    slot.store(series, std::memory_order_release);
+  }
+  series->observe(status, elapsed);
+  if (matched->method == bhttp::verb::post && matched->pattern == "/api/v1/carts/{id}/items" &&
+      ctx.handler_at != std::chrono::steady_clock::time_point{}) {
+    // Add-to-cart stages (mercato_stage_seconds; the writer reports its own).
+    using st = telemetry::metrics::stage;
+    metrics.stage_seconds(st::admission).Observe(seconds_d(ctx.handler_at - ctx.received_at).count());
+    metrics.stage_seconds(st::handler).Observe(seconds_d(now - ctx.handler_at).count());
+  }
+}
+
 }  // namespace
 
 void pipeline::dispatch(std::shared_ptr<request_context> ctx, done_fn done) const {
@@ -206,15 +237,16 @@ void pipeline::dispatch(std::shared_ptr<request_context> ctx, done_fn done) cons
     }
     r.with_header("X-Request-Id", ctx->request_id);
     r.with_header("traceparent", "00-" + ctx->trace_id + "-" + ctx->span_id + "-01");
-    const auto elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - ctx->received_at).count();
-    const std::string route = ctx->route.empty() ? "unmatched" : ctx->route;
+    const auto now = std::chrono::steady_clock::now();
+    const auto elapsed = std::chrono::duration<double>(now - ctx->received_at).count();
+    const std::string_view route = ctx->route.empty() ? std::string_view("unmatched") : std::string_view(ctx->route);
     const auto method = ctx->raw.method_string();
     if (metrics) {
       metrics->http_in_flight.Decrement();
-      metrics->observe_http_request(route, {method.data(), method.size()}, r.status, elapsed);
+      observe(*metrics, *ctx, r.status, elapsed, now);
     }
     if (telemetry::log_enabled(spdlog::level::info)) {
-      telemetry::log_info("request", {{"request_id", ctx->request_id},
+      telemetry::log_access("request", {{"request_id", ctx->request_id},
                                       {"trace_id", ctx->trace_id},
                                       {"method", std::string_view{method.data(), method.size()}},
                                       {"route", route},
@@ -260,6 +292,7 @@ void pipeline::dispatch(std::shared_ptr<request_context> ctx, done_fn done) cons
     return;
   }
   ctx->route = m.matched->pattern;
+  ctx->matched = m.matched;
   ctx->path_params = std::move(m.params);
 
   if (auto refused = authenticate(*ctx, opts_.jwt)) {
@@ -341,6 +374,7 @@ void pipeline::authorize(const route& matched, std::shared_ptr<request_context> 
     ctx->body_doc = std::move(doc);
   }
 
+  ctx->handler_at = std::chrono::steady_clock::now();
   // Idempotency-Key on a POST: the first request runs, repeats get its stored answer.
   if (opts_.idempotency != nullptr && matched.method == bhttp::verb::post &&
       !ctx->header("Idempotency-Key").empty()) {

@@ -54,6 +54,8 @@ struct principal {
   bool is_admin() const { return has_role("admin"); }
 };
 
+struct route;
+
 struct request_context {
   bhttp::request<bhttp::string_body> raw;
   std::string path;  // percent-decoded path, no query
@@ -65,6 +67,8 @@ struct request_context {
   std::string span_id;     // this request's span: 16 lowercase hex
   std::string client_ip;   // the TCP peer address (proxies are not trusted)
   std::chrono::steady_clock::time_point received_at;
+  std::chrono::steady_clock::time_point handler_at;  // when the pipeline called the handler (stage timing)
+  const http::route* matched = nullptr;  // the route ctx->route names (null when unmatched), for its metric series
   // Who is calling, from the bearer token the pipeline verified; empty for anonymous requests.
   std::optional<principal> caller;
   // Headers the pipeline adds to whatever the handler answers (RateLimit-*).

@@ -59,7 +59,12 @@ void router::add(bhttp::verb method, std::string pattern, handler h, route_optio
   if (n->handlers.count(method) != 0) {
     throw std::invalid_argument("duplicate route " + std::string(bhttp::to_string(method)) + " " + pattern);
   }
-  routes_.push_back(std::make_unique<route>(route{method, std::move(pattern), std::move(h), opts}));
+  auto r = std::make_unique<route>();
+  r->method = method;
+  r->pattern = std::move(pattern);
+  r->handle = std::move(h);
+  r->options = std::move(opts);
+  routes_.push_back(std::move(r));
   n->handlers[method] = routes_.back().get();
 }
 

@@ -2,6 +2,8 @@
 // Method + path routing with `{name}` path parameters, as a trie over path segments.
 // Literal segments win over parameters, so "/products/search" can sit beside "/products/{id}".
 
+#include <array>
+#include <atomic>
 #include <map>
 #include <memory>
 #include <optional>
@@ -13,6 +15,10 @@
 #include <boost/beast/http/verb.hpp>
 
 #include "http/request.hpp"
+
+namespace mercato::telemetry {
+class http_route_series;
+}
 
 namespace mercato::http {
 
@@ -44,10 +50,13 @@ using caller_check =
     std::function<void(std::shared_ptr<request_context> ctx, std::function<void(std::optional<response>)> done)>;
 
 struct route {
-  bhttp::verb method;
+  bhttp::verb method{};
   std::string pattern;
   handler handle;
   route_options options;
+  // Its metric series, resolved by the pipeline on first use and then read lock-free: [0] for requests with
+  // the route's own method, [1] for HEAD answered by a GET route.
+  mutable std::array<std::atomic<telemetry::http_route_series*>, 2> series{};
 };
 
 struct route_match {

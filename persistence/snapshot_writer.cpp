@@ -868,7 +868,19 @@ void snapshot_writer::process(lane& l, std::vector<batch_item>& batch) {
   auto lost = [&doubt](const batch_item& item) {
     return doubt.count(item.w.snap.write_id) != 0 ? write_outcome::outcome_unknown : write_outcome::unavailable;
   };
+  const auto batch_started = steady::now();
   auto r = commit_with_retry(l.slot, opts_, metrics_, writes, oldest + opts_.commit_deadline, doubt);
+  if (metrics_) {
+    // Per write, so the stages weigh like the add-to-cart requests they belong to.
+    using stage = telemetry::metrics::stage;
+    auto& queued = metrics_->stage_seconds(stage::writer_queue);
+    auto& commit = metrics_->stage_seconds(stage::writer_commit);
+    const double commit_s = std::chrono::duration<double>(steady::now() - batch_started).count();
+    for (const auto* item : live) {
+      queued.Observe(std::chrono::duration<double>(batch_started - item->enqueued_at).count());
+      commit.Observe(commit_s);
+    }
+  }
   if (r.status == try_status::committed) {
     if (r.result.events > 0 && opts_.on_events_committed) {
       opts_.on_events_committed();

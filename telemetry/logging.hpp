@@ -31,6 +31,16 @@ inline void log_debug(std::string_view msg, const boost::json::object& fields = 
   log(spdlog::level::debug, msg, fields);
 }
 
+// The access log: one info line per answered request, in the same format and on the same stderr as every
+// other line, but written by a background thread: the caller (an io thread) formats the line and queues it,
+// and never waits on the pipe. The queue is bounded; when stderr cannot keep up, the oldest queued lines are
+// dropped (counted in dropped_access_lines()) rather than stalling requests.
+void log_access(std::string_view msg, const boost::json::object& fields);
+// Access-log lines lost to a full queue since start.
+std::size_t dropped_access_lines();
+// Writes out every queued access-log line (the node calls it on shutdown; tests before reading the log).
+void flush_logging();
+
 // Renders one line exactly as it would be written (used by tests and by the sink).
 std::string render_log_line(config::log_format fmt, spdlog::level::level_enum lvl, std::string_view msg,
                             const boost::json::object& fields);

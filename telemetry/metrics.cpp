@@ -16,6 +16,8 @@ const prometheus::Histogram::BucketBoundaries& latency_buckets() {
 
 }  // namespace
 
+std::string_view metric_route(std::string_view route);
+
 metrics::metrics()
     : metrics(std::make_shared<prometheus::Registry>()) {}
 
@@ -228,7 +230,20 @@ metrics::metrics(std::shared_ptr<prometheus::Registry> reg)
                           .Name("mercato_cache_l1_bytes")
                           .Help("Approximate memory held by the in-process catalog cache")
                           .Register(*registry_)
-                          .Add({})) {}
+                          .Add({})),
+      stage_seconds_(prometheus::BuildHistogram()
+                         .Name("mercato_stage_seconds")
+                         .Help("Time an add-to-cart spends in each stage: admission (request read to its "
+                               "handler: identity, routing, rate limits), handler (product lookup, the cart "
+                               "entity and its durable write, to the answer); writer_queue (snapshot queued to "
+                               "its batch starting) and writer_commit (batch start to commit) cover every "
+                               "entity write")
+                         .Register(*registry_)) {
+  const char* names[] = {"admission", "handler", "writer_queue", "writer_commit"};
+  for (std::size_t i = 0; i < stages_.size(); ++i) {
+    stages_[i] = &stage_seconds_.Add({{"stage", names[i]}}, latency_buckets());
+  }
+}
 
 prometheus::Gauge& metrics::entities_active(const std::string& kind) { return entities_active_.Add({{"kind", kind}}); }
 prometheus::Counter& metrics::entity_activations(const std::string& kind) {
@@ -301,6 +316,47 @@ std::string_view metric_route(std::string_view route) {
     return "unmatched";
   }
   return route;
+}
+
+namespace {
+std::string status_class_label(unsigned status) { return std::string(1, static_cast<char>('0' + status / 100)) + "xx"; }
+}  // namespace
+
+http_route_series::http_route_series(metrics& owner, std::string route, std::string method)
+    : owner_(owner), route_(std::move(route)), method_(std::move(method)) {}
+
+void http_route_series::observe(unsigned status, double seconds) {
+  if (status < 100 || status > 599) {
+    status = 500;
+  }
+  auto& counter_slot = by_status_[status - 100];
+  auto* counter = counter_slot.load(std::memory_order_acquire);
+  if (counter == nullptr) {
+    // Family::Add returns the existing series for the same labels, so a race here resolves both to one.
+    counter = &owner_.http_requests_.Add({{"route", route_}, {"method", method_}, {"status", std::to_string(status)}});
+    counter_slot.store(counter, std::memory_order_release);
+  }
+  counter->Increment();
+  auto& hist_slot = by_class_[status / 100 - 1];
+  auto* hist = hist_slot.load(std::memory_order_acquire);
+  if (hist == nullptr) {
+    hist = &owner_.http_duration_.Add({{"route", route_}, {"status_class", status_class_label(status)}},
+                                      latency_buckets());
+    hist_slot.store(hist, std::memory_order_release);
+  }
+  hist->Observe(seconds);
+}
+
+http_route_series& metrics::route_series(std::string_view route_pattern, std::string_view method) {
+  const auto route = metric_route(route_pattern);
+  const auto m = metric_method(method);
+  std::lock_guard<std::mutex> lk(series_mu_);
+  for (auto& s : route_series_) {
+    if (s.route_ == route && s.method_ == m) {
+      return s;
+    }
+  }
+  return route_series_.emplace_back(*this, std::string(route), std::string(m));
 }
 
 void metrics::observe_http_request(std::string_view route_pattern, std::string_view method, unsigned status,

@@ -2,7 +2,10 @@
 // The node's Prometheus registry and the metric families every module reports into.
 // Modules get a reference at construction; /metrics serialises the registry in text format.
 
+#include <array>
+#include <atomic>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -19,6 +22,27 @@ namespace mercato::telemetry {
 // The label value of an HTTP method: one of RFC 9110's methods, else "other".
 std::string_view metric_method(std::string_view method);
 
+class metrics;
+
+// The series of one (route, method) in mercato_http_requests_total and mercato_http_request_duration_seconds,
+// each resolved (mutex + label hash in the registry) the first time its status or status class is seen and
+// then read lock-free, so a request costs two atomic loads instead of two registry lookups. Owned by
+// `metrics` (metrics::route_series), alive as long as it is.
+class http_route_series {
+ public:
+  http_route_series(metrics& owner, std::string route, std::string method);
+  void observe(unsigned status, double seconds);
+  const metrics* owner() const { return &owner_; }
+
+ private:
+  friend class metrics;
+  metrics& owner_;
+  const std::string route_;
+  const std::string method_;
+  std::array<std::atomic<prometheus::Counter*>, 500> by_status_{};   // status - 100
+  std::array<std::atomic<prometheus::Histogram*>, 5> by_class_{};    // 1xx .. 5xx
+};
+
 class metrics {
  public:
   metrics();
@@ -32,6 +56,13 @@ class metrics {
 
   // `route` must be a route pattern or "unmatched"; methods outside RFC 9110's set count as "other".
   void observe_http_request(std::string_view route, std::string_view method, unsigned status, double seconds);
+  // The pre-resolved series of one route pattern and method (same labels as observe_http_request); the
+  // same object for the same pair. Takes a mutex: call once per route and keep the pointer.
+  http_route_series& route_series(std::string_view route, std::string_view method);
+
+  // mercato_stage_seconds{stage}: where an add-to-cart spends its time (README lists the stages).
+  enum class stage { admission, handler, writer_queue, writer_commit };
+  prometheus::Histogram& stage_seconds(stage s) { return *stages_[static_cast<std::size_t>(s)]; }
 
   prometheus::Gauge& http_in_flight;
   prometheus::Gauge& http_connections;
@@ -92,6 +123,7 @@ class metrics {
   prometheus::Counter& entity_poison_dropped(const std::string& kind);
 
  private:
+  friend class http_route_series;
   explicit metrics(std::shared_ptr<prometheus::Registry> reg);
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>& http_requests_;
@@ -119,6 +151,11 @@ class metrics {
   prometheus::Gauge& cache_l1_bytes_;
   std::mutex cache_mu_;
   cache_counts cache_last_;  // guarded by cache_mu_
+
+  prometheus::Family<prometheus::Histogram>& stage_seconds_;
+  std::array<prometheus::Histogram*, 4> stages_{};  // by stage, resolved in the constructor
+  std::mutex series_mu_;
+  std::deque<http_route_series> route_series_;  // guarded by series_mu_; deque: elements never move
 };
 
 }  // namespace mercato::telemetry

@@ -754,3 +754,51 @@ TEST_CASE("projection rows as data: NULLs, quotes and a newer stored row are han
   CHECK(r[0][2].as<std::int64_t>() == 1767323045);
   CHECK(std::string(tx.exec("SELECT note FROM proj_typed WHERE id = 'newer'")[0][0].c_str()) == "kept");
 }
+
+TEST_CASE("a batch of many entities writes each projection table in one statement; an older row never wins") {
+  fixture f;
+  // A statement-level trigger logs each INSERT statement run on the projection tables (ON CONFLICT DO UPDATE
+  // is still one INSERT statement), so the log counts statements, not rows.
+  exec(f.conn, R"SQL(
+    CREATE TABLE proj_stock_a (id TEXT PRIMARY KEY, qty BIGINT, version BIGINT NOT NULL);
+    CREATE TABLE proj_latest_b (id TEXT PRIMARY KEY, version BIGINT NOT NULL);
+    CREATE TABLE stmt_log (tbl TEXT NOT NULL);
+    CREATE FUNCTION log_stmt() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN INSERT INTO stmt_log VALUES (TG_TABLE_NAME); RETURN NULL; END $$;
+    CREATE TRIGGER log_a AFTER INSERT ON proj_stock_a FOR EACH STATEMENT EXECUTE FUNCTION log_stmt();
+    CREATE TRIGGER log_b AFTER INSERT ON proj_latest_b FOR EACH STATEMENT EXECUTE FUNCTION log_stmt();
+    INSERT INTO proj_stock_a VALUES ('e3', 1000, 99);
+    INSERT INTO proj_latest_b VALUES ('e5', 42);
+  )SQL");
+  exec(f.conn, "TRUNCATE stmt_log");
+  auto opts = f.options();
+  opts.threads = 1;
+  constexpr std::size_t n = 10;
+  opts.max_batch = n;
+  opts.linger = std::chrono::seconds(10);  // one batch: it closes when full
+  acks a{n};
+  {
+    persistence::snapshot_writer w{opts, nullptr};
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::string id = "e" + std::to_string(i);
+      auto pw = make_write("cart", id, 1, f.epoch);
+      pw.projections.push_back(proj("proj_stock_a", id, 2, {{"qty", std::to_string(i)}}));
+      pw.projections.push_back(proj("proj_latest_b", id, 2));
+      pw.done = a.slot(i);
+      REQUIRE(w.enqueue(std::move(pw)) == write_outcome::committed);
+    }
+    REQUIRE(a.wait(n));
+    CHECK(a.count(write_outcome::committed) == n);
+    CHECK(w.stats().transactions == 1);
+  }
+  CHECK(scalar(f.conn, "SELECT COUNT(*) FROM stmt_log WHERE tbl = 'proj_stock_a'") == 1);
+  CHECK(scalar(f.conn, "SELECT COUNT(*) FROM stmt_log WHERE tbl = 'proj_latest_b'") == 1);
+  CHECK(scalar(f.conn, "SELECT COUNT(*) FROM stmt_log") == 2);
+  // Every entity's rows landed, except where the stored row was newer (e3 in a, e5 in b).
+  CHECK(scalar(f.conn, "SELECT COUNT(*) FROM proj_stock_a") == static_cast<std::int64_t>(n));
+  CHECK(scalar(f.conn, "SELECT COUNT(*) FROM proj_stock_a WHERE id <> 'e3' AND version = 2 "
+                       "AND qty = substr(id, 2)::bigint") == static_cast<std::int64_t>(n - 1));
+  CHECK(scalar(f.conn, "SELECT qty * 1000 + version FROM proj_stock_a WHERE id = 'e3'") == 1000 * 1000 + 99);
+  CHECK(scalar(f.conn, "SELECT COUNT(*) FROM proj_latest_b WHERE version = 2") == static_cast<std::int64_t>(n - 1));
+  CHECK(scalar(f.conn, "SELECT version FROM proj_latest_b WHERE id = 'e5'") == 42);
+}
