@@ -392,7 +392,12 @@ TEST_CASE("a client that stops reading is closed with 1008 and the node's memory
   CHECK(stuck.closed());
   CHECK(stuck.close_code() == 1008);
   INFO("RSS " << rss_start << " KiB at the start, " << rss_peak << " KiB at the peak");
+#if defined(__SANITIZE_ADDRESS__)
+  // AddressSanitizer keeps freed memory in quarantine (256 MiB by default): there RSS grows with any churn and
+  // says nothing about what the node holds.
+#else
   CHECK(rss_peak - rss_start < 32 * 1024);
+#endif
   // Others are unaffected.
   ws_client fine{port()};
   fine.send(R"({"op":"ping"})");
