@@ -29,6 +29,9 @@
 #include "http/routes/ops_routes.hpp"
 #include "http/routes/static_routes.hpp"
 #include "http/server.hpp"
+#include "http/ws/hub.hpp"
+#include "http/ws/live_route.hpp"
+#include "http/ws/live_values.hpp"
 #include "http/worker_pool.hpp"
 #include "notifications/order_notifications.hpp"
 #include "notifications/pg_notifier.hpp"
@@ -62,6 +65,8 @@ struct node::parts {
         jwt(jwt_settings(s)),
         limits(redis, rate_rules(s), {s.redis.key_prefix, 100'000}, workers, &metrics.registry()),
         cache(std::make_shared<http::catalog_cache>(redis, cache_options(s))),
+        live(http::ws::hub_options{s.websocket.max_connections},
+             http::ws::database_loader(pool, s.websocket.max_initial_orders), &metrics.registry()),
         idempotency(pool, s.node_id),
         edge(routes, &metrics, {&jwt, s.rate_limits.enabled ? &limits : nullptr, &idempotency}),
         server(s.http, edge, &metrics) {
@@ -167,6 +172,7 @@ struct node::parts {
   http::rate_gate limits;
   std::shared_ptr<http::catalog_cache> cache;
   http::router routes;
+  http::ws::hub live;  // live updates: fed by the outbox, read by WebSocket sessions (before the server)
   http::idempotency_gate idempotency;  // Idempotency-Key on every POST, stored in PostgreSQL
   http::pipeline edge;
   http::server server;
@@ -214,6 +220,8 @@ void node::start() {
   }
   p.analytics = std::make_unique<business_analytics>(p.runtime->system(), p.metrics);
   p.runtime->subscribe("analytics", p.analytics->subscriber(), business_analytics::filter());
+  // Live updates over WebSocket: committed stock, price and order changes fanned out to subscribers.
+  p.runtime->subscribe("live-updates", p.live.subscriber(), http::ws::hub::filter());
   p.runtime->start_outbox();
   http::add_ops_routes(p.routes, {&p.pool, &p.metrics, [&p] { return p.bootstrap.done(); },
                                   [&p] { return p.runtime->leases_held(); }, settings_.node_id, p.redis, p.cache});
@@ -302,6 +310,16 @@ void node::start() {
   http::add_notification_routes(p.routes, p.pool);
   http::add_analytics_routes(p.routes, p.runtime->system(), p.analytics->actor());
   add_storefront(p.routes, settings_.http);
+  http::ws::add_live_updates_route(p.routes, p.live, &p.jwt);
+  http::ws::session_options live_opts;
+  live_opts.max_subscriptions = settings_.websocket.max_subscriptions;
+  live_opts.max_message_bytes = settings_.websocket.max_message_bytes;
+  live_opts.send_queue_items = settings_.websocket.send_queue_items;
+  live_opts.write_timeout = settings_.websocket.write_timeout;
+  live_opts.idle_timeout = settings_.websocket.idle_timeout;
+  live_opts.handshake_timeout = settings_.websocket.handshake_timeout;
+  live_opts.max_bad_messages = settings_.websocket.max_bad_messages;
+  p.server.attach_live_updates(p.live, live_opts);
   p.server.start();
   telemetry::log_info("listening", {{"node_id", settings_.node_id},
                                     {"address", settings_.http.bind_address},

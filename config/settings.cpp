@@ -79,7 +79,7 @@ std::chrono::milliseconds as_ms(const typed_value& v) {
 
 // One table drives the TOML walk, the environment, the command line and the --help text, so a setting
 // cannot be reachable from one source and silently missing from another.
-const std::array<field_spec, 52> fields = {{
+const std::array<field_spec, 61> fields = {{
     {"node_id", "MERCATO_NODE_ID", "--node-id", "Node name, unique in the cluster", value_kind::identifier, 0, 0,
      [](settings& s, const typed_value& v) { s.node_id = as_text(v); }},
     {"scheduler_threads", "MERCATO_SCHEDULER_THREADS", "--scheduler-threads", "CAF worker threads (0 = cores)",
@@ -187,6 +187,24 @@ const std::array<field_spec, 52> fields = {{
      [](settings& s, const typed_value& v) { s.housekeeping.interval = std::chrono::seconds(as_number(v)); }},
     {"housekeeping.batch_size", "MERCATO_HOUSEKEEPING_BATCH_SIZE", "", "", value_kind::count, 1, 1'000'000,
      [](settings& s, const typed_value& v) { s.housekeeping.batch_size = static_cast<std::size_t>(as_number(v)); }},
+    {"websocket.max_connections", "MERCATO_WS_MAX_CONNECTIONS", "", "", value_kind::count, 1, 1'000'000,
+     [](settings& s, const typed_value& v) { s.websocket.max_connections = static_cast<std::size_t>(as_number(v)); }},
+    {"websocket.max_subscriptions", "MERCATO_WS_MAX_SUBSCRIPTIONS", "", "", value_kind::count, 1, 100'000,
+     [](settings& s, const typed_value& v) { s.websocket.max_subscriptions = static_cast<std::size_t>(as_number(v)); }},
+    {"websocket.max_message_bytes", "MERCATO_WS_MAX_MESSAGE_BYTES", "", "", value_kind::count, 64, 16 * 1024 * 1024,
+     [](settings& s, const typed_value& v) { s.websocket.max_message_bytes = static_cast<std::size_t>(as_number(v)); }},
+    {"websocket.send_queue_items", "MERCATO_WS_SEND_QUEUE_ITEMS", "", "", value_kind::count, 1, 1'000'000,
+     [](settings& s, const typed_value& v) { s.websocket.send_queue_items = static_cast<std::size_t>(as_number(v)); }},
+    {"websocket.write_timeout_ms", "MERCATO_WS_WRITE_TIMEOUT_MS", "", "", value_kind::milliseconds, 1, max_timeout_ms,
+     [](settings& s, const typed_value& v) { s.websocket.write_timeout = as_ms(v); }},
+    {"websocket.idle_timeout_ms", "MERCATO_WS_IDLE_TIMEOUT_MS", "", "", value_kind::milliseconds, 2, max_timeout_ms,
+     [](settings& s, const typed_value& v) { s.websocket.idle_timeout = as_ms(v); }},
+    {"websocket.handshake_timeout_ms", "MERCATO_WS_HANDSHAKE_TIMEOUT_MS", "", "", value_kind::milliseconds, 1,
+     max_timeout_ms, [](settings& s, const typed_value& v) { s.websocket.handshake_timeout = as_ms(v); }},
+    {"websocket.max_bad_messages", "MERCATO_WS_MAX_BAD_MESSAGES", "", "", value_kind::count, 1, 1'000'000,
+     [](settings& s, const typed_value& v) { s.websocket.max_bad_messages = static_cast<std::size_t>(as_number(v)); }},
+    {"websocket.max_initial_orders", "MERCATO_WS_MAX_INITIAL_ORDERS", "", "", value_kind::count, 0, 10'000,
+     [](settings& s, const typed_value& v) { s.websocket.max_initial_orders = static_cast<std::size_t>(as_number(v)); }},
     {"redis.url", "MERCATO_REDIS_URL", "--redis-url", "Redis URL (empty = no Redis)", value_kind::optional_text, 0,
      0,
      [](settings& s, const typed_value& v) {

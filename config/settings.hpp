@@ -110,6 +110,19 @@ struct log_settings {
   log_format format = log_format::text;
 };
 
+// Live updates over WebSocket (GET /api/v1/ws).
+struct websocket_settings {
+  std::size_t max_connections = 10'000;           // per node; more upgrades get 503
+  std::size_t max_subscriptions = 100;            // stock and price items per connection
+  std::size_t max_message_bytes = 16 * 1024;      // a larger client message closes the connection (1009)
+  std::size_t send_queue_items = 256;             // messages waiting for a slow client before it is closed (1008)
+  std::chrono::milliseconds write_timeout{10'000};   // a write stuck this long: the client stopped reading (1008)
+  std::chrono::milliseconds idle_timeout{60'000};    // nothing from the client this long (pinged at half): closed
+  std::chrono::milliseconds handshake_timeout{10'000};  // opening and closing handshakes
+  std::size_t max_bad_messages = 20;              // error answers per 10 s before the connection is closed (1008)
+  std::size_t max_initial_orders = 50;            // current orders sent on subscribe (newest first)
+};
+
 struct settings {
   std::string node_id = "node-1";
   unsigned scheduler_threads = 0;               // CAF workers; 0 = number of cores
@@ -123,6 +136,7 @@ struct settings {
   cart_settings cart;
   checkout_settings checkout;
   housekeeping_settings housekeeping;
+  websocket_settings websocket;
   bool load_demo_catalog = false;               // --demo: load the demo catalog when the catalog is empty
 };
 

@@ -15,6 +15,9 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/version.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
+
+#include "http/ws/hub.hpp"
 
 #include "telemetry/logging.hpp"
 #include "telemetry/metrics.hpp"
@@ -47,7 +50,8 @@ const std::string& http_date() {
 
 class session : public std::enable_shared_from_this<session> {
  public:
-  session(tcp::socket&& socket, server& owner) : stream_(std::move(socket)), owner_(owner) {
+  session(tcp::socket&& socket, server& owner)
+      : stream_(std::move(socket)), executor_(stream_.get_executor()), owner_(owner) {
     beast::error_code ec;
     auto peer = stream_.socket().remote_endpoint(ec);
     if (!ec) {
@@ -61,12 +65,12 @@ class session : public std::enable_shared_from_this<session> {
   }
 
   void start() {
-    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->do_read(); });
+    net::dispatch(executor_, [self = shared_from_this()] { self->do_read(); });
   }
 
   // Called on shutdown: an idle connection closes now, a busy one after its response.
   void drain() {
-    net::post(stream_.get_executor(), [self = shared_from_this()] {
+    net::post(executor_, [self = shared_from_this()] {
       self->closing_ = true;
       if (self->reading_ && !self->parser_->got_some()) {
         self->close();
@@ -75,7 +79,7 @@ class session : public std::enable_shared_from_this<session> {
   }
 
   void force_close() {
-    net::post(stream_.get_executor(), [self = shared_from_this()] { self->close(); });
+    net::post(executor_, [self = shared_from_this()] { self->close(); });
   }
 
   ~session() { owner_.unregister_session(this); }
@@ -173,9 +177,24 @@ class session : public std::enable_shared_from_this<session> {
     version_ = ctx->raw.version();
     ctx->client_ip = client_ip_;
     auto self = shared_from_this();
-    owner_.handler().dispatch(std::move(ctx), [self](response r) {
-      net::post(self->stream_.get_executor(), [self, r = std::move(r)]() mutable { self->write(std::move(r)); });
+    // A WebSocket upgrade the live-updates route accepts (101) leaves HTTP: the request and the caller the
+    // pipeline authenticated go with the connection.
+    auto upgrade = owner_.live_hub() != nullptr && beast::websocket::is_upgrade(ctx->raw) ? ctx : nullptr;
+    owner_.handler().dispatch(std::move(ctx), [self, upgrade](response r) {
+      net::post(self->executor_, [self, upgrade, r = std::move(r)]() mutable {
+        if (upgrade && r.status == 101) {
+          self->hand_over(*upgrade);
+          return;
+        }
+        self->write(std::move(r));
+      });
     });
+  }
+
+  void hand_over(request_context& ctx) {
+    upgraded_ = true;
+    ws::start_session(std::move(stream_), std::move(ctx.raw), std::move(ctx.caller), *owner_.live_hub(),
+                      owner_.live_options());
   }
 
   template <class Body>
@@ -268,12 +287,16 @@ class session : public std::enable_shared_from_this<session> {
   }
 
   void close() {
+    if (upgraded_) {
+      return;  // the stream belongs to a live-updates session now
+    }
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
     stream_.close();
   }
 
   beast::tcp_stream stream_;
+  beast::tcp_stream::executor_type executor_;  // the connection's strand; stays valid when the stream is handed over
   server& owner_;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
@@ -284,6 +307,7 @@ class session : public std::enable_shared_from_this<session> {
   bool reading_ = false;
   std::string client_ip_;  // the peer address, for rate limits and logs
   bool closing_ = false;
+  bool upgraded_ = false;
 };
 
 server::server(const config::http_settings& settings, const pipeline& handler, telemetry::metrics* metrics)
@@ -385,8 +409,12 @@ std::size_t server::shutdown(std::chrono::milliseconds grace) {
   for (auto& s : live()) {
     s->drain();
   }
+  if (live_ != nullptr) {
+    live_->close_all();  // 1001: clients reconnect elsewhere
+  }
+  auto busy = [this] { return open_sessions() > 0 || (live_ != nullptr && live_->connections() > 0); };
   const auto deadline = std::chrono::steady_clock::now() + grace;
-  while (open_sessions() > 0 && std::chrono::steady_clock::now() < deadline) {
+  while (busy() && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   auto remaining = live();

@@ -19,6 +19,7 @@
 
 #include "config/settings.hpp"
 #include "http/pipeline.hpp"
+#include "http/ws/ws_session.hpp"
 
 namespace mercato::telemetry {
 class metrics;
@@ -27,6 +28,9 @@ class metrics;
 namespace mercato::http {
 
 class session;
+namespace ws {
+class hub;
+}
 
 class server {
  public:
@@ -34,6 +38,15 @@ class server {
   ~server();
   server(const server&) = delete;
   server& operator=(const server&) = delete;
+
+  // Before start(): upgrades of GET /api/v1/ws that its route accepts (101) become live-updates sessions
+  // of `live`; shutdown() closes them with 1001. `live` must outlive the server.
+  void attach_live_updates(ws::hub& live, const ws::session_options& opts) {
+    live_ = &live;
+    live_options_ = opts;
+  }
+  ws::hub* live_hub() const { return live_; }
+  const ws::session_options& live_options() const { return live_options_; }
 
   // Binds and starts the io threads. Throws std::runtime_error when the address cannot be bound.
   void start();
@@ -62,6 +75,8 @@ class server {
   config::http_settings settings_;
   const pipeline& pipeline_;
   telemetry::metrics* metrics_;
+  ws::hub* live_ = nullptr;
+  ws::session_options live_options_;
   // Declared before the io_context: sessions still queued in it unregister while it is destroyed.
   mutable std::mutex sessions_mutex_;
   std::map<const session*, std::weak_ptr<session>> sessions_;

@@ -160,6 +160,24 @@ std::string new_uuid() {
 
 std::string_view json_or_empty_object(const std::string& s) { return s.empty() ? std::string_view("{}") : s; }
 
+// The event's metadata with "aggregate_version": the entity version whose commit carries the event, so
+// a reader (the live-updates hub) can order an item's changes and drop stale ones. Metadata is a JSON
+// object (the entity runtime builds it); anything else is stored as it is.
+std::string with_aggregate_version(const std::string& metadata, std::int64_t version) {
+  const std::string_view m = json_or_empty_object(metadata);
+  const auto open = m.find_first_not_of(" \t\r\n");
+  if (open == std::string_view::npos || m[open] != '{') {
+    return std::string(m);
+  }
+  const auto next = m.find_first_not_of(" \t\r\n", open + 1);
+  std::string out = "{\"aggregate_version\": " + std::to_string(version);
+  if (next != std::string_view::npos && m[next] != '}') {
+    out += ", ";
+  }
+  out.append(m.substr(open + 1));
+  return out;
+}
+
 // A lane's connection, opened lazily, with the batch statements prepared on it.
 struct connection_slot {
   std::unique_ptr<pqxx::connection> conn;
@@ -491,7 +509,7 @@ attempt_result write_batch(connection_slot& slot, const std::string& node_id,
             types.add_text(e.event_type);
             versions.add_text(e.event_version);
             data.add_text(json_or_empty_object(e.data_json));
-            metadata.add_text(json_or_empty_object(e.metadata_json));
+            metadata.add_text(with_aggregate_version(e.metadata_json, s.version));
           }
         }
       }

@@ -77,6 +77,7 @@ struct change {
     extra["reserved_new"] = reserved;
     extra["available_old"] = old_on_hand - old_reserved;
     extra["available_new"] = on_hand - reserved;
+    extra["low_stock_threshold"] = next.low_stock_threshold;  // with available, the stock status (live updates)
     emit("StockChanged", std::move(extra));
     check_low();
   }
@@ -384,7 +385,7 @@ bool inventory_model::handle(protocol::entity_context<state>& ctx, const caf::me
     }
     const auto old = s.low_stock_threshold;
     s.low_stock_threshold = cmd->threshold;
-    c.emit("LowStockThresholdChanged", {{"old", old}, {"new", cmd->threshold}});
+    c.emit("LowStockThresholdChanged", {{"old", old}, {"new", cmd->threshold}, {"available", s.on_hand - s.reserved}});
     c.check_low();
     accept();
     return true;

@@ -15,6 +15,7 @@
 #   shared_state        two nodes sharing rate-limit counters per client address (see above), and stops Redis.
 #   shutdown            kills nodes and services mid-request and checks how connections end.
 #   json_edge           starts no node (an in-process server) and sends malformed JSON on purpose.
+#   live_updates        WebSocket frames after a 101 upgrade, which Prism does not proxy.
 #
 # Needs tests/tools/node_modules (scripts/setup --tests runs `npm ci` there): it FAILS when Prism is missing,
 # never skips. Nothing is downloaded at run time. ctest sets MERCATO_SOURCE_DIR and MERCATO_TEST_BINARY_DIR;

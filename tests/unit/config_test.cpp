@@ -73,7 +73,15 @@ bool same(const cfg::settings& a, const cfg::settings& b) {
          a.housekeeping.batch_size == b.housekeeping.batch_size &&
          a.checkout.reservation_ttl == b.checkout.reservation_ttl &&
          a.checkout.provider_timeout == b.checkout.provider_timeout &&
-         a.checkout.fault_crash_after == b.checkout.fault_crash_after;
+         a.checkout.fault_crash_after == b.checkout.fault_crash_after &&
+         a.websocket.max_connections == b.websocket.max_connections &&
+         a.websocket.max_subscriptions == b.websocket.max_subscriptions &&
+         a.websocket.max_message_bytes == b.websocket.max_message_bytes &&
+         a.websocket.send_queue_items == b.websocket.send_queue_items &&
+         a.websocket.write_timeout == b.websocket.write_timeout && a.websocket.idle_timeout == b.websocket.idle_timeout &&
+         a.websocket.handshake_timeout == b.websocket.handshake_timeout &&
+         a.websocket.max_bad_messages == b.websocket.max_bad_messages &&
+         a.websocket.max_initial_orders == b.websocket.max_initial_orders;
 }
 
 std::string all_errors(const cfg::load_result& r) {
@@ -163,6 +171,16 @@ abandoned_after_s = 120
 [housekeeping]
 interval_s = 5
 batch_size = 50
+[websocket]
+max_connections = 31
+max_subscriptions = 32
+max_message_bytes = 333
+send_queue_items = 34
+write_timeout_ms = 35
+idle_timeout_ms = 36
+handshake_timeout_ms = 37
+max_bad_messages = 38
+max_initial_orders = 39
 )");
   const auto s = loaded(run({"--config", file}));
   CHECK(s.node_id == "eu-2");
@@ -192,6 +210,15 @@ batch_size = 50
   CHECK(s.cart.abandoned_after == std::chrono::seconds{120});
   CHECK(s.housekeeping.interval == std::chrono::seconds{5});
   CHECK(s.housekeeping.batch_size == 50);
+  CHECK(s.websocket.max_connections == 31);
+  CHECK(s.websocket.max_subscriptions == 32);
+  CHECK(s.websocket.max_message_bytes == 333);
+  CHECK(s.websocket.send_queue_items == 34);
+  CHECK(s.websocket.write_timeout == std::chrono::milliseconds{35});
+  CHECK(s.websocket.idle_timeout == std::chrono::milliseconds{36});
+  CHECK(s.websocket.handshake_timeout == std::chrono::milliseconds{37});
+  CHECK(s.websocket.max_bad_messages == 38);
+  CHECK(s.websocket.max_initial_orders == 39);
 }
 
 TEST_CASE("tax rates: COUNTRY=basis points pairs; anything else is refused with the key") {
@@ -235,7 +262,16 @@ TEST_CASE("every MERCATO_* variable is read from the environment") {
                                   {"MERCATO_CART_FREE_SHIPPING_THRESHOLD", "3"},
                                   {"MERCATO_CART_ABANDONED_AFTER_S", "4"},
                                   {"MERCATO_HOUSEKEEPING_INTERVAL_S", "5"},
-                                  {"MERCATO_HOUSEKEEPING_BATCH_SIZE", "6"}}));
+                                  {"MERCATO_HOUSEKEEPING_BATCH_SIZE", "6"},
+                                  {"MERCATO_WS_MAX_CONNECTIONS", "41"},
+                                  {"MERCATO_WS_MAX_SUBSCRIPTIONS", "42"},
+                                  {"MERCATO_WS_MAX_MESSAGE_BYTES", "430"},
+                                  {"MERCATO_WS_SEND_QUEUE_ITEMS", "44"},
+                                  {"MERCATO_WS_WRITE_TIMEOUT_MS", "45"},
+                                  {"MERCATO_WS_IDLE_TIMEOUT_MS", "46"},
+                                  {"MERCATO_WS_HANDSHAKE_TIMEOUT_MS", "47"},
+                                  {"MERCATO_WS_MAX_BAD_MESSAGES", "48"},
+                                  {"MERCATO_WS_MAX_INITIAL_ORDERS", "49"}}));
   CHECK(s.node_id == "n7");
   CHECK(s.scheduler_threads == 2);
   CHECK_FALSE(s.rate_limits.enabled);
@@ -262,6 +298,15 @@ TEST_CASE("every MERCATO_* variable is read from the environment") {
   CHECK(s.cart.abandoned_after == std::chrono::seconds{4});
   CHECK(s.housekeeping.interval == std::chrono::seconds{5});
   CHECK(s.housekeeping.batch_size == 6);
+  CHECK(s.websocket.max_connections == 41);
+  CHECK(s.websocket.max_subscriptions == 42);
+  CHECK(s.websocket.max_message_bytes == 430);
+  CHECK(s.websocket.send_queue_items == 44);
+  CHECK(s.websocket.write_timeout == std::chrono::milliseconds{45});
+  CHECK(s.websocket.idle_timeout == std::chrono::milliseconds{46});
+  CHECK(s.websocket.handshake_timeout == std::chrono::milliseconds{47});
+  CHECK(s.websocket.max_bad_messages == 48);
+  CHECK(s.websocket.max_initial_orders == 49);
 }
 
 TEST_CASE("every flag is read from the command line") {

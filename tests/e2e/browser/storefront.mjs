@@ -7,10 +7,9 @@
 // shows must drop without a reload.
 //
 // That second page's drop is the WebSocket part (GET /api/v1/ws, API.md "Live updates"): when the node has the
-// endpoint, the page must be live and the drop must come over the socket. Only when the node answers 404 for
-// /api/v1/ws (the endpoint is not built yet) is the page allowed to fall back to polling: the drop must then come
-// from polling, the page must say "live updates unavailable", and the run says loudly that the WebSocket
-// assertions were skipped. MERCATO_TEST_BROWSER_REQUIRE_WS=1 turns that 404 into a failure.
+// endpoint, the page must be live and the drop must come over the socket. A node that answers 404 for
+// /api/v1/ws fails the test (the page's polling fallback, for a socket that cannot connect, is not what is
+// tested here).
 //
 // Every wait is on the DOM (selectors, attributes, URL), never a sleep. Screenshots go to ARTIFACTS_DIR; on a
 // failure each page is saved as failure-<name>.png/.html there too. Uncaught page errors and console errors
@@ -29,7 +28,7 @@ const base = process.env.BASE_URL;
 const artifacts = process.env.ARTIFACTS_DIR;
 const toolsDir = process.env.TOOLS_DIR;
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
-const requireWs = process.env.MERCATO_TEST_BROWSER_REQUIRE_WS === '1';
+const requireWs = true;  // the node has the endpoint (http/ws): its absence is a failure
 if (!base || !artifacts || !toolsDir) {
   console.error('storefront.mjs: BASE_URL, ARTIFACTS_DIR and TOOLS_DIR must be set');
   process.exit(2);
@@ -71,7 +70,7 @@ const probeStatus = await new Promise((resolve) => {
 const wsAvailable = probeStatus !== 404;
 log(`a WebSocket upgrade of GET /api/v1/ws answers ${probeStatus}: the node ${wsAvailable ? 'has' : 'has NO'} WebSocket endpoint`);
 if (!wsAvailable && requireWs) {
-  console.error('storefront: FAIL: MERCATO_TEST_BROWSER_REQUIRE_WS=1 but the node answers 404 for /api/v1/ws');
+  console.error('storefront: FAIL: the node answers 404 for /api/v1/ws');
   process.exit(1);
 }
 
@@ -208,14 +207,8 @@ try {
   const source = await watchedStock.getAttribute('data-source');
   log(`second page: ${before} → ${after} available, delivered by ${source}`);
   check(after <= before - 2, `the second page shows ${after}, expected at most ${before - 2}`);
-  if (wsAvailable) {
-    check(source === 'ws', `the drop came by ${source}, not over the WebSocket`);
-    check(await testid(watcher, 'live-indicator').getAttribute('data-state') === 'live', 'the second page is not live');
-  } else {
-    check(source === 'poll', `the drop came by ${source}; without a WebSocket it can only come from polling`);
-    log('WEBSOCKET ASSERTIONS SKIPPED: the node answers 404 for GET /api/v1/ws, so the second page fell back to ' +
-      'polling. They run by themselves once the endpoint exists (set MERCATO_TEST_BROWSER_REQUIRE_WS=1 to insist).');
-  }
+  check(source === 'ws', `the drop came by ${source}, not over the WebSocket`);
+  check(await testid(watcher, 'live-indicator').getAttribute('data-state') === 'live', 'the second page is not live');
   await screenshot(watcher, 'second-page-stock-dropped');
 
   // ---- a declined card shows the API's problem ------------------------------------------------
