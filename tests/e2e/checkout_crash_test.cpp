@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <csignal>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -50,6 +51,27 @@ long db_count(const std::string& sql, const std::string& param = {}) {
   return mercato::test::shop::scalar(database().dsn(), sql, param);
 }
 
+// `request` makes the node kill itself (fault injection) mid-request: no answer comes, and the process
+// is gone as after kill -9.
+void dies_during(node_process& doomed, const std::function<mercato::test::http_reply()>& request) {
+  bool answered = false;
+  std::string what;
+  try {
+    auto r = request();
+    answered = r.status != 0;
+    what = std::to_string(r.status) + " " + r.body;
+  } catch (const std::exception& e) {
+    what = e.what();
+  }
+  CHECK_MESSAGE(!answered, "the node answered instead of dying: " << what);
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (doomed.running() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+  }
+  REQUIRE_FALSE(doomed.running());
+  CHECK(doomed.stop(SIGKILL) == 128 + SIGKILL);
+}
+
 }  // namespace
 
 TEST_CASE("a node killed after any checkout step: the restarted node finishes the checkout, exactly once") {
@@ -66,23 +88,7 @@ TEST_CASE("a node killed after any checkout step: the restarted node finishes th
       cart = new_cart(c, ada);
       add(c, ada, cart, product, 2);
       // The node dies mid-request: the connection ends without an answer.
-      bool answered = false;
-      std::string what;
-      try {
-        auto r = checkout(c, ada, cart, "tok_ok", "crash-" + step);
-        answered = r.status != 0;
-        what = std::to_string(r.status) + " " + r.body;
-      } catch (const std::exception& e) {
-        what = e.what();
-      }
-      CHECK_MESSAGE(!answered, "the node answered instead of dying: " << what);
-      // The process is gone (killed by itself, like kill -9): nothing was answered.
-      const auto deadline = std::chrono::steady_clock::now() + 30s;
-      while (doomed->running() && std::chrono::steady_clock::now() < deadline) {
-        std::this_thread::sleep_for(20ms);
-      }
-      REQUIRE_FALSE(doomed->running());
-      CHECK(doomed->stop(SIGKILL) == 128 + SIGKILL);
+      dies_during(*doomed, [&] { return checkout(c, ada, cart, "tok_ok", "crash-" + step); });
     }
     REQUIRE(db_count("SELECT COUNT(*) FROM order_sagas WHERE customer_id = $1::uuid", ada.id) == 1);
 
@@ -191,22 +197,7 @@ TEST_CASE("a node killed in the middle of a cancel, a return's receipt or a refu
       auto doomed = start_node(step);
       http_client c{doomed->port()};
       const auto admin = admin_token(c, database().dsn());
-      bool answered = false;
-      std::string what;
-      try {
-        auto r = act(c, admin);
-        answered = r.status != 0;
-        what = std::to_string(r.status) + " " + r.body;
-      } catch (const std::exception& e) {
-        what = e.what();
-      }
-      CHECK_MESSAGE(!answered, "the node answered instead of dying: " << what);
-      const auto deadline = std::chrono::steady_clock::now() + 30s;
-      while (doomed->running() && std::chrono::steady_clock::now() < deadline) {
-        std::this_thread::sleep_for(20ms);
-      }
-      REQUIRE_FALSE(doomed->running());
-      doomed->stop(SIGKILL);
+      dies_during(*doomed, [&] { return act(c, admin); });
     }
 
     // The restarted node finishes the operation by itself at start-up.
