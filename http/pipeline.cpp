@@ -168,7 +168,8 @@ std::optional<problem> authenticate(request_context& ctx, const security::jwt_se
                                                 ? "the access token has expired; refresh it"
                                                 : "the access token is not valid");
   }
-  ctx.caller = principal{verified->subject, verified->roles, verified->vendor_id, verified->session_id};
+  ctx.caller = principal{verified->subject, verified->roles, verified->vendor_id, verified->session_id,
+                        verified->expires_at};
   return std::nullopt;
 }
 

@@ -49,6 +49,7 @@ struct principal {
   std::vector<std::string> roles;
   std::string vendor_id;   // vendors only
   std::string session_id;  // the login (refresh-token family) behind the token; empty for older tokens
+  std::chrono::system_clock::time_point expires_at{};  // the token's exp (a live-updates connection ends there)
 
   bool has_role(std::string_view role) const;
   bool is_admin() const { return has_role("admin"); }

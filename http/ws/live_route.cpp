@@ -39,7 +39,8 @@ void add_live_updates_route(router& routes, const hub& live, const security::jwt
                           .with_header("WWW-Authenticate", "Bearer realm=\"mercato\", error=\"invalid_token\""));
               return;
             }
-            ctx->caller = principal{verified->subject, verified->roles, verified->vendor_id, verified->session_id};
+            ctx->caller = principal{verified->subject, verified->roles, verified->vendor_id, verified->session_id,
+                        verified->expires_at};
           }
         }
         respond(response::empty(101));

@@ -1,5 +1,6 @@
 #include "http/ws/ws_session.hpp"
 
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -7,6 +8,7 @@
 #include <utility>
 
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/websocket/stream.hpp>
 #include <prometheus/counter.h>
@@ -39,6 +41,7 @@ class ws_session final : public live_sink, public std::enable_shared_from_this<w
         hub_(live),
         opts_(opts),
         caller_(std::move(caller)),
+        expiry_(ws_.get_executor()),
         queue_(opts.send_queue_items, max_control_waiting, 4 * opts.send_queue_items + 64) {}
 
   ~ws_session() override { detach(); }
@@ -124,7 +127,22 @@ class ws_session final : public live_sink, public std::enable_shared_from_this<w
       return;
     }
     registered_ = true;
+    watch_expiry();
     do_read();
+  }
+
+  // A signed-in connection lasts as long as its access token: at its exp the session is closed (1008),
+  // and the client reconnects with a fresh token, as its HTTP requests would need one.
+  void watch_expiry() {
+    if (!caller_ || caller_->expires_at == std::chrono::system_clock::time_point{}) {
+      return;
+    }
+    expiry_.expires_after(caller_->expires_at - std::chrono::system_clock::now());
+    expiry_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (!ec) {
+        self->close_with(websocket::close_code::policy_error, "the access token expired");
+      }
+    });
   }
 
   void do_read() {
@@ -317,6 +335,7 @@ class ws_session final : public live_sink, public std::enable_shared_from_this<w
       std::lock_guard<std::mutex> lock{mutex_};
       closing_ = true;
     }
+    expiry_.cancel();
     detach();
   }
 
@@ -344,6 +363,7 @@ class ws_session final : public live_sink, public std::enable_shared_from_this<w
   hub& hub_;
   const session_options opts_;
   std::optional<principal> caller_;
+  net::steady_timer expiry_;  // the caller's token expiry (on the strand)
   bhttp::request<bhttp::string_body> req_;  // until the upgrade is answered
   beast::flat_buffer buffer_;
 

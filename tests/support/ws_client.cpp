@@ -47,6 +47,10 @@ ws_client::ws_client(std::uint16_t port, std::string target, headers extra, int 
     throw std::runtime_error("websocket upgrade of " + target + " refused: HTTP " +
                              std::to_string(res.result_int()) + " " + res.body() + " (" + ec.message() + ")");
   }
+  // Every message goes out as one frame in one write (masking buffer included), so an oversized message
+  // reaches the server whole instead of as 4 KiB pieces the server may stop reading halfway.
+  impl_->ws.auto_fragment(false);
+  impl_->ws.write_buffer_bytes(64 * 1024);
   impl_->ws.text(true);
 }
 
