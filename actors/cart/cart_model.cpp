@@ -298,15 +298,8 @@ std::vector<protocol::projection_row> cart_model::project(const std::string& id,
                                      s.updated_at.empty() ? now_rfc3339() : s.updated_at}}}};
 }
 
-template <class... Commands>
-const protocol::command_meta* meta_among(const caf::message& msg) {
-  const protocol::command_meta* found = nullptr;
-  ((found == nullptr && msg.match_elements<Commands>() ? (found = &msg.get_as<Commands>(0).meta) : found), ...);
-  return found;
-}
-
 const protocol::command_meta* cart_model::meta_of(const caf::message& msg) {
-  return meta_among<protocol::cart_add_item, protocol::cart_set_quantity, protocol::cart_remove_item,
+  return protocol::meta_among<protocol::cart_add_item, protocol::cart_set_quantity, protocol::cart_remove_item,
                     protocol::cart_open, protocol::cart_get, protocol::cart_reprice, protocol::cart_claim,
                     protocol::cart_hand_over, protocol::cart_merge, protocol::cart_close_merged,
                     protocol::cart_checked_out>(msg);

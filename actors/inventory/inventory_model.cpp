@@ -276,28 +276,9 @@ std::vector<protocol::projection_row> inventory_model::project(const std::string
 }
 
 const protocol::command_meta* inventory_model::meta_of(const caf::message& msg) {
-  if (auto* c = as<protocol::inventory_get>(msg)) {
-    return &c->meta;
-  }
-  if (auto* c = as<protocol::inventory_adjust>(msg)) {
-    return &c->meta;
-  }
-  if (auto* c = as<protocol::inventory_reserve>(msg)) {
-    return &c->meta;
-  }
-  if (auto* c = as<protocol::inventory_commit>(msg)) {
-    return &c->meta;
-  }
-  if (auto* c = as<protocol::inventory_release>(msg)) {
-    return &c->meta;
-  }
-  if (auto* c = as<protocol::inventory_expire>(msg)) {
-    return &c->meta;
-  }
-  if (auto* c = as<protocol::inventory_set_threshold>(msg)) {
-    return &c->meta;
-  }
-  return nullptr;
+  return protocol::meta_among<protocol::inventory_get, protocol::inventory_adjust, protocol::inventory_reserve,
+                              protocol::inventory_commit, protocol::inventory_release, protocol::inventory_expire,
+                              protocol::inventory_set_threshold>(msg);
 }
 
 caf::error inventory_model::admit(const state&, std::int64_t, const caf::message&, const protocol::command_meta&) {

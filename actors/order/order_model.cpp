@@ -282,19 +282,8 @@ std::vector<protocol::projection_row> order_model::project(const std::string& id
 }
 
 const protocol::command_meta* order_model::meta_of(const caf::message& msg) {
-  if (msg.match_elements<protocol::order_create>()) {
-    return &msg.get_as<protocol::order_create>(0).meta;
-  }
-  if (msg.match_elements<protocol::order_transition>()) {
-    return &msg.get_as<protocol::order_transition>(0).meta;
-  }
-  if (msg.match_elements<protocol::order_get>()) {
-    return &msg.get_as<protocol::order_get>(0).meta;
-  }
-  if (msg.match_elements<protocol::order_begin>()) {
-    return &msg.get_as<protocol::order_begin>(0).meta;
-  }
-  return nullptr;
+  return protocol::meta_among<protocol::order_create, protocol::order_transition, protocol::order_get,
+                              protocol::order_begin>(msg);
 }
 
 caf::error order_model::admit(const state& s, std::int64_t version, const caf::message& msg,

@@ -156,19 +156,8 @@ std::vector<protocol::projection_row> payment_model::project(const std::string& 
 }
 
 const protocol::command_meta* payment_model::meta_of(const caf::message& msg) {
-  if (msg.match_elements<protocol::payment_create>()) {
-    return &msg.get_as<protocol::payment_create>(0).meta;
-  }
-  if (msg.match_elements<protocol::payment_record>()) {
-    return &msg.get_as<protocol::payment_record>(0).meta;
-  }
-  if (msg.match_elements<protocol::payment_get>()) {
-    return &msg.get_as<protocol::payment_get>(0).meta;
-  }
-  if (msg.match_elements<protocol::payment_refund>()) {
-    return &msg.get_as<protocol::payment_refund>(0).meta;
-  }
-  return nullptr;
+  return protocol::meta_among<protocol::payment_create, protocol::payment_record, protocol::payment_get,
+                              protocol::payment_refund>(msg);
 }
 
 caf::error payment_model::admit(const state& s, std::int64_t version, const caf::message& msg,

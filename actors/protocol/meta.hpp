@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include <caf/message.hpp>
 #include <caf/meta/type_name.hpp>
 
 namespace mercato::protocol {
@@ -35,6 +36,14 @@ inline bool operator==(const command_meta& a, const command_meta& b) {
   return a.request_id == b.request_id && a.command_id == b.command_id &&
          a.expected_version == b.expected_version && a.credential_hash == b.credential_hash && a.admin == b.admin &&
          a.trace_id == b.trace_id && a.user_id == b.user_id && a.source == b.source;
+}
+
+// The meta of the first of `Commands` that `msg` holds (an entity kind's meta_of), or null.
+template <class... Commands>
+const command_meta* meta_among(const caf::message& msg) {
+  const command_meta* found = nullptr;
+  ((found == nullptr && msg.match_elements<Commands>() ? (found = &msg.get_as<Commands>(0).meta) : found), ...);
+  return found;
 }
 
 }  // namespace mercato::protocol
