@@ -53,6 +53,18 @@ long db_count(const std::string& sql, const std::string& param = {}) {
 
 // `request` makes the node kill itself (fault injection) mid-request: no answer comes, and the process
 // is gone as after kill -9.
+// Waits (bounded) until `sql` with `param` counts at least one row.
+bool eventually(const std::string& sql, const std::string& param) {
+  const auto deadline = std::chrono::steady_clock::now() + 40s;
+  while (db_count(sql, param) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      return false;
+    }
+    std::this_thread::sleep_for(50ms);
+  }
+  return true;
+}
+
 void dies_during(node_process& doomed, const std::function<mercato::test::http_reply()>& request) {
   bool answered = false;
   std::string what;
@@ -95,11 +107,9 @@ TEST_CASE("a node killed after any checkout step: the restarted node finishes th
     auto node = start_node("");
     http_client c{node->port()};
     // Resumed at start-up: the order ends paid without any client retry.
-    const auto deadline = std::chrono::steady_clock::now() + 40s;
-    while (db_count("SELECT COUNT(*) FROM order_sagas WHERE customer_id = $1::uuid AND step = 'paid'", ada.id) == 0 &&
-           std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(50ms);
-    }
+    REQUIRE_MESSAGE(
+        eventually("SELECT COUNT(*) FROM order_sagas WHERE customer_id = $1::uuid AND step = 'paid'", ada.id),
+        node->log());
     REQUIRE_MESSAGE(db_count("SELECT COUNT(*) FROM orders WHERE customer_id = $1::uuid AND status = 'paid'", ada.id) == 1,
                     node->log());
     CHECK(available_of(c, product) == 8);  // sold once
@@ -125,27 +135,6 @@ TEST_CASE("a node killed after any checkout step: the restarted node finishes th
   }
 }
 
-namespace {
-
-http_reply post(http_client& c, const std::string& path, const std::string& token, const std::string& body = {},
-                headers extra = {}) {
-  auto h = bearer(token, std::move(extra));
-  return c.request("POST", path, body, body.empty() ? h : json_body(h));
-}
-
-// Waits (bounded) until `sql` with `param` counts at least one row.
-bool eventually(const std::string& sql, const std::string& param) {
-  const auto deadline = std::chrono::steady_clock::now() + 40s;
-  while (db_count(sql, param) == 0) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      return false;
-    }
-    std::this_thread::sleep_for(50ms);
-  }
-  return true;
-}
-
-}  // namespace
 
 TEST_CASE("a node killed in the middle of a cancel, a return's receipt or a refund: the restarted node finishes it, once") {
   int product_index = 20;

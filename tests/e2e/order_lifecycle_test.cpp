@@ -67,11 +67,6 @@ paid_order buy(http_client& c, int qty) {
   return p;
 }
 
-http_reply post(http_client& c, const std::string& path, const std::string& token, const std::string& body = {},
-                headers extra = {}) {
-  auto h = bearer(token, std::move(extra));
-  return c.request("POST", path, body, body.empty() ? h : json_body(h));
-}
 
 }  // namespace
 

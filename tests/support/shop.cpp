@@ -139,6 +139,12 @@ std::string checkout_body(const std::string& card, const std::string& country) {
       {"payment", {{"method", "card"}, {"token", card}}}});
 }
 
+http_reply post(http_client& c, const std::string& path, const std::string& token, const std::string& body,
+                headers extra) {
+  auto h = bearer(token, std::move(extra));
+  return c.request("POST", path, body, body.empty() ? h : json_body(h));
+}
+
 http_reply checkout(http_client& c, const customer& who, const std::string& cart, const std::string& card,
                     const std::string& key, const std::string& country) {
   return c.request("POST", "/api/v1/carts/" + cart + "/checkout", checkout_body(card, country),

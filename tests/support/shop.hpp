@@ -44,6 +44,9 @@ std::int64_t reserved_of(http_client& c, const std::string& product);
 
 std::string new_cart(http_client& c, const customer& who);
 void add(http_client& c, const customer& who, const std::string& cart, const std::string& product, int qty);
+// POST `body` (JSON, none when empty) to `path` as the bearer of `token`.
+http_reply post(http_client& c, const std::string& path, const std::string& token, const std::string& body = {},
+                headers extra = {});
 std::string checkout_body(const std::string& card, const std::string& country = "US");
 http_reply checkout(http_client& c, const customer& who, const std::string& cart, const std::string& card,
                     const std::string& key, const std::string& country = "US");
