@@ -3,12 +3,17 @@
 #include <stdexcept>
 
 #include <caf/all.hpp>
+#include <caf/io/middleman.hpp>
 
 #include "actors/cart/cart_model.hpp"
 #include "actors/inventory/inventory_model.hpp"
 #include "actors/order/order_model.hpp"
 #include "actors/payment/payment_model.hpp"
 #include "actors/protocol/protocol.hpp"
+#include "cluster/cluster_metrics.hpp"
+#include "cluster/gateway.hpp"
+#include "cluster/messages.hpp"
+#include "telemetry/logging.hpp"
 #include "persistence/pg_pool.hpp"
 #include "supervisors/entity.hpp"
 #include "supervisors/entity_router.hpp"
@@ -19,7 +24,8 @@ namespace mercato::app {
 struct entity_runtime::impl {
   struct kind_slot {
     std::shared_ptr<supervisors::entity_env> env;
-    caf::actor router;
+    caf::actor router;  // this node's entities of the kind
+    caf::actor front;   // where every command for the kind enters: routes it to its shard's owner
   };
 
   impl(entity_runtime_options o, persistence::pg_pool& pool, telemetry::metrics* m)
@@ -42,10 +48,18 @@ struct entity_runtime::impl {
     }
     writer = std::make_unique<persistence::snapshot_writer>(std::move(wo), metrics);
     protocol::register_protocol(caf_config);
+    cluster::register_types(caf_config);
+    caf_config.load<caf::io::middleman>();
+    // Heartbeats between nodes, so a frozen peer's connection is noticed (CAF's default is off).
+    caf_config.set("middleman.heartbeat-interval", caf::timespan{opts.cluster.heartbeat});
+    caf_config.set("middleman.connection-timeout", caf::timespan{opts.cluster.node_timeout});
     if (opts.scheduler_threads > 0) {
       caf_config.set("scheduler.max-threads", opts.scheduler_threads);
     }
     system = std::make_unique<caf::actor_system>(caf_config);
+    if (metrics) {
+      cluster_stats = std::make_unique<cluster::cluster_metrics>(metrics->registry());
+    }
     const int hosts = opts.hosts_per_kind > 0 ? opts.hosts_per_kind
                                               : static_cast<int>(system->scheduler().num_workers());
     add_kind(actors::cart_model::kind, supervisors::spawner_for<actors::cart_model>(), pool, hosts);
@@ -55,9 +69,8 @@ struct entity_runtime::impl {
   }
 
   void add_kind(const char* kind, supervisors::entity_spawner spawn, persistence::pg_pool& pool, int hosts) {
-    auto env = std::make_shared<supervisors::entity_env>();
+    auto env = std::make_shared<supervisors::entity_env>(opts.shards);
     env->kind = kind;
-    env->shards = opts.shards;
     env->pool = &pool;
     env->writer = writer.get();
     env->metrics = metrics;
@@ -72,7 +85,12 @@ struct entity_runtime::impl {
     }
     auto router = system->spawn(supervisors::entity_router, std::shared_ptr<const supervisors::entity_env>(env),
                                 std::move(spawn), hosts);
-    kinds.push_back({std::move(env), std::move(router)});
+    // Nothing can reach the router but through the front, which is not handed out before the
+    // constructor returns: the entities see env->front set.
+    auto front = system->spawn(cluster::shard_front, std::shared_ptr<const supervisors::entity_env>(env), router,
+                               opts.front, cluster_stats.get());
+    env->front = front.address();
+    kinds.push_back({std::move(env), std::move(router), std::move(front)});
   }
 
   const kind_slot& slot(std::string_view kind) const {
@@ -91,6 +109,10 @@ struct entity_runtime::impl {
   caf::actor_system_config caf_config;
   std::unique_ptr<caf::actor_system> system;
   std::vector<kind_slot> kinds;
+  std::unique_ptr<cluster::cluster_metrics> cluster_stats;
+  caf::actor gateway;
+  std::uint16_t gateway_port = 0;
+  std::unique_ptr<cluster::coordinator> members;
   bool stopped = false;
 };
 
@@ -112,24 +134,61 @@ void entity_runtime::start_outbox() {
   }
 }
 
-void entity_runtime::take_leases(pqxx::connection& conn) {
-  // One node holds every lease until the cluster arrives; taking them again bumps the epoch, which
-  // fences writes of any earlier incarnation.
-  for (auto& k : impl_->kinds) {
-    k.env->epoch = persistence::acquire_all_leases(conn, k.env->kind, k.env->shards, impl_->opts.node_id);
+void entity_runtime::start_cluster() {
+  auto& im = *impl_;
+  if (im.members) {
+    return;
   }
-}
-
-bool entity_runtime::leases_held() const {
-  for (const auto& k : impl_->kinds) {
-    if (k.env->epoch.load() <= 0) {
-      return false;
+  auto hooks = std::make_shared<cluster::gateway_hooks>();
+  hooks->front_of = [&im](std::string_view kind) {
+    for (const auto& k : im.kinds) {
+      if (k.env->kind == kind) {
+        return k.front;
+      }
     }
+    return caf::actor{};
+  };
+  hooks->on_relayed = im.opts.on_relayed;
+  im.gateway = im.system->spawn(cluster::gateway, std::shared_ptr<const cluster::gateway_hooks>(hooks));
+  auto co = im.opts.cluster;
+  auto port = im.system->middleman().publish(im.gateway, co.port, co.host.c_str(), true);
+  if (!port) {
+    throw std::runtime_error("cannot publish the cluster gateway on " + co.host + ":" + std::to_string(co.port) +
+                             ": " + im.system->render(port.error()));
   }
-  return true;
+  im.gateway_port = *port;
+  co.port = *port;
+  co.dsn = im.opts.dsn;
+  co.node_id = im.opts.node_id;
+  std::vector<cluster::kind_binding> bindings;
+  for (const auto& k : im.kinds) {
+    bindings.push_back({k.env, k.front});
+  }
+  im.members = std::make_unique<cluster::coordinator>(std::move(co), *im.system, std::move(bindings),
+                                                      im.cluster_stats.get());
+  im.members->start();
 }
 
-caf::actor entity_runtime::router(std::string_view kind) const { return impl_->slot(kind).router; }
+bool entity_runtime::await_leases(std::chrono::milliseconds timeout) {
+  return impl_->members && impl_->members->await_ready(timeout);
+}
+
+bool entity_runtime::leases_held() const { return impl_->members && impl_->members->ready(); }
+
+std::uint16_t entity_runtime::cluster_port() const { return impl_->gateway_port; }
+
+cluster::coordinator* entity_runtime::coordinator() { return impl_->members.get(); }
+
+void entity_runtime::relay(const std::vector<persistence::outbox_event>& events) {
+  if (!impl_->members || events.empty()) {
+    return;
+  }
+  for (auto& gw : impl_->members->peer_gateways()) {
+    caf::anon_send(gw, cluster::relay_atom::value, events);
+  }
+}
+
+caf::actor entity_runtime::router(std::string_view kind) const { return impl_->slot(kind).front; }
 
 const supervisors::entity_env& entity_runtime::env(std::string_view kind) const { return *impl_->slot(kind).env; }
 
@@ -142,16 +201,30 @@ void entity_runtime::stop() {
     return;
   }
   impl_->stopped = true;
-  // Routers first (their hosts and entities follow, answering what they hold), then the writer
+  // The other nodes take this node's shards first (its entities flush and stop, their messages wait
+  // at the front doors and then go to the new owners).
+  if (impl_->members) {
+    impl_->members->leave(std::chrono::seconds(10));
+  }
+  // Fronts and routers next (hosts and entities follow, answering what they hold), then the writer
   // drains what the entities handed it.
   for (auto& k : impl_->kinds) {
+    caf::anon_send_exit(k.front, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(k.router, caf::exit_reason::user_shutdown);
     k.router = caf::actor{};
+    k.front = caf::actor{};
+  }
+  if (impl_->gateway) {
+    caf::anon_send_exit(impl_->gateway, caf::exit_reason::user_shutdown);
+    impl_->gateway = caf::actor{};
   }
   impl_->system->await_all_actors_done();
   impl_->writer->stop();
   if (impl_->dispatcher) {
     impl_->dispatcher->stop();
+  }
+  if (impl_->members) {
+    impl_->members->finish();
   }
 }
 

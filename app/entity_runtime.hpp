@@ -12,6 +12,8 @@
 #include <caf/actor_system.hpp>
 #include <pqxx/connection>
 
+#include "cluster/coordinator.hpp"
+#include "cluster/shard_front.hpp"
 #include "persistence/outbox_dispatcher.hpp"
 #include "persistence/snapshot_writer.hpp"
 #include "supervisors/entity_env.hpp"
@@ -37,6 +39,12 @@ struct entity_runtime_options {
   // that appended events). Off only where nothing may consume the outbox (a benchmark of the writer).
   bool dispatch_outbox = true;
   persistence::outbox_dispatcher_options outbox;  // dsn is taken from above
+  // Cluster membership (dsn and node_id are taken from above; port 0: any free port). Even one node is
+  // a cluster of one: it takes its shards' leases through the coordinator and renews them.
+  cluster::coordinator_options cluster;
+  cluster::front_options front;
+  // Committed events another node relayed (live updates, cache invalidation); may be empty.
+  std::function<void(const std::vector<persistence::outbox_event>&)> on_relayed;
 };
 
 class entity_runtime {
@@ -52,19 +60,28 @@ class entity_runtime {
   // Starts delivering committed events to the subscribers (idempotent; no-op without dispatch_outbox).
   void start_outbox();
 
-  // Takes the shard leases of every kind for this node (blocking: call at start-up or on a pool
-  // thread). Until then every write is fenced.
-  void take_leases(pqxx::connection& conn);
+  // Publishes the node's gateway and starts the cluster member, which registers the node (once
+  // `cluster.may_join` says so) and takes the leases of the shards placed here. Until a shard's lease is
+  // held its messages wait at the front door and every write of it is fenced.
+  void start_cluster();
+  // Blocks until the node holds every shard placed on it (tests, tools); returns whether it does.
+  bool await_leases(std::chrono::milliseconds timeout);
   bool leases_held() const;
+  std::uint16_t cluster_port() const;
+  cluster::coordinator* coordinator();
+  // Sends committed events to the other nodes' gateways (their hubs and caches).
+  void relay(const std::vector<persistence::outbox_event>& events);
 
-  // The front door of a kind ("cart"): (to_entity_atom, id, command) -> the entity's answer.
+  // The front door of a kind ("cart"): (to_entity_atom, id, command) -> the entity's answer, wherever
+  // in the cluster the entity lives.
   caf::actor router(std::string_view kind) const;
   const supervisors::entity_env& env(std::string_view kind) const;
   caf::actor_system& system();
   persistence::snapshot_writer& writer();
 
-  // Answers everything pending (shutting_down), stops every actor, drains the writer, then stops the
-  // outbox dispatcher (what it did not mark is delivered by the next one). Idempotent.
+  // Hands this node's shards to the other nodes (when there are any), answers everything pending
+  // (shutting_down), stops every actor, drains the writer, stops the outbox dispatcher (what it did not
+  // mark is delivered by the next one), then leaves the cluster. Idempotent.
   void stop();
 
  private:

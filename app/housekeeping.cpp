@@ -53,8 +53,9 @@ void housekeeping::loop() {
         if (!conn || !conn->is_open()) {
           conn = std::make_unique<pqxx::connection>(opts_.dsn);
         }
-        resume_checkouts(*conn, std::chrono::milliseconds(0));
-        resume_operations(*conn, std::chrono::milliseconds(0));
+        const auto older_than = !opts_.alone || opts_.alone() ? std::chrono::milliseconds(0) : opts_.stale_checkout;
+        resume_checkouts(*conn, older_than);
+        resume_operations(*conn, older_than);
         resumed = true;
       } catch (const std::exception& e) {
         conn.reset();
@@ -131,8 +132,20 @@ housekeeping_round housekeeping::run_once(pqxx::connection& conn) {
     out.carts_abandoned = row[1].as<std::int64_t>();
   }
 
-  out.checkouts_resumed = resume_checkouts(conn, opts_.stale_checkout);
-  out.operations_resumed = resume_operations(conn, opts_.stale_checkout);
+  // One node of the cluster at a time resumes stale operations: a resumed one refreshes its row within
+  // milliseconds, so the next node's round no longer finds it stale. (Session lock: released below, or
+  // with the connection if this round throws.)
+  bool resume_turn = false;
+  {
+    pqxx::nontransaction tx(conn);
+    resume_turn = tx.exec("SELECT pg_try_advisory_lock(hashtext('mercato.housekeeping.resume'))")[0][0].as<bool>();
+  }
+  if (resume_turn) {
+    out.checkouts_resumed = resume_checkouts(conn, opts_.stale_checkout);
+    out.operations_resumed = resume_operations(conn, opts_.stale_checkout);
+    pqxx::nontransaction tx(conn);
+    tx.exec("SELECT pg_advisory_unlock(hashtext('mercato.housekeeping.resume'))");
+  }
 
   if (metrics_) {
     metrics_->reservations_expired.Increment(static_cast<double>(out.reservations_due));

@@ -45,6 +45,10 @@ struct housekeeping_options {
   // True once the node may drive entities (migrations applied, leases held); the thread first waits
   // for it, then resumes every unfinished checkout (null: ready at once).
   std::function<bool()> ready;
+  // True while no other cluster node is live (null: alone). A node alone resumes every unfinished
+  // operation at start-up (they were its previous life's); with other nodes live it resumes only stale
+  // ones, since a live node may be driving the others right now.
+  std::function<bool()> alone;
 };
 
 struct housekeeping_round {

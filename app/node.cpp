@@ -10,6 +10,7 @@
 #include "app/housekeeping.hpp"
 #include "app/business_analytics.hpp"
 #include "http/routes/analytics_routes.hpp"
+#include "http/routes/cluster_routes.hpp"
 #include "http/pipeline.hpp"
 #include "http/router.hpp"
 #include "http/catalog_cache.hpp"
@@ -50,8 +51,7 @@ namespace mercato::app {
 struct node::parts {
   explicit parts(const config::settings& s)
       : bootstrap({s.postgres.dsn, s.load_demo_catalog, std::chrono::milliseconds(1000),
-                   [this, auth = s.auth](pqxx::connection& conn) {
-                     runtime->take_leases(conn);
+                   [auth = s.auth](pqxx::connection& conn) {
                      if (auth.admin_email && auth.admin_password) {
                        ensure_admin(conn, *auth.admin_email, *auth.admin_password);
                      }
@@ -59,7 +59,7 @@ struct node::parts {
         pool({s.postgres.dsn, s.postgres.pool_size, s.postgres.queue_limit, s.postgres.statement_timeout,
               std::chrono::milliseconds(2000), std::chrono::milliseconds(10'000)},
              &metrics),
-        runtime(std::make_unique<entity_runtime>(runtime_options(s), pool, &metrics)),
+        runtime(std::make_unique<entity_runtime>(runtime_options(s, bootstrap, relay_targets), pool, &metrics)),
         redis(s.redis.url ? std::make_shared<persistence::redis_client>(*s.redis.url) : nullptr),
         workers("http-workers", s.http.worker_threads, s.postgres.queue_limit),
         jwt(jwt_settings(s)),
@@ -72,10 +72,40 @@ struct node::parts {
         server(s.http, edge, &metrics) {
   }
 
-  static entity_runtime_options runtime_options(const config::settings& s) {
+  // Subscribers that also get the events other nodes relay (the live-updates hub, the catalog cache).
+  struct relay_target {
+    persistence::outbox_filter filter;
+    persistence::outbox_dispatcher::handler handler;
+  };
+
+  static entity_runtime_options runtime_options(const config::settings& s, persistence::schema_bootstrap& bootstrap,
+                                                const std::vector<relay_target>& relay_targets) {
     entity_runtime_options o;
     o.dsn = s.postgres.dsn;
     o.node_id = s.node_id;
+    o.shards = s.cluster.shards;
+    o.cluster.host = s.cluster.host;
+    o.cluster.port = s.cluster.port;
+    o.cluster.http_port = s.http.port;
+    o.cluster.lease_ttl = s.cluster.lease_ttl;
+    o.cluster.heartbeat = s.cluster.heartbeat;
+    o.cluster.node_timeout = s.cluster.node_timeout;
+    o.cluster.may_join = [&bootstrap] { return bootstrap.done(); };
+    // Events relayed by the node that runs the outbox, for this node's own subscribers (the list is
+    // complete before the gateway is published).
+    o.on_relayed = [&relay_targets](const std::vector<persistence::outbox_event>& events) {
+      for (const auto& t : relay_targets) {
+        std::vector<persistence::outbox_event> mine;
+        for (const auto& e : events) {
+          if (t.filter.matches(e)) {
+            mine.push_back(e);
+          }
+        }
+        if (!mine.empty()) {
+          t.handler(mine);
+        }
+      }
+    };
     o.scheduler_threads = s.scheduler_threads > 0 ? static_cast<std::size_t>(s.scheduler_threads) : 0;
     o.outbox.poll_interval = s.outbox.poll_interval;
     o.outbox.batch_size = s.outbox.batch_size;
@@ -159,6 +189,7 @@ struct node::parts {
   }
 
   telemetry::metrics metrics;
+  std::vector<relay_target> relay_targets;  // filled in node::start, before the cluster starts
   persistence::schema_bootstrap bootstrap;
   persistence::pg_pool pool;
   std::unique_ptr<entity_runtime> runtime;  // actor system, snapshot writer, a router per entity kind
@@ -197,6 +228,34 @@ void add_storefront(http::router& routes, const config::http_settings& http) {
   telemetry::log_info("demo storefront", {{"dir", dir}, {"files", site->files.size()}, {"bytes", site->bytes}});
 }
 
+http::cluster_status cluster_status_of(entity_runtime& runtime) {
+  http::cluster_status out;
+  auto* members = runtime.coordinator();
+  if (!members) {
+    return out;
+  }
+  const auto view = members->view();
+  out.self = view.self;
+  out.ready = members->ready();
+  out.shard_count = view.shards_total;
+  for (const auto& n : view.nodes) {
+    http::cluster_node_status s;
+    s.id = n.id;
+    s.address = n.host + ":" + std::to_string(n.port);
+    s.http_port = n.http_port;
+    s.state = n.state;
+    s.live = n.live;
+    s.heartbeat_age_ms = n.heartbeat_age_ms;
+    s.active_entities = n.active_entities;
+    if (auto it = view.shards_by_node.find(n.id); it != view.shards_by_node.end()) {
+      s.shards = it->second;
+    }
+    s.started_at = n.started_at;
+    out.nodes.push_back(std::move(s));
+  }
+  return out;
+}
+
 }  // namespace
 
 node::node(config::settings s) : settings_(std::move(s)) {}
@@ -211,6 +270,7 @@ void node::start() {
   // live-updates hub and the checkout's handlers will).
   p.runtime->subscribe("catalog-cache", http::catalog_invalidation_handler(p.workers, p.cache),
                        http::catalog_invalidation_filter());
+  p.relay_targets.push_back({http::catalog_invalidation_filter(), http::catalog_invalidation_handler(p.workers, p.cache)});
   // Order confirmations, vendors' new orders, shipping and refund notices (notifications/), stored and logged.
   auto notifier = std::make_shared<notifications::pg_notifier>(settings_.postgres.dsn, std::chrono::milliseconds(2000),
                                                                settings_.postgres.statement_timeout);
@@ -222,7 +282,25 @@ void node::start() {
   p.runtime->subscribe("analytics", p.analytics->subscriber(), business_analytics::filter());
   // Live updates over WebSocket: committed stock, price and order changes fanned out to subscribers.
   p.runtime->subscribe("live-updates", p.live.subscriber(), http::ws::hub::filter());
+  p.relay_targets.push_back({http::ws::hub::filter(), p.live.subscriber()});
+  // The node that runs the outbox passes those events on to the other nodes' hubs and caches (best
+  // effort: a hub drops versions older than what it has, a cache entry also expires by its TTL).
+  p.runtime->subscribe(
+      "cluster-relay",
+      [&p](const std::vector<persistence::outbox_event>& events) {
+        std::vector<persistence::outbox_event> wanted;
+        for (const auto& e : events) {
+          for (const auto& t : p.relay_targets) {
+            if (t.filter.matches(e)) {
+              wanted.push_back(e);
+              break;
+            }
+          }
+        }
+        p.runtime->relay(wanted);
+      });
   p.runtime->start_outbox();
+  p.runtime->start_cluster();
   http::add_ops_routes(p.routes, {&p.pool, &p.metrics, [&p] { return p.bootstrap.done(); },
                                   [&p] { return p.runtime->leases_held(); }, settings_.node_id, p.redis, p.cache});
   http::add_catalog_routes(p.routes, p.pool, p.cache);
@@ -301,6 +379,19 @@ void node::start() {
     }
   };
   chores.ready = [&p] { return p.bootstrap.done() && p.runtime->leases_held(); };
+  chores.alone = [&p] {
+    auto* members = p.runtime->coordinator();
+    if (!members) {
+      return true;
+    }
+    const auto view = members->view();
+    for (const auto& n : view.nodes) {
+      if (n.live && n.id != view.self) {
+        return false;
+      }
+    }
+    return true;
+  };
   p.chores = std::make_unique<housekeeping>(std::move(chores), *p.runtime, &p.metrics);
   p.chores->start();
   auto auth = std::make_shared<http::auth_context>(http::auth_context{p.pool, p.workers, p.jwt, settings_.auth.refresh_token_ttl, nullptr, {}});
@@ -309,6 +400,7 @@ void node::start() {
   http::add_auth_routes(p.routes, std::move(auth));
   http::add_notification_routes(p.routes, p.pool);
   http::add_analytics_routes(p.routes, p.runtime->system(), p.analytics->actor());
+  http::add_cluster_routes(p.routes, [&p] { return cluster_status_of(*p.runtime); });
   add_storefront(p.routes, settings_.http);
   http::ws::add_live_updates_route(p.routes, p.live, &p.jwt);
   http::ws::session_options live_opts;
@@ -352,5 +444,9 @@ void node::stop() {
 }
 
 std::uint16_t node::http_port() const { return parts_ ? parts_->server.port() : 0; }
+
+std::uint16_t node::cluster_port() const { return parts_ ? parts_->runtime->cluster_port() : 0; }
+
+entity_runtime* node::runtime() { return parts_ ? parts_->runtime.get() : nullptr; }
 
 }  // namespace mercato::app

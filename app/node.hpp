@@ -10,6 +10,8 @@
 
 namespace mercato::app {
 
+class entity_runtime;
+
 class node {
  public:
   explicit node(config::settings s);
@@ -23,6 +25,9 @@ class node {
   void stop();
 
   std::uint16_t http_port() const;
+  std::uint16_t cluster_port() const;
+  // The node's entity runtime (tests: the cluster member's test hooks); null before start().
+  entity_runtime* runtime();
 
  private:
   struct parts;

@@ -702,9 +702,9 @@ class runtime {
     // (which had no dispatcher); dispatching adds one marking UPDATE per batch of events.
     ro.dispatch_outbox = false;
     runtime_ = std::make_unique<app::entity_runtime>(ro, *pool_, &metrics_);
-    {
-      pqxx::connection conn{dsn};
-      runtime_->take_leases(conn);
+    runtime_->start_cluster();
+    if (!runtime_->await_leases(std::chrono::seconds(30))) {
+      throw std::runtime_error("no shard leases");
     }
     router_ = runtime_->router(actors::cart_model::kind);
     hosts_ = static_cast<int>(runtime_->system().scheduler().num_workers());

@@ -79,7 +79,7 @@ std::chrono::milliseconds as_ms(const typed_value& v) {
 
 // One table drives the TOML walk, the environment, the command line and the --help text, so a setting
 // cannot be reachable from one source and silently missing from another.
-const std::array<field_spec, 61> fields = {{
+const std::array<field_spec, 67> fields = {{
     {"node_id", "MERCATO_NODE_ID", "--node-id", "Node name, unique in the cluster", value_kind::identifier, 0, 0,
      [](settings& s, const typed_value& v) { s.node_id = as_text(v); }},
     {"scheduler_threads", "MERCATO_SCHEDULER_THREADS", "--scheduler-threads", "CAF worker threads (0 = cores)",
@@ -205,6 +205,19 @@ const std::array<field_spec, 61> fields = {{
      [](settings& s, const typed_value& v) { s.websocket.max_bad_messages = static_cast<std::size_t>(as_number(v)); }},
     {"websocket.max_initial_orders", "MERCATO_WS_MAX_INITIAL_ORDERS", "", "", value_kind::count, 0, 10'000,
      [](settings& s, const typed_value& v) { s.websocket.max_initial_orders = static_cast<std::size_t>(as_number(v)); }},
+    {"cluster.host", "MERCATO_CLUSTER_HOST", "--cluster-host", "Cluster gateway address (bound and advertised)",
+     value_kind::text, 0, 0, [](settings& s, const typed_value& v) { s.cluster.host = as_text(v); }},
+    {"cluster.port", "MERCATO_CLUSTER_PORT", "--cluster-port", "Cluster gateway port (0 = any free port)",
+     value_kind::count, 0, 65535,
+     [](settings& s, const typed_value& v) { s.cluster.port = static_cast<std::uint16_t>(as_number(v)); }},
+    {"cluster.shards", "MERCATO_CLUSTER_SHARDS", "", "", value_kind::count, 1, 4096,
+     [](settings& s, const typed_value& v) { s.cluster.shards = static_cast<int>(as_number(v)); }},
+    {"cluster.lease_ttl_ms", "MERCATO_CLUSTER_LEASE_TTL_MS", "", "", value_kind::milliseconds, 300, max_timeout_ms,
+     [](settings& s, const typed_value& v) { s.cluster.lease_ttl = as_ms(v); }},
+    {"cluster.heartbeat_ms", "MERCATO_CLUSTER_HEARTBEAT_MS", "", "", value_kind::milliseconds, 50, max_timeout_ms,
+     [](settings& s, const typed_value& v) { s.cluster.heartbeat = as_ms(v); }},
+    {"cluster.node_timeout_ms", "MERCATO_CLUSTER_NODE_TIMEOUT_MS", "", "", value_kind::milliseconds, 100,
+     max_timeout_ms, [](settings& s, const typed_value& v) { s.cluster.node_timeout = as_ms(v); }},
     {"redis.url", "MERCATO_REDIS_URL", "--redis-url", "Redis URL (empty = no Redis)", value_kind::optional_text, 0,
      0,
      [](settings& s, const typed_value& v) {
@@ -670,6 +683,14 @@ void load_into(load_result& result, int argc, const char* const* argv,
   // Reported in precedence order so the list reads like the loading did.
   for (auto* part : {&file_errors, &env_errors, &cli_errors})
     result.errors.insert(result.errors.end(), part->begin(), part->end());
+  // Settings that only make sense together.
+  const auto& c = s.cluster;
+  if (c.lease_ttl < 3 * c.heartbeat) {
+    result.errors.push_back({"cluster.lease_ttl_ms", "configuration",
+                             "must be at least 3 heartbeats (cluster.heartbeat_ms), got " +
+                                 std::to_string(c.lease_ttl.count()) + " with heartbeats of " +
+                                 std::to_string(c.heartbeat.count())});
+  }
   if (result.errors.empty()) result.value = std::move(s);
 }
 

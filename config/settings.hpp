@@ -123,6 +123,16 @@ struct websocket_settings {
   std::size_t max_initial_orders = 50;            // current orders sent on subscribe (newest first)
 };
 
+// Cluster membership (cluster/): every node, even alone, registers in PostgreSQL and holds leases.
+struct cluster_settings {
+  std::string host = "127.0.0.1";                  // the gateway's address (bound and advertised)
+  std::uint16_t port = 0;                          // its port; 0 = any free port
+  int shards = 64;                                 // per entity kind; the same on every node
+  std::chrono::milliseconds lease_ttl{10'000};     // a dead node's shards move after this
+  std::chrono::milliseconds heartbeat{1'000};      // membership heartbeat and lease renewal
+  std::chrono::milliseconds node_timeout{5'000};   // a node without a heartbeat this long is down
+};
+
 struct settings {
   std::string node_id = "node-1";
   unsigned scheduler_threads = 0;               // CAF workers; 0 = number of cores
@@ -137,6 +147,7 @@ struct settings {
   checkout_settings checkout;
   housekeeping_settings housekeeping;
   websocket_settings websocket;
+  cluster_settings cluster;
   bool load_demo_catalog = false;               // --demo: load the demo catalog when the catalog is empty
 };
 

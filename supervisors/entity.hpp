@@ -158,8 +158,8 @@ class entity_context_impl final : public protocol::entity_context<typename Model
     w.snap.id = st.id;
     w.snap.version = v;
     w.snap.base_version = st.version;
-    w.snap.owner_epoch = env.epoch.load(std::memory_order_relaxed);
     w.snap.shard = shard_of(st.id, env.shards);
+    w.snap.owner_epoch = env.epoch_of(w.snap.shard);
     w.snap.state_json = boost::json::serialize(Model::encode(next));
     w.snap.recent_commands = std::move(recent_joined);
     w.events = std::move(events);

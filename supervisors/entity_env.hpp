@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include <caf/actor_addr.hpp>
 #include <caf/atom.hpp>
 
 namespace mercato::persistence {
@@ -38,15 +39,35 @@ struct runtime_limits {
   bool fault_injection = false;                        // tests: entities honour fault_atom
 };
 
+// This node's lease of one shard, as the cluster coordinator last renewed it. Entities write under
+// `epoch`; the front door routes to local entities only while `serving_until` (steady clock) lies ahead,
+// which the coordinator sets a safety margin short of the lease's expiry in the database.
+struct shard_lease {
+  std::atomic<std::int64_t> epoch{0};          // 0: not held (every write is fenced)
+  std::atomic<std::int64_t> serving_until{0};  // steady_clock nanoseconds since its epoch
+};
+
 struct entity_env {
+  explicit entity_env(int shard_count = 64)
+      : shards(shard_count), leases(std::make_unique<shard_lease[]>(static_cast<std::size_t>(shard_count))) {}
   std::string kind;
-  int shards = 64;
-  // Lease epoch snapshots are written under; 0 until the node holds its leases (writes are fenced).
-  std::atomic<std::int64_t> epoch{0};
+  const int shards;
+  // One per shard: the epoch snapshots of that shard are written under, and until when to serve it.
+  std::unique_ptr<shard_lease[]> leases;
+  // The kind's front door on this node (cluster/shard_front): commands of a shard that is being
+  // dropped (handed off or lost) go back there, to wait for the shard's next owner.
+  caf::actor_addr front;
   persistence::pg_pool* pool = nullptr;
   persistence::snapshot_writer* writer = nullptr;
   telemetry::metrics* metrics = nullptr;
   runtime_limits limits;
+
+  std::int64_t epoch_of(int shard) const { return leases[static_cast<std::size_t>(shard)].epoch.load(std::memory_order_acquire); }
+  // The lease is held and not (locally) near its expiry: entities of the shard may be served.
+  bool serving(int shard) const;
+  // Sets (or clears, with epoch 0) this node's lease of `shard`.
+  void hold(int shard, std::int64_t epoch, std::chrono::steady_clock::time_point until);
+  void extend(int shard, std::chrono::steady_clock::time_point until);
 };
 
 // Runtime-internal messages between a host and its entities (never sent across nodes; every
@@ -65,6 +86,9 @@ using stopping_atom = caf::atom_constant<caf::atom("ent_stop")>;  // entity -> h
 using release_atom = caf::atom_constant<caf::atom("ent_rel")>;    // host -> entity: nothing more comes
 using requeue_atom = caf::atom_constant<caf::atom("ent_requeu")>; // entity -> host: (id, command, promise)
 using drained_atom = caf::atom_constant<caf::atom("ent_drain")>;  // to self: the mailbox is answered
+// (drop_shard_atom, int32 shard) -> uint64: router and hosts stop every entity of the shard (after its
+// pending writes settle), drop its parked state, and hand commands still waiting back to the front door.
+using drop_shard_atom = caf::atom_constant<caf::atom("ent_dropsh")>;
 
 // The shard of an entity id: stable across nodes and versions (FNV-1a, not std::hash).
 int shard_of(const std::string& id, int shards);

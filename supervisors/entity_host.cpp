@@ -91,8 +91,17 @@ struct slot_list {
   }
 };
 
+// A shard being dropped (handed off to another node, or lost): its entities still stopping, and who
+// waits for the last one.
+struct shard_drop {
+  std::vector<caf::response_promise> waiters;
+  std::size_t left = 0;
+  std::uint64_t dropped = 0;
+};
+
 struct host_state {
   std::shared_ptr<const entity_env> env;
+  std::unordered_map<int, shard_drop> drops;  // by shard; empty nearly always
   entity_spawner spawn;
   std::unordered_map<std::string, entry> entities;  // the only per-entity table
   slot_list live;    // phase live
@@ -131,6 +140,25 @@ void drop_parked_state(entry& e) {
   std::string{}.swap(e.parked_recent);
   e.has_parked_state = false;
   e.passivate_when_parked = false;
+}
+
+// A command for a shard this node is letting go: back to the kind's front door, which holds it until
+// the shard's next owner is known (without a front, as in some tests, the caller may retry).
+void hand_back(const entity_env& env, const std::string& id, caf::message command, caf::response_promise& rp) {
+  auto front = caf::actor_cast<caf::actor>(env.front);
+  if (!front) {
+    rp.deliver(caf::make_error(protocol::errc::entity_restarting, "the entity is moving to another node; retry"));
+    return;
+  }
+  rp.delegate(front, protocol::to_entity_atom::value, id, std::move(command));
+}
+
+const shard_drop* dropping(const host_state& st, const std::string& id) {
+  if (st.drops.empty()) {
+    return nullptr;
+  }
+  auto it = st.drops.find(shard_of(id, st.env->shards));
+  return it == st.drops.end() ? nullptr : &it->second;
 }
 
 }  // namespace
@@ -238,8 +266,44 @@ caf::behavior entity_host(caf::event_based_actor* self, std::shared_ptr<const en
     set_active_gauge(*st, -static_cast<std::int64_t>(st->active));
   });
 
+  // An entity of a shard being dropped is gone (or never had an actor): its waiting commands go back
+  // to the front door, and the drop is answered once the shard's last entity is gone.
+  auto forget = [st](slot* s, bool awaited) {
+    auto& e = s->second;
+    const std::string id = s->first;
+    const int shard = shard_of(id, st->env->shards);
+    if (e.ph == phase::live) {
+      st->live.unlink(s);
+    } else if (e.ph == phase::parking || e.ph == phase::parked) {
+      st->parked.unlink(s);
+      if (e.ph == phase::parked) {
+        --st->parked_count;
+      }
+    }
+    if (e.ph != phase::restarting) {
+      set_active_gauge(*st, -1);  // restarting entities were counted out when they crashed
+    }
+    if (e.extra) {
+      for (auto& w : e.extra->waiting) {
+        hand_back(*st->env, id, std::move(w.command), w.promise);
+      }
+    }
+    st->entities.erase(id);
+    auto d = st->drops.find(shard);
+    if (d == st->drops.end()) {
+      return;
+    }
+    ++d->second.dropped;
+    if (awaited && d->second.left > 0 && --d->second.left == 0) {
+      for (auto& w : d->second.waiters) {
+        w.deliver(d->second.dropped);
+      }
+      st->drops.erase(d);
+    }
+  };
+
   // An entity ended (reported by the exit hook its spawner attached).
-  auto on_gone = [self, st, start, flush_waiting, drain_and_quit](caf::actor_id aid, const std::string& id, const caf::error& reason) {
+  auto on_gone = [self, st, start, flush_waiting, drain_and_quit, forget](caf::actor_id aid, const std::string& id, const caf::error& reason) {
     auto it = st->entities.find(id);
     if (it == st->entities.end() || !it->second.handle || it->second.handle.id() != aid) {
       return;  // not the current incarnation
@@ -248,6 +312,10 @@ caf::behavior entity_host(caf::event_based_actor* self, std::shared_ptr<const en
     auto& e = s->second;
     e.handle = caf::actor{};
     const auto& env = *st->env;
+    if (dropping(*st, id)) {
+      forget(s, true);
+      return;
+    }
     // mercato reasons other than `crashed` (unavailable, fenced, ...) are orderly stops.
     // (An empty caf::error has no category: check it first.)
     const bool ours = reason && reason.category() == caf::atom("mercato");
@@ -378,6 +446,10 @@ caf::behavior entity_host(caf::event_based_actor* self, std::shared_ptr<const en
   return {
       [self, st, start](protocol::to_entity_atom, const std::string& id, caf::message& command) {
         auto rp = self->make_response_promise();
+        if (dropping(*st, id)) {
+          hand_back(*st->env, id, std::move(command), rp);
+          return rp;
+        }
         auto [it, fresh] = st->entities.try_emplace(id);
         slot* s = &*it;
         auto& e = s->second;
@@ -449,6 +521,10 @@ caf::behavior entity_host(caf::event_based_actor* self, std::shared_ptr<const en
         // A command its stopping entity handed back: it runs on the next incarnation, in its order.
         auto it = st->entities.find(id);
         if (it == st->entities.end()) {
+          if (dropping(*st, id)) {
+            hand_back(*st->env, id, std::move(command), promise);
+            return;
+          }
           promise.deliver(caf::make_error(protocol::errc::entity_restarting, "the entity is restarting; retry"));
           return;
         }
@@ -495,6 +571,53 @@ caf::behavior entity_host(caf::event_based_actor* self, std::shared_ptr<const en
         start(&*it, false);
         flush_waiting(it->second);
       },
+      [self, st, forget](drop_shard_atom, std::int32_t shard) {
+        auto rp = self->make_response_promise<std::uint64_t>();
+        if (auto running = st->drops.find(shard); running != st->drops.end()) {
+          running->second.waiters.push_back(rp);  // already under way: answered with it
+          return rp;
+        }
+        auto& d = st->drops[shard];
+        d.waiters.push_back(rp);
+        std::vector<slot*> now_gone;
+        for (auto& kv : st->entities) {
+          if (shard_of(kv.first, st->env->shards) != shard) {
+            continue;
+          }
+          slot* s = &kv;
+          auto& e = s->second;
+          switch (e.ph) {
+            case phase::parked:
+            case phase::restarting:  // no actor: nothing to wait for
+              now_gone.push_back(s);
+              break;
+            case phase::live:
+              st->live.unlink(s);
+              e.ph = phase::passivating;
+              self->send(e.handle, protocol::passivate_atom::value);
+              ++d.left;
+              break;
+            case phase::parking:
+              e.passivate_when_parked = true;
+              ++d.left;
+              break;
+            case phase::passivating:
+            case phase::stopping:
+              ++d.left;
+              break;
+          }
+        }
+        for (slot* s : now_gone) {
+          forget(s, false);
+        }
+        if (d.left == 0) {
+          for (auto& w : d.waiters) {
+            w.deliver(d.dropped);
+          }
+          st->drops.erase(shard);
+        }
+        return rp;
+      },
       [scan_idle](protocol::idle_atom, caf::timespan idle_for) { return static_cast<std::uint64_t>(scan_idle(idle_for)); },
       [self, st, scan_idle](protocol::tick_atom) {
         scan_idle(st->env->limits.passivate_after);
@@ -516,6 +639,26 @@ caf::behavior entity_host(caf::event_based_actor* self, std::shared_ptr<const en
         return caf::make_message(st->active, st->parked_count, st->unparks);
       },
   };
+}
+
+bool entity_env::serving(int shard) const {
+  const auto& l = leases[static_cast<std::size_t>(shard)];
+  if (l.epoch.load(std::memory_order_acquire) <= 0) {
+    return false;
+  }
+  const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+  return now < l.serving_until.load(std::memory_order_acquire);
+}
+
+void entity_env::hold(int shard, std::int64_t epoch, std::chrono::steady_clock::time_point until) {
+  auto& l = leases[static_cast<std::size_t>(shard)];
+  l.serving_until.store(epoch > 0 ? until.time_since_epoch().count() : 0, std::memory_order_release);
+  l.epoch.store(epoch, std::memory_order_release);
+}
+
+void entity_env::extend(int shard, std::chrono::steady_clock::time_point until) {
+  leases[static_cast<std::size_t>(shard)].serving_until.store(until.time_since_epoch().count(),
+                                                               std::memory_order_release);
 }
 
 int shard_of(const std::string& id, int shards) {

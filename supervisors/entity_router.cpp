@@ -151,6 +151,57 @@ caf::behavior entity_router(caf::event_based_actor* self, std::shared_ptr<const 
         }
         return rp;
       },
+      [self, st](drop_shard_atom, std::int32_t shard) {
+        // Every host may hold entities of the shard (hosts split ids, not shards). Messages held for a
+        // restarting host go back to the front door; its successor starts without entities.
+        auto front = caf::actor_cast<caf::actor>(st->env->front);
+        for (auto& q : st->held_for) {
+          for (auto it = q.begin(); it != q.end();) {
+            if (shard_of(it->id, st->env->shards) != shard) {
+              ++it;
+              continue;
+            }
+            if (front) {
+              it->promise.delegate(front, protocol::to_entity_atom::value, std::move(it->id), std::move(it->command));
+            } else {
+              it->promise.deliver(caf::make_error(protocol::errc::entity_restarting, "the entity is moving; retry"));
+            }
+            it = q.erase(it);
+          }
+        }
+        auto rp = self->make_response_promise<std::uint64_t>();
+        auto total = std::make_shared<std::uint64_t>(0);
+        auto left = std::make_shared<std::size_t>(st->hosts.size());
+        auto failed = std::make_shared<caf::error>();
+        auto done = [rp, total, left, failed]() mutable {
+          if (--*left > 0) {
+            return;
+          }
+          if (*failed) {
+            rp.deliver(*failed);
+          } else {
+            rp.deliver(*total);
+          }
+        };
+        for (auto& h : st->hosts) {
+          if (!h) {
+            done();
+            continue;
+          }
+          // Entities flush their pending writes first: bounded by the writer's commit deadline.
+          self->request(h, std::chrono::seconds(30), drop_shard_atom::value, shard)
+              .then(
+                  [total, done](std::uint64_t n) mutable {
+                    *total += n;
+                    done();
+                  },
+                  [failed, done](caf::error& e) mutable {
+                    *failed = std::move(e);
+                    done();
+                  });
+        }
+        return rp;
+      },
       [self, st](protocol::stats_atom) {
         auto rp = self->make_response_promise<std::uint64_t, std::uint64_t>();
         auto sums = std::make_shared<std::pair<std::uint64_t, std::uint64_t>>(0, 0);

@@ -38,7 +38,9 @@ mercato::test::scratch_database& database() {
 std::unique_ptr<node_process> start_node(const std::string& crash_after) {
   std::map<std::string, std::string> env{{"MERCATO_PG_DSN", database().dsn()},
                                          {"MERCATO_RATE_LIMITS", "off"},
-                                         {"MERCATO_CHECKOUT_PROVIDER_TIMEOUT_MS", "2000"}};
+                                         {"MERCATO_CHECKOUT_PROVIDER_TIMEOUT_MS", "2000"},
+                                         // The same node restarting: it takes its own leases back at once.
+                                         {"MERCATO_NODE_ID", "crash-node"}};
   if (!crash_after.empty()) {
     env["MERCATO_CHECKOUT_FAULT_CRASH_AFTER"] = crash_after;
   }

@@ -46,7 +46,8 @@ while IFS='=' read -r var _; do
     child_env+=(-u "$var")
   fi
 done < <(env)
-child_env+=(MERCATO_PG_DSN="$pg_dsn" MERCATO_HTTP_PORT="$port" MERCATO_HTTP_ADDRESS=127.0.0.1 MERCATO_LOG_FORMAT=json)
+child_env+=(MERCATO_PG_DSN="$pg_dsn" MERCATO_HTTP_PORT="$port" MERCATO_HTTP_ADDRESS=127.0.0.1 MERCATO_LOG_FORMAT=json
+           MERCATO_NODE_ID="promtool-$$")  # its own id: other tests' nodes may share the database
 if [[ -n "$redis_url" ]]; then
   child_env+=(MERCATO_REDIS_URL="$redis_url")
 fi

@@ -33,9 +33,9 @@ cart_runtime::cart_runtime(cart_runtime_options opts) : opts_(std::move(opts)) {
     runtime_->subscribe("test", opts_.on_events);
   }
   runtime_->start_outbox();
-  {
-    pqxx::connection conn{opts_.dsn};
-    runtime_->take_leases(conn);
+  runtime_->start_cluster();
+  if (!runtime_->await_leases(std::chrono::seconds(30))) {
+    throw std::runtime_error("the test runtime did not get its shard leases");
   }
   router_ = runtime_->router(actors::cart_model::kind);
 }

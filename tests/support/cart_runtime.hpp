@@ -85,7 +85,7 @@ class cart_runtime {
   telemetry::metrics& metrics() { return metrics_; }
   app::entity_runtime& runtime() { return *runtime_; }
   persistence::snapshot_writer& writer() { return runtime_->writer(); }
-  std::int64_t epoch() const { return runtime_->env("cart").epoch; }
+  std::int64_t epoch() const { return runtime_->env("cart").epoch_of(0); }  // shard 0's lease
   // Stops the runtime as the node does (answers what is pending with shutting_down); idempotent.
   void stop();
   double counter(const std::string& family) const;  // sum of a counter family for kind=cart

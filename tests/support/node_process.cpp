@@ -1,6 +1,7 @@
 #include "support/node_process.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <csignal>
 #include <cstdlib>
 #include <fstream>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include "support/contract_proxy.hpp"
+#include "support/scratch_database.hpp"
 #include "support/http_client.hpp"
 
 extern char** environ;
@@ -60,6 +62,14 @@ int run_command(const std::string& cmd) {
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
+// The database of the nodes a test program starts without naming one: its own, created on first use and
+// dropped at exit, so test programs running side by side never share data or cluster membership (nodes of
+// one database form a cluster).
+const std::string& program_database_dsn() {
+  static scratch_database db;
+  return db.dsn();
+}
+
 node_process::node_process(std::vector<std::string> args, std::map<std::string, std::string> env) {
   port_ = free_port();
   char tmpl[] = "/tmp/mercatod-test-XXXXXX";
@@ -77,9 +87,13 @@ node_process::node_process(std::vector<std::string> args, std::map<std::string, 
       vars[kv.substr(0, eq)] = kv.substr(eq + 1);
     }
   }
-  vars["MERCATO_PG_DSN"] = test_pg_dsn();
+  vars["MERCATO_PG_DSN"] = program_database_dsn();
   vars["MERCATO_HTTP_PORT"] = std::to_string(port_);
   vars["MERCATO_LOG_FORMAT"] = "json";
+  // Nodes of one test database form a cluster: each needs its own id (a test that restarts a node on
+  // the same data passes the same MERCATO_NODE_ID each time, as an operator would).
+  static std::atomic<int> started{0};
+  vars["MERCATO_NODE_ID"] = "t" + std::to_string(::getpid()) + "-" + std::to_string(++started);
   // Every e2e node shares one test Redis and one client address: limits would leak between tests.
   // Tests of rate limiting switch them on with their own MERCATO_REDIS_KEY_PREFIX.
   vars["MERCATO_RATE_LIMITS"] = "off";

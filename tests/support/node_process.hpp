@@ -1,6 +1,6 @@
 #pragma once
-// Runs mercatod as a child process for end-to-end tests: its own port, the test database, stderr
-// captured to a file, and a stop that sends a real signal.
+// Runs mercatod as a child process for end-to-end tests: its own port and node id, the test program's own
+// database (unless MERCATO_PG_DSN is given), stderr captured to a file, and a stop that sends a real signal.
 
 #include <chrono>
 #include <cstdint>

@@ -757,3 +757,22 @@ TEST_CASE("http.static_dir: empty means the built-in web/ directory; anything el
   CHECK(contains(not_dir.message, "existing directory"));
   CHECK(contains(not_dir.message, "line 2"));
 }
+
+TEST_CASE("cluster settings: read from every source; a lease must outlast three heartbeats") {
+  const auto s = loaded(run({"--cluster-host", "10.0.0.7", "--cluster-port", "7101"},
+                            {{"MERCATO_CLUSTER_SHARDS", "32"},
+                             {"MERCATO_CLUSTER_LEASE_TTL_MS", "6000"},
+                             {"MERCATO_CLUSTER_HEARTBEAT_MS", "500"},
+                             {"MERCATO_CLUSTER_NODE_TIMEOUT_MS", "2500"}}));
+  CHECK(s.cluster.host == "10.0.0.7");
+  CHECK(s.cluster.port == 7101);
+  CHECK(s.cluster.shards == 32);
+  CHECK(s.cluster.lease_ttl == std::chrono::milliseconds{6000});
+  CHECK(s.cluster.heartbeat == std::chrono::milliseconds{500});
+  CHECK(s.cluster.node_timeout == std::chrono::milliseconds{2500});
+  const auto e = only_error(run({}, {{"MERCATO_CLUSTER_LEASE_TTL_MS", "1000"}, {"MERCATO_CLUSTER_HEARTBEAT_MS", "400"}}));
+  CHECK(e.key == "cluster.lease_ttl_ms");
+  CHECK(contains(e.message, "at least 3 heartbeats"));
+  CHECK(contains(only_error(run({}, {{"MERCATO_CLUSTER_SHARDS", "0"}})).message, "between 1 and 4096"));
+  CHECK(contains(only_error(run({"--cluster-port", "70000"})).message, "between 0 and 65535"));
+}
