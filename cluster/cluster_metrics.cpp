@@ -35,6 +35,17 @@ cluster_metrics::cluster_metrics(prometheus::Registry& r)
                        .Help("One coordinator round: heartbeat, lease renewal, placement")
                        .Register(r)
                        .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                                                                        0.5, 1, 2.5})) {}
+                                                                        0.5, 1, 2.5})),
+      remote_seconds(prometheus::BuildHistogram()
+                         .Name("mercato_cluster_remote_request_seconds")
+                         .Help("A request to another node's gateway until its answer (measured each heartbeat)")
+                         .Register(r)
+                         .Add({}, prometheus::Histogram::BucketBoundaries{0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+                                                                          0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2})),
+      remote_timeouts(prometheus::BuildCounter()
+                          .Name("mercato_cluster_remote_request_timeouts_total")
+                          .Help("Requests to another node's gateway unanswered within 2 s")
+                          .Register(r)
+                          .Add({})) {}
 
 }  // namespace mercato::cluster

@@ -20,6 +20,8 @@ struct cluster_metrics {
   prometheus::Family<prometheus::Counter>& forwarded;         // {kind}: commands sent to another node
   prometheus::Family<prometheus::Counter>& held_expired;      // {kind}: held too long, answered unavailable
   prometheus::Histogram& tick_seconds;                        // one coordinator round (heartbeat, renew, place)
+  prometheus::Histogram& remote_seconds;                      // a request to a peer's gateway and its answer
+  prometheus::Counter& remote_timeouts;                       // such requests unanswered within 2 s
 };
 
 }  // namespace mercato::cluster

@@ -257,6 +257,26 @@ void coordinator::connect_peers(const std::vector<node_record>& nodes) {
   }
 }
 
+// One request to every connected peer's gateway, answered asynchronously: the remote round trip a
+// forwarded command pays on top of its own work (mercato_cluster_remote_request_seconds).
+void coordinator::measure_peers() {
+  if (!metrics_) {
+    return;
+  }
+  for (auto& gw : peer_gateways()) {
+    sys_.spawn(
+        [m = metrics_](caf::event_based_actor* self, caf::actor target) {
+          const auto sent = clock::now();
+          self->request(target, std::chrono::seconds(2), ping_atom::value, std::uint64_t{1})
+              .then([m, sent](std::uint64_t) {
+                      m->remote_seconds.Observe(std::chrono::duration<double>(clock::now() - sent).count());
+                    },
+                    [m](caf::error&) { m->remote_timeouts.Increment(); });
+        },
+        gw);
+  }
+}
+
 void coordinator::tick() {
   if (!conn_) {
     conn_ = std::make_unique<pqxx::connection>(opts_.dsn);
@@ -286,6 +306,7 @@ void coordinator::tick() {
     metrics_->members.Set(static_cast<double>(live.size()));
   }
   connect_peers(members);
+  measure_peers();
 
   // Renew what is held; what cannot be renewed is lost.
   {

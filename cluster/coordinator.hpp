@@ -113,6 +113,7 @@ class coordinator {
   void drop_lapsed();
   bool drop(const shard_key& key, const char* why);
   void connect_peers(const std::vector<node_record>& nodes);
+  void measure_peers();
   void place_all(const std::vector<lease_record>& leases);
   std::map<std::string, std::int64_t> active_entities();
   kind_binding* kind(const std::string& name);

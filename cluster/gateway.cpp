@@ -21,6 +21,7 @@ caf::behavior gateway(caf::event_based_actor* self, std::shared_ptr<const gatewa
         rp.delegate(front, forward_atom::value, std::move(id), std::move(command), hops);
         return rp;
       },
+      [](ping_atom, std::uint64_t n) { return n; },
       [hooks](relay_atom, const std::vector<persistence::outbox_event>& events) {
         if (!hooks->on_relayed) {
           return;

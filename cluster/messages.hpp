@@ -37,6 +37,8 @@ using place_atom = caf::atom_constant<caf::atom("cl_place")>;
 // stop its entities, hold what arrives for it; answered once its last entity is gone.
 using handoff_atom = caf::atom_constant<caf::atom("cl_handoff")>;
 using sweep_atom = caf::atom_constant<caf::atom("cl_sweep")>;
+// Gateway: (ping_atom, uint64) -> uint64: the same number back (the coordinator's remote round trip).
+using ping_atom = caf::atom_constant<caf::atom("cl_ping")>;
 
 enum class placement : std::int8_t {
   pending = 0,  // no live owner known: hold messages

@@ -143,6 +143,13 @@ TEST_CASE("every node serves every entity; the shards spread over the nodes; the
     }
   }
   CHECK(carts_active >= 12);
+  // The operator's series: members, shards, and the remote round trip measured each heartbeat.
+  const auto metrics = a.get("/metrics").body;
+  CHECK(metrics.find("\nmercato_cluster_members 3") != std::string::npos);
+  const auto at = metrics.find("\nmercato_cluster_remote_request_seconds_count ");
+  REQUIRE(at != std::string::npos);
+  CHECK(std::stod(metrics.substr(at + std::string("\nmercato_cluster_remote_request_seconds_count ").size())) > 0);
+  CHECK(metrics.find("mercato_cluster_shards_owned{kind=\"cart\"}") != std::string::npos);
   // Customers are not operators; nobody else either.
   const auto someone = registered_customer(a);
   CHECK(a.get("/api/v1/admin/cluster", bearer(someone.token)).status == 403);
