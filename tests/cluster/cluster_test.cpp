@@ -236,7 +236,7 @@ TEST_CASE("a stock change made through one node reaches WebSocket subscribers on
   }
 }
 
-TEST_CASE("a node added under add-to-cart load takes about 1/3 of the shards; no request fails, nothing is lost") {
+TEST_CASE("a node added under add-to-cart and checkout load takes about 1/3 of the shards; no request fails, nothing is lost") {
   scratch_database db;
   cluster_harness cluster{options_for(db)};
   cluster.add();
@@ -274,7 +274,30 @@ TEST_CASE("a node added under add-to-cart load takes about 1/3 of the shards; no
       }
     });
   }
-  std::this_thread::sleep_for(500ms);  // load is running (the loop above never waits for this)
+  // Checkouts too: each one crosses cart, inventory, order and payment entities, spread over the nodes.
+  std::atomic<int> paid{0};
+  std::vector<std::string> paid_orders;
+  load.emplace_back([&] {
+    for (int n = 0; run.load(); ++n) {
+      http_client via{cluster.http_port(static_cast<std::size_t>(n % 2))};
+      customer buyer;
+      auto cart = via.request("POST", "/api/v1/carts", {}, bearer(buyer.token));
+      auto line = cart.status == 201 ? add_item(via, buyer, str(cart.json(), "id"), product, "buy-" + std::to_string(n))
+                                     : cart;
+      auto order = line.status == 200 ? checkout(via, buyer, str(cart.json(), "id"), "tok_ok", "order-" + std::to_string(n))
+                                      : line;
+      if (order.status == 201) {
+        ++paid;
+        std::lock_guard<std::mutex> lock{m};
+        paid_orders.push_back(str(order.json(), "id"));
+      } else {
+        ++failures;
+        std::lock_guard<std::mutex> lock{m};
+        failed.push_back("checkout: " + std::to_string(order.status) + " " + order.body);
+      }
+    }
+  });
+  std::this_thread::sleep_for(500ms);  // load is running (the loops above never wait for this)
   const auto before = cluster.shards_by_node();
   const auto added = cluster.add();
   REQUIRE(cluster.await_settled());
@@ -302,6 +325,11 @@ TEST_CASE("a node added under add-to-cart load takes about 1/3 of the shards; no
     total += acknowledged[static_cast<std::size_t>(i)].load();
   }
   CHECK(total > 0);
+  // Every acknowledged checkout is a paid order.
+  CHECK(paid.load() > 0);
+  for (const auto& id : paid_orders) {
+    CHECK(scalar(db.dsn(), "SELECT count(*) FROM orders WHERE id = $1::uuid AND status = 'paid'", id) == 1);
+  }
 }
 
 TEST_CASE("a node cut off from PostgreSQL stops serving; the others serve its entities with every acknowledged change") {
