@@ -205,15 +205,24 @@ bool coordinator::drop(const shard_key& key, const char* why) {
   return ok;
 }
 
+// The counts the entity routers gave last time (asked again now, answered asynchronously: a busy
+// scheduler must not delay the heartbeat).
 std::map<std::string, std::int64_t> coordinator::active_entities() {
-  std::map<std::string, std::int64_t> out;
-  caf::scoped_actor self{sys_};
   for (auto& k : kinds_) {
-    self->request(k.front, std::chrono::seconds(1), protocol::stats_atom::value)
-        .receive([&](std::uint64_t active, std::uint64_t) { out[k.env->kind] = static_cast<std::int64_t>(active); },
-                 [](caf::error&) {});
+    sys_.spawn(
+        [counts = active_counts_, kind = k.env->kind](caf::event_based_actor* self, caf::actor front) {
+          self->request(front, std::chrono::seconds(2), protocol::stats_atom::value)
+              .then(
+                  [counts, kind](std::uint64_t active, std::uint64_t) {
+                    std::lock_guard<std::mutex> lock{counts->mutex};
+                    counts->by_kind[kind] = static_cast<std::int64_t>(active);
+                  },
+                  [](caf::error&) {});
+        },
+        k.front);
   }
-  return out;
+  std::lock_guard<std::mutex> lock{active_counts_->mutex};
+  return active_counts_->by_kind;
 }
 
 // Connections are made by short-lived actors, never on this thread: a peer that is frozen (SIGSTOP)
@@ -277,6 +286,37 @@ void coordinator::measure_peers() {
   }
 }
 
+// Renews every lease held; one that could not be renewed is lost: its entities are dropped (with their
+// parked state) before anything else happens to the shard here.
+void coordinator::renew_held(pqxx::connection& conn) {
+  std::vector<held_lease> held;
+  for (const auto& [key, epoch] : held_) {
+    held.push_back({key, epoch});
+  }
+  const auto sent = clock::now();
+  auto renewed = renew(conn, opts_.node_id, held, opts_.lease_ttl);
+  last_renewal_ = sent;
+  std::set<shard_key> ok(renewed.begin(), renewed.end());
+  const auto until = sent + opts_.lease_ttl - margin_;
+  std::vector<shard_key> lost;
+  for (const auto& [key, epoch] : held_) {
+    if (ok.count(key)) {
+      kind(key.kind)->env->extend(key.shard, until);
+    } else {
+      lost.push_back(key);
+    }
+  }
+  for (const auto& key : lost) {
+    telemetry::log_warn("shard lease lost", {{"kind", key.kind}, {"shard", key.shard}});
+    if (drop(key, "lease lost")) {
+      held_.erase(key);
+      if (metrics_) {
+        metrics_->shard_moves.Add({{"direction", "lost"}}).Increment();
+      }
+    }
+  }
+}
+
 void coordinator::tick() {
   if (!conn_) {
     conn_ = std::make_unique<pqxx::connection>(opts_.dsn);
@@ -289,6 +329,8 @@ void coordinator::tick() {
     register_node(conn, opts_.node_id, opts_.host, opts_.port, opts_.http_port, incarnation_);
     joined_ = true;
   }
+  // The node's own leases first: nothing else in this round may delay their renewal.
+  renew_held(conn);
   const bool leaving = leaving_.load();
   if (!heartbeat(conn, opts_.node_id, incarnation_, active_entities(), leaving ? "leaving" : "up")) {
     telemetry::log_error("another process registered this node id; this one stops serving",
@@ -308,36 +350,8 @@ void coordinator::tick() {
   connect_peers(members);
   measure_peers();
 
-  // Renew what is held; what cannot be renewed is lost.
-  {
-    std::vector<held_lease> held;
-    for (const auto& [key, epoch] : held_) {
-      held.push_back({key, epoch});
-    }
-    const auto sent = clock::now();
-    auto renewed = renew(conn, opts_.node_id, held, opts_.lease_ttl);
-    std::set<shard_key> ok(renewed.begin(), renewed.end());
-    const auto until = sent + opts_.lease_ttl - margin_;
-    std::vector<shard_key> lost;
-    for (const auto& [key, epoch] : held_) {
-      if (ok.count(key)) {
-        kind(key.kind)->env->extend(key.shard, until);
-      } else {
-        lost.push_back(key);
-      }
-    }
-    for (const auto& key : lost) {
-      telemetry::log_warn("shard lease lost", {{"kind", key.kind}, {"shard", key.shard}});
-      if (drop(key, "lease lost")) {
-        held_.erase(key);
-        if (metrics_) {
-          metrics_->shard_moves.Add({{"direction", "lost"}}).Increment();
-        }
-      }
-    }
-  }
-
-  // Hand off what now hashes elsewhere (or everything, when leaving).
+  // Hand off what now hashes elsewhere (or everything, when leaving). A hand-off waits for the shard's
+  // entities to flush; the leases still held are renewed in between when a heartbeat has passed.
   std::vector<shard_key> give;
   for (const auto& [key, epoch] : held_) {
     if (leaving || owner_of(key.kind, key.shard, live) != opts_.node_id) {
@@ -345,6 +359,12 @@ void coordinator::tick() {
     }
   }
   for (const auto& key : give) {
+    if (clock::now() - last_renewal_ >= opts_.heartbeat) {
+      renew_held(conn);
+    }
+    if (!held_.count(key)) {
+      continue;  // lost meanwhile
+    }
     const auto t0 = clock::now();
     const auto epoch = held_[key];
     if (!drop(key, "hand-off")) {

@@ -112,6 +112,7 @@ class coordinator {
   void tick();
   void drop_lapsed();
   bool drop(const shard_key& key, const char* why);
+  void renew_held(pqxx::connection& conn);
   void connect_peers(const std::vector<node_record>& nodes);
   void measure_peers();
   void place_all(const std::vector<lease_record>& leases);
@@ -127,6 +128,12 @@ class coordinator {
 
   std::unique_ptr<pqxx::connection> conn_;
   std::map<shard_key, std::int64_t> held_;  // thread-owned
+  std::chrono::steady_clock::time_point last_renewal_{};
+  struct counts {
+    std::mutex mutex;
+    std::map<std::string, std::int64_t> by_kind;
+  };
+  std::shared_ptr<counts> active_counts_ = std::make_shared<counts>();
   bool joined_ = false;
   std::map<std::string, peer> peers_;       // by node id; guarded by mutex_ for readers
   cluster_view view_;                       // guarded by mutex_
