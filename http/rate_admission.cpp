@@ -112,7 +112,12 @@ struct rate_admission::impl {
       auto& sh = shard_of(w.rkeys[i]);
       std::lock_guard<std::mutex> lk(sh.mu);
       if (auto it = sh.map.find(w.rkeys[i]); it != sh.map.end()) {
-        ++it->second.credit;  // may exceed b for an instant; the next round trip gives the excess back
+        auto& e = it->second;
+        if (e.credit < e.b) {
+          ++e.credit;
+        } else {
+          ++e.give_back;  // a round trip refilled it meanwhile: a node never holds more than b
+        }
       }
     }
     v = rate_limit_verdict{};
@@ -419,15 +424,6 @@ void rate_admission::impl::reconcile(std::chrono::system_clock::time_point now) 
       }
     } else if (left > 0) {
       owed.push_back({outside.at(rkey).rule, rkey, -left});
-    }
-  }
-  for (auto& sh : shards) {  // credit restored by requests that did not complete may exceed b
-    std::lock_guard<std::mutex> lk(sh.mu);
-    for (auto& [rkey, e] : sh.map) {
-      if (e.credit > e.b) {
-        e.give_back += e.credit - e.b;
-        e.credit = e.b;
-      }
     }
   }
   if (!again.empty()) {
