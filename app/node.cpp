@@ -351,6 +351,7 @@ void node::stop() {
     p.analytics->stop();  // before the runtime waits for every actor
   }
   p.runtime->stop();
+  p.limits.stop();  // requests waiting for a rate-limit round trip go on to the workers
   p.workers.stop();
   p.pool.stop();
   p.bootstrap.stop();

@@ -447,7 +447,9 @@ rate_admission::rate_admission(rate_limiter& limiter, rate_admission_options opt
   }
 }
 
-rate_admission::~rate_admission() {
+rate_admission::~rate_admission() { stop(); }
+
+void rate_admission::stop() {
   {
     std::lock_guard<std::mutex> lk(impl_->qmu);
     impl_->stopping = true;
@@ -536,6 +538,10 @@ rate_admission::outcome rate_admission::admit(const std::vector<rate_limit_charg
   }
   {
     std::lock_guard<std::mutex> lk(impl_->qmu);
+    if (impl_->stopping) {
+      out = impl_->limiter.check_all_local(charges, now);  // stopped: no more round trips
+      return outcome::decided;
+    }
     if (impl_->waiters.size() >= impl_->opts.max_waiting) {
       return outcome::overloaded;
     }

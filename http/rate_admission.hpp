@@ -69,7 +69,7 @@ class rate_admission {
 
   // `limiter` (its Redis client, key prefix and local counters) must outlive this.
   explicit rate_admission(rate_limiter& limiter, rate_admission_options opts = {});
-  // Stops the reconciler; requests still waiting are decided by one last round trip.
+  // stop().
   ~rate_admission();
   rate_admission(const rate_admission&) = delete;
   rate_admission& operator=(const rate_admission&) = delete;
@@ -83,6 +83,10 @@ class rate_admission {
   // Never blocks on the network. The charges must not be exact().
   outcome admit(const std::vector<rate_limit_charge>& charges, clock::time_point now, rate_limit_verdict& out,
                 callback later);
+
+  // Stops the reconciler; requests still waiting are answered (one last round trip, else the local
+  // counters), and later admissions are decided by the local counters. Idempotent.
+  void stop();
 
   // One round trip (see above). The reconciler thread calls it; with interval 0 the owner does.
   void reconcile(clock::time_point now = clock::now());

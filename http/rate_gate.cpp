@@ -75,6 +75,8 @@ rate_gate::rate_gate(std::shared_ptr<persistence::redis_client> redis, rate_limi
 
 rate_gate::~rate_gate() = default;
 
+void rate_gate::stop() { admission_->stop(); }
+
 bool rate_gate::using_fallback() const { return limiter_->using_fallback() || backoff_->using_fallback(); }
 
 void rate_gate::admit(std::shared_ptr<request_context> ctx, next_fn next) {

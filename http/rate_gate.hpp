@@ -45,6 +45,9 @@ class rate_gate {
   rate_gate& operator=(const rate_gate&) = delete;
 
   void admit(std::shared_ptr<request_context> ctx, next_fn next);
+  // Answers the requests waiting for a round trip (through the worker pool, so call it before stopping
+  // the pool) and stops the reconciler thread.
+  void stop();
 
   // Per-account slow-down of failed logins (used by the login handler).
   login_backoff& logins() { return *backoff_; }

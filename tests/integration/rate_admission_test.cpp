@@ -378,3 +378,24 @@ TEST_CASE("two nodes with their reconciler threads, requests from four threads: 
   CHECK(a.admission.credit(rule, "user:hot") <= credit);
   CHECK(b.admission.credit(rule, "user:hot") <= credit);
 }
+
+TEST_CASE("stop() answers the requests still waiting; later ones are decided by the local counters") {
+  shared_redis r;
+  node n(r);
+  const rate_limit_rule rule{"batched_stop", 640, 1h};
+  const auto t = wall::now();
+  std::optional<rate_limit_verdict> answered;
+  rate_limit_verdict v;
+  REQUIRE(n.admission.admit({{&rule, "ip:s"}}, t, v, [&](const rate_limit_verdict& x) { answered = x; }) ==
+          rate_admission::outcome::waiting);
+  n.admission.stop();
+  REQUIRE(answered.has_value());
+  CHECK_FALSE(answered->refused.has_value());
+  CHECK_FALSE(answered->decision.local);  // by the last round trip
+  CHECK(n.admission.waiting() == 0);
+  CHECK(n.admission.admit({{&rule, "ip:t"}}, t, v, [](const rate_limit_verdict&) {}) ==
+        rate_admission::outcome::decided);
+  CHECK(v.decision.local);
+  CHECK_FALSE(v.refused.has_value());
+  n.admission.stop();  // idempotent
+}
