@@ -63,7 +63,7 @@ struct node::parts {
         redis(s.redis.url ? std::make_shared<persistence::redis_client>(*s.redis.url) : nullptr),
         workers("http-workers", s.http.worker_threads, s.postgres.queue_limit),
         jwt(jwt_settings(s)),
-        limits(redis, rate_rules(s), {s.redis.key_prefix, 100'000}, workers, &metrics.registry()),
+        limits(redis, rate_rules(s), {s.redis.key_prefix, 100'000}, workers, &metrics.registry(), admission(s)),
         cache(std::make_shared<http::catalog_cache>(redis, cache_options(s))),
         live(http::ws::hub_options{s.websocket.max_connections},
              http::ws::database_loader(pool, s.websocket.max_initial_orders), &metrics.registry()),
@@ -149,6 +149,12 @@ struct node::parts {
       throw std::runtime_error("auth.jwt_secret (MERCATO_JWT_SECRET): " + *why);
     }
     return j;
+  }
+
+  static http::rate_admission_options admission(const config::settings& s) {
+    http::rate_admission_options o;
+    o.max_credit = s.rate_limits.node_credit;
+    return o;
   }
 
   static http::rate_limit_rules rate_rules(const config::settings& s) {
@@ -437,6 +443,7 @@ void node::stop() {
     p.analytics->stop();  // before the runtime waits for every actor
   }
   p.runtime->stop();
+  p.limits.stop();  // requests waiting for a rate-limit round trip go on to the workers
   p.workers.stop();
   p.pool.stop();
   p.bootstrap.stop();

@@ -79,7 +79,7 @@ std::chrono::milliseconds as_ms(const typed_value& v) {
 
 // One table drives the TOML walk, the environment, the command line and the --help text, so a setting
 // cannot be reachable from one source and silently missing from another.
-const std::array<field_spec, 67> fields = {{
+const std::array<field_spec, 68> fields = {{
     {"node_id", "MERCATO_NODE_ID", "--node-id", "Node name, unique in the cluster", value_kind::identifier, 0, 0,
      [](settings& s, const typed_value& v) { s.node_id = as_text(v); }},
     {"scheduler_threads", "MERCATO_SCHEDULER_THREADS", "--scheduler-threads", "CAF worker threads (0 = cores)",
@@ -101,6 +101,8 @@ const std::array<field_spec, 67> fields = {{
      [](settings& s, const typed_value& v) { s.rate_limits.authenticated = *parse_rate(as_text(v)); }},
     {"rate_limit.anonymous", "MERCATO_RATE_LIMIT_ANONYMOUS", "", "", value_kind::rate, 0, 0,
      [](settings& s, const typed_value& v) { s.rate_limits.anonymous = *parse_rate(as_text(v)); }},
+    {"rate_limit.node_credit", "MERCATO_RATE_LIMIT_NODE_CREDIT", "", "", value_kind::count, 0, 1'000'000,
+     [](settings& s, const typed_value& v) { s.rate_limits.node_credit = static_cast<std::uint32_t>(as_number(v)); }},
     {"auth.jwt_secret", "MERCATO_JWT_SECRET", "", "", value_kind::optional_text, 0, 0,
      [](settings& s, const typed_value& v) {
        const auto& t = as_text(v);

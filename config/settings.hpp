@@ -59,6 +59,9 @@ struct rate_limit_settings {
   rate_setting search{500, std::chrono::minutes(15)};
   rate_setting authenticated{2000, std::chrono::minutes(15)};
   rate_setting anonymous{500, std::chrono::minutes(15)};
+  // The most tokens of one budget and key a node takes from Redis ahead of use (the overshoot bound is
+  // nodes x min(node_credit, limit / 64), docs/architecture.md); 0: every request is one Redis round trip.
+  std::uint32_t node_credit = 1000;
 };
 
 struct auth_settings {

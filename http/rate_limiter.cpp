@@ -138,6 +138,56 @@ return out
   return s;
 }
 
+// Batches of tokens (http::rate_admission): KEYS[i] rl:{rule}:{key}; ARGV now_us, then interval_us,
+// limit and delta per key. delta > 0 takes min(delta, what fits) tokens (each one is one request's
+// worth of TAT, so k tokens move the TAT exactly as k admitted requests would); delta < 0 gives
+// unused tokens back (the TAT moves back, never below now). Returns {granted, remaining, reset_us,
+// retry_us} per key; retry_us > 0 only when not one more token fits.
+const redis_script& gcra_batch_script() {
+  static const redis_script s(R"lua(
+local now = tonumber(ARGV[1])
+local out = {}
+for i = 1, #KEYS do
+  local interval = tonumber(ARGV[3 * i - 1])
+  local capacity = interval * tonumber(ARGV[3 * i])
+  local delta = tonumber(ARGV[3 * i + 1])
+  local stored = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
+  local tat = stored
+  if tat < now then tat = now end
+  local granted = 0
+  if delta > 0 then
+    local fits = math.floor((capacity - (tat - now)) / interval)
+    if fits > 0 then
+      granted = delta
+      if granted > fits then granted = fits end
+      tat = tat + granted * interval
+      redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000))
+    end
+  elseif delta < 0 and stored > now then
+    tat = stored + delta * interval
+    if tat > now then
+      redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000))
+    else
+      tat = now
+      redis.call('DEL', KEYS[i])
+    end
+  end
+  local remaining = math.floor((capacity - (tat - now)) / interval)
+  local retry = 0
+  if remaining < 1 then
+    remaining = 0
+    retry = tat + interval - capacity - now
+  end
+  out[#out + 1] = granted
+  out[#out + 1] = remaining
+  out[#out + 1] = tat - now
+  out[#out + 1] = retry
+end
+return out
+)lua");
+  return s;
+}
+
 // KEYS[1] lb:{sha256(account)}; ARGV now_ms, free_failures, base_ms, max_ms, forget_ms.
 // Returns {failures, blocked_ms}.
 const redis_script& login_failure_script() {
@@ -383,15 +433,7 @@ rate_limit_verdict rate_limiter::check_all(const std::vector<rate_limit_charge>&
   const std::int64_t now_us = micros(now);
   auto decision = [&](std::size_t i, bool allowed, std::int64_t remaining, std::int64_t reset_us,
                       std::int64_t retry_us, bool local) {
-    rate_limit_decision d;
-    const auto limit = charges[i].rule->limit;
-    d.limit = limit;
-    d.allowed = allowed;
-    d.remaining = static_cast<std::uint32_t>(std::clamp<std::int64_t>(remaining, 0, limit));
-    d.reset = ceil_seconds_us(reset_us);
-    d.retry_after = allowed ? 0s : std::max(1s, ceil_seconds_us(retry_us));
-    d.local = local;
-    return d;
+    return verdict_decision(*charges[i].rule, allowed, remaining, reset_us, retry_us, local);
   };
   auto admit = [&](const rate_limit_decision& d) {
     if (!v.refused && (v.decision.limit == 0 || d.remaining < v.decision.remaining)) {
@@ -430,6 +472,38 @@ rate_limit_verdict rate_limiter::check_all(const std::vector<rate_limit_charge>&
     }
   }
 
+  return local_verdict(charges, live, now_us, /*count=*/false);
+}
+
+rate_limit_verdict rate_limiter::check_all_local(const std::vector<rate_limit_charge>& charges, clock::time_point now) {
+  std::vector<std::size_t> live;
+  for (std::size_t i = 0; i < charges.size(); ++i) {
+    if (charges[i].rule != nullptr && charges[i].rule->enabled()) {
+      live.push_back(i);
+    }
+  }
+  if (live.empty()) {
+    return {};
+  }
+  return local_verdict(charges, live, micros(now), /*count=*/impl_->redis != nullptr);
+}
+
+rate_limit_verdict rate_limiter::local_verdict(const std::vector<rate_limit_charge>& charges,
+                                               const std::vector<std::size_t>& live, std::int64_t now_us, bool count) {
+  if (count) {
+    impl_->sw.count();
+  }
+  rate_limit_verdict v;
+  v.any = true;
+  auto decision = [&](std::size_t i, bool allowed, std::int64_t remaining, std::int64_t reset_us,
+                      std::int64_t retry_us) {
+    return verdict_decision(*charges[i].rule, allowed, remaining, reset_us, retry_us, true);
+  };
+  auto admit = [&](const rate_limit_decision& d) {
+    if (!v.refused && (v.decision.limit == 0 || d.remaining < v.decision.remaining)) {
+      v.decision = d;
+    }
+  };
   // Local counters: look first (nothing charged), then charge every budget if all of them admit.
   for (auto i : live) {
     const auto p = params_of(*charges[i].rule);
@@ -439,7 +513,7 @@ rate_limit_verdict rate_limiter::check_all(const std::vector<rate_limit_charge>&
     });
     if (!o.allowed) {
       v.refused = i;
-      v.decision = decision(i, false, 0, o.reset_us, o.retry_us, true);
+      v.decision = decision(i, false, 0, o.reset_us, o.retry_us);
       return v;
     }
   }
@@ -454,9 +528,72 @@ rate_limit_verdict rate_limiter::check_all(const std::vector<rate_limit_charge>&
       }
       return std::make_pair(out, next);
     });
-    admit(decision(i, true, o.remaining, o.reset_us, 0, true));
+    admit(decision(i, true, o.remaining, o.reset_us, 0));
   }
   return v;
+}
+
+rate_limit_decision rate_limiter::verdict_decision(const rate_limit_rule& rule, bool allowed, std::int64_t remaining,
+                                                   std::int64_t reset_us, std::int64_t retry_us, bool local) {
+  rate_limit_decision d;
+  d.limit = rule.limit;
+  d.allowed = allowed;
+  d.remaining = static_cast<std::uint32_t>(std::clamp<std::int64_t>(remaining, 0, rule.limit));
+  d.reset = ceil_seconds_us(reset_us);
+  d.retry_after = allowed ? 0s : std::max(1s, ceil_seconds_us(retry_us));
+  d.local = local;
+  return d;
+}
+
+bool rate_limiter::shared() const { return impl_->redis != nullptr; }
+
+void rate_limiter::probe() {
+  if (!impl_->redis || !impl_->sw.active()) {
+    return;
+  }
+  if (impl_->redis->ping()) {
+    impl_->sw.redis_ok();
+  }
+}
+
+std::optional<std::vector<rate_limiter::batch_result>> rate_limiter::take_batches(const std::vector<batch_op>& ops,
+                                                                                  clock::time_point now) {
+  if (!impl_->redis) {
+    return std::nullopt;
+  }
+  std::vector<batch_result> out;
+  out.reserve(ops.size());
+  const std::string now_arg = std::to_string(micros(now));
+  constexpr std::size_t kPerCall = 256;
+  for (std::size_t from = 0; from < ops.size(); from += kPerCall) {
+    const std::size_t to = std::min(ops.size(), from + kPerCall);
+    std::vector<std::string> keys;
+    std::vector<std::string> args{now_arg};
+    keys.reserve(to - from);
+    args.reserve(1 + 3 * (to - from));
+    for (std::size_t i = from; i < to; ++i) {
+      const auto p = params_of(*ops[i].rule);
+      keys.push_back(ops[i].redis_key);
+      args.push_back(std::to_string(p.interval_us));
+      args.push_back(std::to_string(p.limit));
+      args.push_back(std::to_string(ops[i].delta));
+    }
+    auto r = impl_->redis->eval(gcra_batch_script(), keys, args);
+    if (!r) {
+      impl_->sw.fallback(r.error().message);
+      return std::nullopt;
+    }
+    auto v = integers(*r, 4 * (to - from));
+    if (!v) {
+      impl_->sw.fallback("unexpected reply from the rate limit batch script");
+      return std::nullopt;
+    }
+    for (std::size_t j = 0; j < to - from; ++j) {
+      out.push_back({(*v)[4 * j], (*v)[4 * j + 1], (*v)[4 * j + 2], (*v)[4 * j + 3]});
+    }
+  }
+  impl_->sw.redis_ok();
+  return out;
 }
 
 // --- login_backoff ------------------------------------------------------------------------------

@@ -110,6 +110,8 @@ class fallback_switch {
   void redis_ok();
   void fallback(std::string_view why);
   bool active() const { return active_.load(std::memory_order_relaxed); }
+  // A decision taken locally while already on the fallback (counted, nothing logged, no switch).
+  void count() { decisions_.fetch_add(1, std::memory_order_relaxed); }
   std::uint64_t decisions() const { return decisions_.load(std::memory_order_relaxed); }
 
  private:
@@ -144,6 +146,34 @@ class rate_limiter {
   // skipped.
   rate_limit_verdict check_all(const std::vector<rate_limit_charge>& charges, clock::time_point now = clock::now());
 
+  // The local counters only, never Redis (what check_all does when Redis fails; counted as a fallback
+  // decision when a Redis client is configured). Does not block on the network: io threads may call it.
+  rate_limit_verdict check_all_local(const std::vector<rate_limit_charge>& charges,
+                                     clock::time_point now = clock::now());
+
+  // --- batches of tokens (for http::rate_admission) ---------------------------------------------
+  // One operation on one budget: delta > 0 takes up to `delta` tokens (what fits), delta < 0 gives
+  // `-delta` unused tokens back (never below a full budget), delta == 0 only reads.
+  struct batch_op {
+    const rate_limit_rule* rule = nullptr;
+    std::string redis_key;  // redis_key(*rule, caller key)
+    std::int64_t delta = 0;
+  };
+  struct batch_result {
+    std::int64_t granted = 0;    // tokens taken (≤ delta; 0 for a give-back)
+    std::int64_t remaining = 0;  // what the budget still holds for anyone after this operation
+    std::int64_t reset_us = 0;   // until the full budget is back (TAT - now)
+    std::int64_t retry_us = 0;   // remaining == 0: until one token fits again; else 0
+  };
+  // All the operations in one script call per 256 budgets (the same GCRA state as check()/check_all()).
+  // nullopt when there is no Redis or it failed (then the limiter is on its fallback, as after check()).
+  std::optional<std::vector<batch_result>> take_batches(const std::vector<batch_op>& ops,
+                                                        clock::time_point now = clock::now());
+  // True when a Redis client is configured (it may still be down).
+  bool shared() const;
+  // One cheap round trip when Redis is down, to notice it is back (switches the fallback off).
+  void probe();
+
   // True while decisions come from local counters because Redis failed (for /readyz detail).
   bool using_fallback() const;
   // Decisions taken locally because Redis failed (monotonic; exported as a metric by the edge).
@@ -153,7 +183,14 @@ class rate_limiter {
   // The Redis key of a rule and caller key (exposed for tests and operators).
   std::string redis_key(const rate_limit_rule& rule, std::string_view key) const;
 
+  // A decision's fields from the GCRA figures (Retry-After ≥ 1 s when refused; times rounded up).
+  static rate_limit_decision verdict_decision(const rate_limit_rule& rule, bool allowed, std::int64_t remaining,
+                                              std::int64_t reset_us, std::int64_t retry_us, bool local);
+
  private:
+  rate_limit_verdict local_verdict(const std::vector<rate_limit_charge>& charges, const std::vector<std::size_t>& live,
+                                   std::int64_t now_us, bool count);
+
   struct impl;
   std::unique_ptr<impl> impl_;
 };

@@ -121,6 +121,53 @@ TEST_CASE("the login budget and a user's budget are shared by two nodes through 
   CHECK(metric(ca, "mercato_rate_limited_total{rule=\"auth_login\"}") >= 1);
 }
 
+// The anonymous budget is large enough to be shared out: each node admits against at most b = 640 / 64 =
+// 10 tokens it took from Redis ahead of use (docs/architecture.md, "Rate limits"). Two nodes together
+// admit no more than the budget (no time passes for it to refill: one token per 135 s) and at most 2 x b
+// fewer; every refusal is the API's 429 problem+json and is counted by the node that sent it.
+TEST_CASE("a batched budget held by two nodes: within N x b, and every refusal is a counted 429 problem+json") {
+  const env_map env{{"MERCATO_RATE_LIMITS", "on"},
+                    {"MERCATO_REDIS_KEY_PREFIX", "batched-" + random_suffix() + ":"},
+                    {"MERCATO_RATE_LIMIT_ANONYMOUS", "640/24h"}};
+  node_process a{{"--demo"}, env};
+  node_process b{{"--demo"}, env};
+  require_ready(a);
+  require_ready(b);
+  http_client ca{a.port()};
+  http_client cb{b.port()};
+  int ok = 0;
+  int limited = 0;
+  int refused_in_a_row[2] = {0, 0};
+  for (int i = 0; i < 2000 && (refused_in_a_row[0] < 3 || refused_in_a_row[1] < 3); ++i) {
+    auto r = (i % 2 == 0 ? ca : cb).get("/api/v1/categories");
+    if (r.status == 200) {
+      ++ok;
+      refused_in_a_row[i % 2] = 0;
+      CHECK(r.header("ratelimit-limit") == "640");
+      continue;
+    }
+    REQUIRE_MESSAGE(r.status == 429, r.body);
+    ++limited;
+    ++refused_in_a_row[i % 2];
+    CHECK(r.header("content-type").rfind("application/problem+json", 0) == 0);
+    CHECK(code_of(r) == "rate_limited");
+    CHECK(r.json().at("status").as_int64() == 429);
+    CHECK(r.body.find("anon budget") != std::string::npos);
+    CHECK(std::stoi(r.header("retry-after")) >= 1);
+    CHECK(r.header("ratelimit-limit") == "640");
+    CHECK(r.header("ratelimit-remaining") == "0");
+    CHECK(!r.header("ratelimit-reset").empty());
+  }
+  MESSAGE(ok << " admitted of 640 by two nodes, " << limited << " refused");
+  CHECK(ok <= 640);
+  CHECK(ok >= 640 - 2 * 10);
+  CHECK(limited >= 6);
+  // Each node counts the refusals it sent, as before.
+  const auto counted = metric(ca, "mercato_rate_limited_total{rule=\"anon\"}") +
+                       metric(cb, "mercato_rate_limited_total{rule=\"anon\"}");
+  CHECK(counted == limited);
+}
+
 TEST_CASE("with Redis stopped, limits fall back to local counters and reads still work") {
   if (!mercato::test::private_redis::installed()) {
     FAIL("redis-server is not installed; scripts/setup --tests installs it");

@@ -63,6 +63,7 @@ bool same(const cfg::settings& a, const cfg::settings& b) {
          a.postgres.statement_timeout == b.postgres.statement_timeout &&
          a.postgres.queue_limit == b.postgres.queue_limit && a.redis.url == b.redis.url &&
          a.log.level == b.log.level && a.log.format == b.log.format && a.rate_limits.enabled == b.rate_limits.enabled && a.rate_limits.login == b.rate_limits.login &&
+         a.rate_limits.node_credit == b.rate_limits.node_credit &&
          a.load_demo_catalog == b.load_demo_catalog && a.outbox.poll_interval == b.outbox.poll_interval &&
          a.outbox.batch_size == b.outbox.batch_size && a.outbox.retention == b.outbox.retention &&
          a.outbox.retention_interval == b.outbox.retention_interval && a.outbox.max_attempts == b.outbox.max_attempts &&
@@ -376,6 +377,16 @@ TEST_CASE("booleans accept on/off/true/false/1/0") {
   CHECK(e.key == "rate_limits");
   CHECK(e.source == "command line (--rate-limits)");
   CHECK(contains(e.message, "got \"maybe\""));
+}
+
+TEST_CASE("rate_limit.node_credit: default 1000, from the file or the environment, 0 allowed, bounded") {
+  CHECK(loaded(run({})).rate_limits.node_credit == 1000);
+  CHECK(loaded(run({}, {{"MERCATO_RATE_LIMIT_NODE_CREDIT", "0"}})).rate_limits.node_credit == 0);
+  temp_dir dir;
+  auto file = dir.write("c.toml", "[rate_limit]\nnode_credit = 250\n");
+  CHECK(loaded(run({"--config", file})).rate_limits.node_credit == 250);
+  const auto e = only_error(run({}, {{"MERCATO_RATE_LIMIT_NODE_CREDIT", "2000000"}}));
+  CHECK(e.key == "rate_limit.node_credit");
 }
 
 TEST_CASE("an unknown key in the file is rejected with its line and a suggestion") {
