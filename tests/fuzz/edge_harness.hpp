@@ -80,7 +80,8 @@ struct edge {
   }
 
   // Tokens live access_ttl (15 minutes): minted again every minute, so a long run never sees them expire.
-  const std::string& token(const std::string& who) {
+  // The signed token for a placeholder ("@admin"), or nullopt for anything else.
+  std::optional<std::string> token(const std::string& who) {
     const auto now = std::chrono::steady_clock::now();
     if (tokens.empty() || now - minted_at > std::chrono::minutes(1)) {
       tokens.clear();
@@ -97,7 +98,10 @@ struct edge {
       mint("@support", {"support"}, "");
     }
     auto it = tokens.find(who);
-    return it == tokens.end() ? who : it->second;
+    if (it == tokens.end()) {
+      return std::nullopt;
+    }
+    return it->second;
   }
 
   // Replaces a placeholder bearer token by the real one.
@@ -111,9 +115,8 @@ struct edge {
     if (at == std::string::npos) {
       return;
     }
-    const auto& real = token(value.substr(at));
-    if (real[0] != '@') {
-      ctx.raw.set(boost::beast::http::field::authorization, value.substr(0, at) + real);
+    if (auto real = token(value.substr(at))) {
+      ctx.raw.set(boost::beast::http::field::authorization, value.substr(0, at) + *real);
     }
   }
 

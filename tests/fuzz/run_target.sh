@@ -30,6 +30,9 @@ if [[ -f "$here/$name.dict" ]]; then
 fi
 export ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=1:detect_stack_use_after_return=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+if [[ -z "${ASAN_SYMBOLIZER_PATH:-}" ]] && command -v llvm-symbolizer >/dev/null; then
+  export ASAN_SYMBOLIZER_PATH="$(command -v llvm-symbolizer)"   # stack traces with file:line
+fi
 export TMPDIR="$work"   # the TOML target's scratch file
 
 # Each committed input once, by name (a regression input that fails says which file it is).
