@@ -9,8 +9,8 @@
 namespace mercato::fuzz {
 
 [[noreturn]] inline void rule_broken(const char* rule, std::string_view detail) {
-  std::fprintf(stderr, "\nfuzz rule broken: %s\n  %.*s\n", rule, static_cast<int>(detail.size() > 2000 ? 2000 : detail.size()),
-               detail.data());
+  const int shown = static_cast<int>(detail.size() > 2000 ? 2000 : detail.size());
+  std::fprintf(stderr, "\nfuzz rule broken: %s\n  %.*s\n", rule, shown, detail.data());
   std::abort();
 }
 

@@ -41,7 +41,8 @@ TEST_CASE("problem text that quotes bytes which are not UTF-8 still renders as v
   boost::system::error_code ec;
   auto v = boost::json::parse(p.to_json(), ec);
   REQUIRE_FALSE(ec);
-  CHECK(v.at("detail").as_string() == "Content-Type must be application/json, got application\xEF\xBF\xBD\xEF\xBF\xBD/json");
+  CHECK(v.at("detail").as_string() ==
+        "Content-Type must be application/json, got application\xEF\xBF\xBD\xEF\xBF\xBD/json");
   CHECK(v.at("errors").at(0).at("pointer").as_string() == "/h\xEF\xBF\xBD");
 }
 
