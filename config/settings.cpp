@@ -658,7 +658,9 @@ void load_into(load_result& result, int argc, const char* const* argv,
   for (const auto& [name, text] : env) {
     if (!starts_with(name, variable_prefix) || allowed_variable(name)) continue;
     std::string source = "environment (" + name + ")";
-    auto f = std::find_if(fields.begin(), fields.end(), [&](const field_spec& spec) { return spec.env == name; });
+    // By name: C++17 lambdas cannot capture a structured binding (clang refuses, GCC allows it).
+    auto f = std::find_if(fields.begin(), fields.end(),
+                          [&name = name](const field_spec& spec) { return spec.env == name; });
     if (f == fields.end()) {
       env_errors.push_back({"", source, "unknown variable" + suggestion(name, env_names)});
       continue;

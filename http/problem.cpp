@@ -6,18 +6,50 @@
 
 namespace mercato::http {
 
+std::string valid_utf8(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    // The sequence length a lead byte announces (0: never a lead byte: continuation, C0, C1, F5..FF).
+    const std::size_t len = c < 0x80 ? 1 : (c >= 0xC2 && c <= 0xDF) ? 2 : (c >= 0xE0 && c <= 0xEF) ? 3
+                                       : (c >= 0xF0 && c <= 0xF4) ? 4 : 0;
+    bool ok = len > 0 && i + len <= s.size();
+    for (std::size_t k = 1; ok && k < len; ++k) {
+      const auto ck = static_cast<unsigned char>(s[i + k]);
+      // RFC 3629 §4: the second byte's range excludes overlong forms, surrogates and code points past U+10FFFF.
+      unsigned lo = 0x80;
+      unsigned hi = 0xBF;
+      if (k == 1) {
+        lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80;
+        hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
+      }
+      ok = ck >= lo && ck <= hi;
+    }
+    if (ok) {
+      out.append(s.substr(i, len));
+      i += len;
+    } else {
+      out += "\xEF\xBF\xBD";  // U+FFFD REPLACEMENT CHARACTER, for this one byte
+      ++i;
+    }
+  }
+  return out;
+}
+
 std::string problem::to_json() const {
   boost::json::object o;
-  o["type"] = "urn:mercato:problem:" + code;
-  o["title"] = title;
+  o["type"] = "urn:mercato:problem:" + valid_utf8(code);
+  o["title"] = valid_utf8(title);
   o["status"] = status;
-  o["code"] = code;
-  o["detail"] = detail;
+  o["code"] = valid_utf8(code);
+  o["detail"] = valid_utf8(detail);
   if (!errors.empty()) {
     boost::json::array arr;
     arr.reserve(errors.size());
     for (const auto& e : errors) {
-      arr.push_back(boost::json::object{{"pointer", e.pointer}, {"message", e.message}});
+      arr.push_back(boost::json::object{{"pointer", valid_utf8(e.pointer)}, {"message", valid_utf8(e.message)}});
     }
     o["errors"] = std::move(arr);
   }

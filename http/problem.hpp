@@ -3,6 +3,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace mercato::http {
@@ -25,6 +26,11 @@ struct problem {
   // application/problem+json body
   std::string to_json() const;
 };
+
+// `s` with every byte that does not belong to a well-formed UTF-8 sequence replaced by U+FFFD. A problem's
+// text may quote what the client sent (a header value may hold any byte); JSON text is UTF-8 (RFC 8259 §8.1),
+// and an answer that is not would be unreadable to the client's parser.
+std::string valid_utf8(std::string_view s);
 
 // The canonical problems; `detail` says what happened this time.
 problem not_found(std::string detail = "no such resource");

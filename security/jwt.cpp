@@ -350,6 +350,11 @@ verified_token verify_access_token(std::string_view token, const jwt_settings& s
     return jwt_error::wrong_audience;
   }
 
+  // A token that ends before it begins cannot have been minted by sign_access_token (which refuses
+  // exp <= iat); within the leeway it would otherwise pass every check below.
+  if (*exp <= *iat) {
+    return jwt_error::malformed;
+  }
   // Times: now is within the supported range, so none of these sums can overflow.
   const std::int64_t t = unix_seconds(now);
   const std::int64_t leeway = s.leeway.count();

@@ -55,7 +55,8 @@ access_claims make_access_claims(std::string subject, std::vector<std::string> r
 std::string sign_access_token(const access_claims& c, const jwt_settings& s);
 
 enum class jwt_error {
-  malformed,         // not three base64url parts of JSON objects, too long, wrong claim types, crit header
+  malformed,         // not three base64url parts of JSON objects, too long, wrong claim types, crit header,
+                     // exp not after iat
   bad_signature,     // signature does not match (tampered, other key)
   wrong_algorithm,   // header alg is not exactly HS256 (none, HS512, RS256, ES256, ...)
   wrong_kid,         // header kid differs from the configured one (or is missing)

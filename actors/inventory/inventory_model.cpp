@@ -181,6 +181,13 @@ clock::time_point inventory_model::parse_time(const std::string& s) {
   if (pos + 1 != s.size() || (s[pos] != 'Z' && s[pos] != 'z')) {
     throw std::invalid_argument("not an RFC 3339 UTC time: " + s);
   }
+  // Fields out of range (which timegm would silently carry over) and years the clock's nanoseconds cannot
+  // hold (system_clock spans about 1678..2262; its from_time_t overflows outside) are not a time we wrote.
+  if (tm.tm_year < 1900 || tm.tm_year > 2200 || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 ||
+      tm.tm_mday > 31 || tm.tm_hour < 0 || tm.tm_hour > 23 || tm.tm_min < 0 || tm.tm_min > 59 || tm.tm_sec < 0 ||
+      tm.tm_sec > 60) {
+    throw std::invalid_argument("not a time of this era: " + s);
+  }
   tm.tm_year -= 1900;
   tm.tm_mon -= 1;
   const std::time_t t = timegm(&tm);

@@ -21,6 +21,19 @@ dom::parser& parser() {
   return p;
 }
 
+// At most `max` bytes of `s` (valid UTF-8: simdjson checked it), never cut inside a character: the error
+// quoting it goes out in a text frame, which must be UTF-8 (a client fails the connection otherwise).
+std::string quoted_prefix(std::string_view s, std::size_t max) {
+  if (s.size() <= max) {
+    return std::string(s);
+  }
+  std::size_t n = max;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) {
+    --n;  // s[n] continues the character that starts before it
+  }
+  return std::string(s.substr(0, n));
+}
+
 parsed_message refuse(std::string code, std::string detail) {
   return parsed_message{std::nullopt, message_error{std::move(code), std::move(detail)}};
 }
@@ -142,7 +155,7 @@ parsed_message parse_client_message(std::string_view text, std::size_t max_items
   } else if (*op == "unsubscribe") {
     m.op = client_message::op_kind::unsubscribe;
   } else {
-    return refuse("unknown_op", "unknown op \"" + std::string(op->substr(0, 40)) +
+    return refuse("unknown_op", "unknown op \"" + quoted_prefix(*op, 40) +
                                     "\"; expected subscribe, unsubscribe or ping");
   }
   const auto topic_name = text_at(root, "topic");
@@ -151,7 +164,7 @@ parsed_message parse_client_message(std::string_view text, std::size_t max_items
   }
   const auto t = topic_from(*topic_name);
   if (!t) {
-    return refuse("unknown_topic", "unknown topic \"" + std::string(topic_name->substr(0, 40)) +
+    return refuse("unknown_topic", "unknown topic \"" + quoted_prefix(*topic_name, 40) +
                                        "\"; expected stock, price or orders");
   }
   m.topic = *t;

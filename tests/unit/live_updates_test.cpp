@@ -143,6 +143,29 @@ TEST_CASE("client messages: subscribe, unsubscribe, ping; everything else gets a
         "invalid_message");  // more than the limit of 2 (counted before repeats collapse)
 }
 
+// Found by tests/fuzz (ws_messages): the quoted op was cut at 40 bytes, inside a character, and the error
+// went out as a text frame that was not UTF-8.
+TEST_CASE("an unknown op or topic is quoted in the error without cutting a character in two") {
+  std::string long_op;
+  for (int i = 0; i < 30; ++i) {
+    long_op += "\xC3\xA9";  // é: 2 bytes, so byte 40 ends a character only if the cut is right
+  }
+  long_op = "x" + long_op;  // ... and now byte 40 falls inside one
+  for (const auto& [text, code] : {std::pair{R"({"op":")" + long_op + "\"}", "unknown_op"},
+                                   std::pair{R"({"op":"subscribe","topic":")" + long_op + "\"}", "unknown_topic"}}) {
+    auto r = parse_client_message(text, 10);
+    REQUIRE_FALSE(r.message);
+    CHECK(r.error.code == code);
+    const auto sent = error_message(r.error.code, r.error.detail);
+    boost::system::error_code ec;
+    auto v = boost::json::parse(sent, ec);  // Boost.JSON refuses text that is not UTF-8
+    REQUIRE_FALSE(ec);
+    const std::string detail(v.at("detail").as_string());
+    CHECK(detail.find("x\xC3\xA9\xC3\xA9") != std::string::npos);
+    CHECK(detail.find(long_op) == std::string::npos);  // a prefix, not the whole name
+  }
+}
+
 TEST_CASE("committed events become messages; events without a version or not about live items give none") {
   mercato::persistence::outbox_event e;
   e.seq = 9;

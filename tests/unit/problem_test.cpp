@@ -28,6 +28,24 @@ TEST_CASE("problem text is escaped, never spliced into JSON") {
   CHECK_FALSE(v.contains("errors"));
 }
 
+// Found by tests/fuzz (http_request): a 415 quoting a Content-Type of obs-text bytes was not valid JSON.
+TEST_CASE("problem text that quotes bytes which are not UTF-8 still renders as valid JSON") {
+  CHECK(valid_utf8("plain, \xC3\xA9t\xC3\xA9, \xE2\x82\xAC, \xF0\x9F\x98\x80") ==
+        "plain, \xC3\xA9t\xC3\xA9, \xE2\x82\xAC, \xF0\x9F\x98\x80");
+  CHECK(valid_utf8("a\xFF\xFE" "b") == "a\xEF\xBF\xBD\xEF\xBF\xBD" "b");
+  CHECK(valid_utf8("\xC0\xAF") == "\xEF\xBF\xBD\xEF\xBF\xBD");          // overlong '/'
+  CHECK(valid_utf8("\xED\xA0\x80") == "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // a surrogate
+  CHECK(valid_utf8("\xE2\x82") == "\xEF\xBF\xBD\xEF\xBF\xBD");          // cut short
+  auto p = unsupported_media_type("Content-Type must be application/json, got application\xFF\xFF/json");
+  p.errors.push_back({"/h\x80", "bad \xC3"});
+  boost::system::error_code ec;
+  auto v = boost::json::parse(p.to_json(), ec);
+  REQUIRE_FALSE(ec);
+  CHECK(v.at("detail").as_string() ==
+        "Content-Type must be application/json, got application\xEF\xBF\xBD\xEF\xBF\xBD/json");
+  CHECK(v.at("errors").at(0).at("pointer").as_string() == "/h\xEF\xBF\xBD");
+}
+
 TEST_CASE("each canonical problem has its status and code") {
   CHECK(not_found().status == 404);
   CHECK(method_not_allowed("x").status == 405);
