@@ -21,6 +21,11 @@ caf::behavior gateway(caf::event_based_actor* self, std::shared_ptr<const gatewa
         rp.delegate(front, forward_atom::value, std::move(id), std::move(command), hops);
         return rp;
       },
+      [hooks](hello_atom, const std::string& node_id, caf::actor& peer_gateway) {
+        if (hooks->on_hello && peer_gateway) {
+          hooks->on_hello(node_id, std::move(peer_gateway));
+        }
+      },
       [hooks](relay_atom, const std::vector<persistence::outbox_event>& events) {
         if (!hooks->on_relayed) {
           return;
