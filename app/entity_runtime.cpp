@@ -1,9 +1,14 @@
 #include "app/entity_runtime.hpp"
 
+#include <mutex>
 #include <stdexcept>
 
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
+#include <caf/openssl/manager.hpp>
+#include <caf/openssl/publish.hpp>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "actors/cart/cart_model.hpp"
 #include "actors/inventory/inventory_model.hpp"
@@ -13,6 +18,7 @@
 #include "cluster/cluster_metrics.hpp"
 #include "cluster/gateway.hpp"
 #include "cluster/messages.hpp"
+#include "cluster/openssl_errors.hpp"
 #include "telemetry/logging.hpp"
 #include "persistence/pg_pool.hpp"
 #include "supervisors/entity.hpp"
@@ -20,6 +26,37 @@
 #include "telemetry/metrics.hpp"
 
 namespace mercato::app {
+
+namespace {
+
+// caf_openssl loads the PEM files for every connection and throws from its I/O loop when one is bad:
+// load them once here, so a bad file stops the node at start-up with a readable reason.
+void check_tls_files(const cluster::coordinator_options& c) {
+  std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx{SSL_CTX_new(TLS_method()), SSL_CTX_free};
+  auto fail = [](const std::string& what) {
+    char reason[256] = {};
+    ERR_error_string_n(ERR_get_error(), reason, sizeof reason);
+    ERR_clear_error();
+    throw std::invalid_argument("cluster TLS: " + what + " (" + reason + ")");
+  };
+  if (!ctx) {
+    fail("cannot create an OpenSSL context");
+  }
+  if (SSL_CTX_use_certificate_chain_file(ctx.get(), c.tls_certificate.c_str()) != 1) {
+    fail("cannot load the certificate " + c.tls_certificate);
+  }
+  if (SSL_CTX_use_PrivateKey_file(ctx.get(), c.tls_key.c_str(), SSL_FILETYPE_PEM) != 1) {
+    fail("cannot load the private key " + c.tls_key);
+  }
+  if (SSL_CTX_check_private_key(ctx.get()) != 1) {
+    fail("the private key " + c.tls_key + " does not belong to the certificate " + c.tls_certificate);
+  }
+  if (SSL_CTX_load_verify_locations(ctx.get(), c.tls_ca.c_str(), nullptr) != 1) {
+    fail("cannot load the CA " + c.tls_ca);
+  }
+}
+
+}  // namespace
 
 struct entity_runtime::impl {
   struct kind_slot {
@@ -50,6 +87,22 @@ struct entity_runtime::impl {
     protocol::register_protocol(caf_config);
     cluster::register_types(caf_config);
     caf_config.load<caf::io::middleman>();
+    if (opts.cluster.tls()) {
+      // Certificates on both sides, verified against the cluster's CA (CAF-0.17-NOTES: without them
+      // caf_openssl would fall back to an anonymous cipher with no peer verification).
+      if (opts.cluster.tls_key.empty() || opts.cluster.tls_ca.empty()) {
+        throw std::invalid_argument("cluster TLS needs a certificate, a key and a CA");
+      }
+      check_tls_files(opts.cluster);
+      if (!cluster::openssl_error_queue_cleared_per_call()) {
+        throw std::runtime_error("cluster TLS: this program does not wrap libssl's I/O calls (cluster/openssl_errors.hpp); "
+                                 "a failed TLS peer would take healthy connections down");
+      }
+      caf_config.load<caf::openssl::manager>();
+      caf_config.openssl_certificate = opts.cluster.tls_certificate;
+      caf_config.openssl_key = opts.cluster.tls_key;
+      caf_config.openssl_cafile = opts.cluster.tls_ca;
+    }
     // Heartbeats between nodes, so a frozen peer's connection is noticed (CAF's default is off).
     caf_config.set("middleman.heartbeat-interval", caf::timespan{opts.cluster.heartbeat});
     caf_config.set("middleman.connection-timeout", caf::timespan{opts.cluster.node_timeout});
@@ -149,9 +202,22 @@ void entity_runtime::start_cluster() {
     return caf::actor{};
   };
   hooks->on_relayed = im.opts.on_relayed;
+  // Introductions can arrive as soon as the gateway is published, before the coordinator exists.
+  struct introduction_slot {
+    std::mutex mutex;
+    std::function<void(const std::string&, caf::actor)> to;
+  };
+  auto introductions = std::make_shared<introduction_slot>();
+  hooks->on_hello = [introductions](const std::string& node_id, caf::actor peer_gateway) {
+    std::lock_guard<std::mutex> lock{introductions->mutex};
+    if (introductions->to) {
+      introductions->to(node_id, std::move(peer_gateway));
+    }
+  };
   im.gateway = im.system->spawn(cluster::gateway, std::shared_ptr<const cluster::gateway_hooks>(hooks));
   auto co = im.opts.cluster;
-  auto port = im.system->middleman().publish(im.gateway, co.port, co.host.c_str(), true);
+  auto port = co.tls() ? caf::openssl::publish(im.gateway, co.port, co.host.c_str(), true)
+                       : im.system->middleman().publish(im.gateway, co.port, co.host.c_str(), true);
   if (!port) {
     throw std::runtime_error("cannot publish the cluster gateway on " + co.host + ":" + std::to_string(co.port) +
                              ": " + im.system->render(port.error()));
@@ -160,12 +226,17 @@ void entity_runtime::start_cluster() {
   co.port = *port;
   co.dsn = im.opts.dsn;
   co.node_id = im.opts.node_id;
+  co.gateway = im.gateway;
   std::vector<cluster::kind_binding> bindings;
   for (const auto& k : im.kinds) {
     bindings.push_back({k.env, k.front});
   }
   im.members = std::make_unique<cluster::coordinator>(std::move(co), *im.system, std::move(bindings),
                                                       im.cluster_stats.get());
+  {
+    std::lock_guard<std::mutex> lock{introductions->mutex};
+    introductions->to = im.members->introductions();
+  }
   im.members->start();
 }
 

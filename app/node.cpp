@@ -91,6 +91,9 @@ struct node::parts {
     o.cluster.heartbeat = s.cluster.heartbeat;
     o.cluster.node_timeout = s.cluster.node_timeout;
     o.cluster.may_join = [&bootstrap] { return bootstrap.done(); };
+    o.cluster.tls_certificate = s.cluster.tls_certificate;
+    o.cluster.tls_key = s.cluster.tls_key;
+    o.cluster.tls_ca = s.cluster.tls_ca;
     // Events relayed by the node that runs the outbox, for this node's own subscribers (the list is
     // complete before the gateway is published).
     o.on_relayed = [&relay_targets](const std::vector<persistence::outbox_event>& events) {

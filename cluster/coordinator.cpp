@@ -6,6 +6,7 @@
 
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
+#include <caf/openssl/manager.hpp>
 #include <pqxx/pqxx>
 
 #include "actors/protocol/atoms.hpp"
@@ -62,6 +63,8 @@ coordinator::coordinator(coordinator_options opts, caf::actor_system& sys, std::
         it->second.connecting = false;
         if (gw) {
           it->second.gateway = std::move(gw);
+          watch(id, it->second.gateway);
+          caf::anon_send(it->second.gateway, hello_atom::value, opts_.node_id, opts_.gateway);
           telemetry::log_info("cluster peer connected", {{"node_id", id}, {"address", host + ":" + std::to_string(port)}});
         } else {
           telemetry::log_warn("cluster peer unreachable", {{"node_id", id}, {"address", host + ":" + std::to_string(port)},
@@ -115,6 +118,30 @@ kind_binding* coordinator::kind(const std::string& name) {
     }
   }
   return nullptr;
+}
+
+// Logs when the connection behind a peer's gateway proxy is lost (the proxy dies with it).
+void coordinator::watch(const std::string& id, const caf::actor& gw) {
+  caf::actor_cast<caf::abstract_actor*>(gw)->attach_functor([id](const caf::error& reason) {
+    telemetry::log_warn("cluster peer connection lost", {{"node_id", id}, {"reason", caf::to_string(reason)}});
+  });
+}
+
+std::function<void(const std::string&, caf::actor)> coordinator::introductions() {
+  auto alive = alive_;
+  return [this, alive](const std::string& id, caf::actor gw) {
+    std::lock_guard<std::mutex> lock{alive->mutex};
+    if (!alive->on || id == opts_.node_id || !(id < opts_.node_id)) {
+      return;  // gone, or a node this one connects to itself
+    }
+    std::lock_guard<std::mutex> peers_lock{mutex_};
+    auto& p = peers_[id];
+    if (p.gateway != gw) {
+      p.gateway = std::move(gw);
+      watch(id, p.gateway);
+      telemetry::log_info("cluster peer introduced itself", {{"node_id", id}});
+    }
+  };
 }
 
 std::vector<caf::actor> coordinator::peer_gateways() const {
@@ -228,6 +255,8 @@ std::map<std::string, std::int64_t> coordinator::active_entities() {
 // Connections are made by short-lived actors, never on this thread: a peer that is frozen (SIGSTOP)
 // accepts the TCP connection and never answers CAF's handshake, and waiting for it here would stop the
 // renewals of this node's own leases.
+// Of two nodes, only the one with the smaller id connects, and introduces its gateway over the connection
+// (hello_atom, again every round); the other waits for that introduction (see hello_atom for why).
 void coordinator::connect_peers(const std::vector<node_record>& nodes) {
   std::set<std::string> live;
   for (const auto& n : nodes) {
@@ -240,7 +269,21 @@ void coordinator::connect_peers(const std::vector<node_record>& nodes) {
     // A proxy whose connection dropped is terminated: connect again (a restarted peer has a new port).
     const bool dead =
         p.gateway && caf::actor_cast<caf::abstract_actor*>(p.gateway)->getf(caf::abstract_actor::is_terminated_flag);
-    if ((p.gateway && !dead && p.host == n.host && p.port == n.port) || p.connecting) {
+    if (!(opts_.node_id < n.id)) {
+      // The peer connects to this node: forget a gateway whose connection dropped or that belongs to an
+      // earlier address of the peer; its next introduction brings the current one.
+      if (dead || (p.port != 0 && (p.host != n.host || p.port != n.port))) {
+        p.gateway = caf::actor{};
+      }
+      p.host = n.host;
+      p.port = n.port;
+      continue;
+    }
+    if (p.gateway && !dead && p.host == n.host && p.port == n.port) {
+      caf::anon_send(p.gateway, hello_atom::value, opts_.node_id, opts_.gateway);
+      continue;
+    }
+    if (p.connecting) {
       continue;
     }
     p.host = n.host;
@@ -258,7 +301,9 @@ void coordinator::connect_peers(const std::vector<node_record>& nodes) {
                   },
                   [=](caf::error& err) { (*done)(id, host, port, caf::actor{}, std::move(err)); });
         },
-        caf::actor_cast<caf::actor>(sys_.middleman().actor_handle()));
+        // With TLS, the openssl module's middleman actor opens the connection (same BASP broker, TLS scribe).
+        opts_.tls() ? caf::actor_cast<caf::actor>(sys_.openssl_manager().actor_handle())
+                    : caf::actor_cast<caf::actor>(sys_.middleman().actor_handle()));
   }
   std::lock_guard<std::mutex> lock{mutex_};
   for (auto it = peers_.begin(); it != peers_.end();) {

@@ -48,6 +48,14 @@ struct coordinator_options {
   std::chrono::milliseconds node_timeout{5'000};
   // The coordinator registers the node only once this says yes (migrations applied); may be empty.
   std::function<bool()> may_join;
+  // TLS between nodes (caf_openssl): all three set, or none. With them, a node accepts and opens only
+  // connections whose peer presents a certificate signed by `tls_ca`.
+  std::string tls_certificate;  // PEM chain of this node
+  std::string tls_key;          // its private key (PEM)
+  std::string tls_ca;           // the cluster's CA (PEM)
+  bool tls() const { return !tls_certificate.empty(); }
+  // This node's published gateway: introduced to the peers this node connects to.
+  caf::actor gateway;
 };
 
 struct kind_binding {
@@ -88,6 +96,9 @@ class coordinator {
 
   // The live peers' gateways (for relaying events).
   std::vector<caf::actor> peer_gateways() const;
+  // For the gateway's hello hook: a peer (with a smaller id, so it is the one that connects) introduced
+  // its gateway. The function may outlive the coordinator (it does nothing then).
+  std::function<void(const std::string& node_id, caf::actor gateway)> introductions();
   cluster_view view() const;
   const std::string& incarnation() const { return incarnation_; }
 
@@ -115,6 +126,7 @@ class coordinator {
   void renew_held(pqxx::connection& conn);
   void connect_peers(const std::vector<node_record>& nodes);
   void measure_peers();
+  static void watch(const std::string& id, const caf::actor& gw);
   void place_all(const std::vector<lease_record>& leases);
   std::map<std::string, std::int64_t> active_entities();
   kind_binding* kind(const std::string& name);

@@ -22,6 +22,11 @@ caf::behavior gateway(caf::event_based_actor* self, std::shared_ptr<const gatewa
         return rp;
       },
       [](ping_atom, std::uint64_t n) { return n; },
+      [hooks](hello_atom, const std::string& node_id, caf::actor& peer_gateway) {
+        if (hooks->on_hello && peer_gateway) {
+          hooks->on_hello(node_id, std::move(peer_gateway));
+        }
+      },
       [hooks](relay_atom, const std::vector<persistence::outbox_event>& events) {
         if (!hooks->on_relayed) {
           return;

@@ -19,6 +19,8 @@ namespace mercato::cluster {
 struct gateway_hooks {
   std::function<caf::actor(std::string_view kind)> front_of;  // null actor: no such kind
   std::function<void(const std::vector<persistence::outbox_event>&)> on_relayed;  // may be empty
+  // A peer that connected to this node introduced its gateway (hello_atom); may be empty.
+  std::function<void(const std::string& node_id, caf::actor gateway)> on_hello;
 };
 
 caf::behavior gateway(caf::event_based_actor* self, std::shared_ptr<const gateway_hooks> hooks);

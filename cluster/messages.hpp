@@ -39,6 +39,12 @@ using handoff_atom = caf::atom_constant<caf::atom("cl_handoff")>;
 using sweep_atom = caf::atom_constant<caf::atom("cl_sweep")>;
 // Gateway: (ping_atom, uint64) -> uint64: the same number back (the coordinator's remote round trip).
 using ping_atom = caf::atom_constant<caf::atom("cl_ping")>;
+// Gateway: (hello_atom, std::string node_id, actor gateway): the node that opened the connection to this
+// node introduces its own gateway over it. Only one of two nodes connects (the one with the smaller id):
+// when both connect to each other at the same moment, CAF 0.17's BASP ends up with two connections whose
+// handshakes crossed, and the peer's proxies die (over TLS every time; see docs/architecture.md). Sent
+// again every heartbeat, so it is idempotent.
+using hello_atom = caf::atom_constant<caf::atom("cl_hello")>;
 
 enum class placement : std::int8_t {
   pending = 0,  // no live owner known: hold messages

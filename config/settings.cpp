@@ -79,7 +79,7 @@ std::chrono::milliseconds as_ms(const typed_value& v) {
 
 // One table drives the TOML walk, the environment, the command line and the --help text, so a setting
 // cannot be reachable from one source and silently missing from another.
-const std::array<field_spec, 68> fields = {{
+const std::array<field_spec, 71> fields = {{
     {"node_id", "MERCATO_NODE_ID", "--node-id", "Node name, unique in the cluster", value_kind::identifier, 0, 0,
      [](settings& s, const typed_value& v) { s.node_id = as_text(v); }},
     {"scheduler_threads", "MERCATO_SCHEDULER_THREADS", "--scheduler-threads", "CAF worker threads (0 = cores)",
@@ -220,6 +220,12 @@ const std::array<field_spec, 68> fields = {{
      [](settings& s, const typed_value& v) { s.cluster.heartbeat = as_ms(v); }},
     {"cluster.node_timeout_ms", "MERCATO_CLUSTER_NODE_TIMEOUT_MS", "", "", value_kind::milliseconds, 100,
      max_timeout_ms, [](settings& s, const typed_value& v) { s.cluster.node_timeout = as_ms(v); }},
+    {"cluster.tls_certificate", "MERCATO_CLUSTER_TLS_CERTIFICATE", "", "", value_kind::optional_text, 0, 0,
+     [](settings& s, const typed_value& v) { s.cluster.tls_certificate = as_text(v); }},
+    {"cluster.tls_key", "MERCATO_CLUSTER_TLS_KEY", "", "", value_kind::optional_text, 0, 0,
+     [](settings& s, const typed_value& v) { s.cluster.tls_key = as_text(v); }},
+    {"cluster.tls_ca", "MERCATO_CLUSTER_TLS_CA", "", "", value_kind::optional_text, 0, 0,
+     [](settings& s, const typed_value& v) { s.cluster.tls_ca = as_text(v); }},
     {"redis.url", "MERCATO_REDIS_URL", "--redis-url", "Redis URL (empty = no Redis)", value_kind::optional_text, 0,
      0,
      [](settings& s, const typed_value& v) {
@@ -689,6 +695,22 @@ void load_into(load_result& result, int argc, const char* const* argv,
     result.errors.insert(result.errors.end(), part->begin(), part->end());
   // Settings that only make sense together.
   const auto& c = s.cluster;
+  // TLS between nodes: all three files or none (caf_openssl would otherwise fall back to an anonymous
+  // cipher, or refuse every peer), and each one readable now rather than at the first connection.
+  const std::pair<const char*, const std::string*> tls_files[] = {
+      {"cluster.tls_certificate", &c.tls_certificate}, {"cluster.tls_key", &c.tls_key}, {"cluster.tls_ca", &c.tls_ca}};
+  const bool tls_some = !c.tls_certificate.empty() || !c.tls_key.empty() || !c.tls_ca.empty();
+  for (const auto& [key, file] : tls_files) {
+    if (file->empty()) {
+      if (tls_some) {
+        result.errors.push_back({key, "configuration",
+                                 "TLS between nodes needs all of cluster.tls_certificate, cluster.tls_key and "
+                                 "cluster.tls_ca (or none)"});
+      }
+    } else if (!std::ifstream(*file).good()) {
+      result.errors.push_back({key, "configuration", "cannot read " + quote(*file)});
+    }
+  }
   if (c.lease_ttl < 3 * c.heartbeat) {
     result.errors.push_back({"cluster.lease_ttl_ms", "configuration",
                              "must be at least 3 heartbeats (cluster.heartbeat_ms), got " +

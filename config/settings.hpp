@@ -134,6 +134,10 @@ struct cluster_settings {
   std::chrono::milliseconds lease_ttl{10'000};     // a dead node's shards move after this
   std::chrono::milliseconds heartbeat{1'000};      // membership heartbeat and lease renewal
   std::chrono::milliseconds node_timeout{5'000};   // a node without a heartbeat this long is down
+  // TLS between nodes: all three PEM files, or none (plain TCP: keep the cluster port private).
+  std::string tls_certificate;
+  std::string tls_key;
+  std::string tls_ca;
 };
 
 struct settings {

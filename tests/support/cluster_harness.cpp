@@ -45,6 +45,9 @@ std::size_t cluster_harness::add() {
   s.cluster.lease_ttl = opts_.lease_ttl;
   s.cluster.heartbeat = opts_.heartbeat;
   s.cluster.node_timeout = opts_.node_timeout;
+  s.cluster.tls_certificate = opts_.tls_certificate;
+  s.cluster.tls_key = opts_.tls_key;
+  s.cluster.tls_ca = opts_.tls_ca;
   auto n = std::make_unique<app::node>(s);
   n->start();
   ports_.push_back(n->http_port());

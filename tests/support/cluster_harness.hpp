@@ -24,6 +24,10 @@ struct cluster_options {
   std::chrono::milliseconds node_timeout{1000};
   int shards = 64;
   std::string node_prefix = "n";
+  // TLS between the nodes (all three PEM files, or none).
+  std::string tls_certificate;
+  std::string tls_key;
+  std::string tls_ca;
 };
 
 class cluster_harness {

@@ -787,3 +787,47 @@ TEST_CASE("cluster settings: read from every source; a lease must outlast three 
   CHECK(contains(only_error(run({}, {{"MERCATO_CLUSTER_SHARDS", "0"}})).message, "between 1 and 4096"));
   CHECK(contains(only_error(run({"--cluster-port", "70000"})).message, "between 0 and 65535"));
 }
+
+TEST_CASE("cluster TLS settings: all three readable files or none") {
+  temp_dir dir;
+  const auto cert = dir.write("node.pem", "certificate");
+  const auto key = dir.write("node.key", "key");
+  const auto ca = dir.write("ca.pem", "ca");
+  // None: plain TCP.
+  const auto plain = loaded(run({}));
+  CHECK(plain.cluster.tls_certificate.empty());
+  CHECK(plain.cluster.tls_key.empty());
+  CHECK(plain.cluster.tls_ca.empty());
+  // All three, from the environment ...
+  const auto env = loaded(run({}, {{"MERCATO_CLUSTER_TLS_CERTIFICATE", cert},
+                                   {"MERCATO_CLUSTER_TLS_KEY", key},
+                                   {"MERCATO_CLUSTER_TLS_CA", ca}}));
+  CHECK(env.cluster.tls_certificate == cert);
+  CHECK(env.cluster.tls_key == key);
+  CHECK(env.cluster.tls_ca == ca);
+  // ... and from the file.
+  const auto toml = dir.write("mercato.toml", "[cluster]\ntls_certificate = \"" + cert + "\"\ntls_key = \"" + key +
+                                                  "\"\ntls_ca = \"" + ca + "\"\n");
+  const auto file = loaded(run({"--config", toml}));
+  CHECK(file.cluster.tls_certificate == cert);
+  CHECK(file.cluster.tls_key == key);
+  CHECK(file.cluster.tls_ca == ca);
+  // Only some of them: each missing one is named.
+  const auto partial = run({}, {{"MERCATO_CLUSTER_TLS_CERTIFICATE", cert}, {"MERCATO_CLUSTER_TLS_KEY", key}});
+  const auto e = only_error(partial);
+  CHECK(e.key == "cluster.tls_ca");
+  CHECK(contains(e.message, "needs all of"));
+  const auto two_missing = run({}, {{"MERCATO_CLUSTER_TLS_CA", ca}});
+  CHECK_FALSE(two_missing.value.has_value());
+  REQUIRE(two_missing.errors.size() == 2);
+  CHECK(two_missing.errors[0].key == "cluster.tls_certificate");
+  CHECK(two_missing.errors[1].key == "cluster.tls_key");
+  // A file that cannot be read.
+  const auto missing = dir.path("nowhere.pem");
+  const auto unreadable = only_error(run({}, {{"MERCATO_CLUSTER_TLS_CERTIFICATE", cert},
+                                              {"MERCATO_CLUSTER_TLS_KEY", missing},
+                                              {"MERCATO_CLUSTER_TLS_CA", ca}}));
+  CHECK(unreadable.key == "cluster.tls_key");
+  CHECK(contains(unreadable.message, "cannot read"));
+  CHECK(contains(unreadable.message, missing));
+}
