@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include <caf/all.hpp>
+#include <spdlog/spdlog.h>
 #include <caf/io/middleman.hpp>
 #include <caf/openssl/manager.hpp>
 #include <caf/openssl/publish.hpp>
@@ -67,6 +68,10 @@ struct entity_runtime::impl {
 
   impl(entity_runtime_options o, persistence::pg_pool& pool, telemetry::metrics* m)
       : opts(std::move(o)), metrics(m) {
+    // spdlog's default logger comes into being on first use; make that happen here, before the writer,
+    // dispatcher and coordinator threads log (two first uses at once are a race TSan reports: Debian's
+    // spdlog is not instrumented, so it cannot see the construction's synchronisation).
+    (void)spdlog::default_logger_raw();
     if (opts.dispatch_outbox) {
       auto oo = opts.outbox;
       oo.dsn = opts.dsn;

@@ -15,6 +15,7 @@
 #include <pqxx/pqxx>
 
 #include "supervisors/entity_env.hpp"
+#include "support/cluster_harness.hpp"
 #include "support/http_client.hpp"
 #include "support/node_process.hpp"
 #include "support/scratch_database.hpp"
@@ -22,6 +23,7 @@
 
 using namespace std::chrono_literals;
 using mercato::test::http_client;
+using mercato::test::lease_owner;
 using mercato::test::http_reply;
 using mercato::test::node_process;
 using mercato::test::scratch_database;
@@ -41,15 +43,6 @@ std::map<std::string, std::string> node_env(const scratch_database& db, const st
           {"MERCATO_CLUSTER_NODE_TIMEOUT_MS", std::to_string(node_timeout.count())}};
 }
 
-std::string owner_of(const std::string& dsn, const std::string& id) {
-  pqxx::connection conn{dsn};
-  pqxx::read_transaction tx{conn};
-  auto r = tx.exec_params(
-      "SELECT owner_node FROM shard_leases WHERE kind = 'cart' AND shard = $1 AND expires_at > now()",
-      mercato::supervisors::shard_of(id, 64));
-  return r.empty() ? std::string{} : std::string(r[0][0].c_str());
-}
-
 // Both nodes hold leases and together all 256.
 void await_two_owners(const std::string& dsn) {
   const auto until = std::chrono::steady_clock::now() + 60s;
@@ -65,27 +58,13 @@ void await_two_owners(const std::string& dsn) {
   FAIL("the two nodes did not split the shards");
 }
 
-http_reply add_item(http_client& c, const customer& who, const std::string& cart, const std::string& product,
-                    const std::string& key) {
-  return c.request("POST", "/api/v1/carts/" + cart + "/items",
-                   json::serialize(json::object{{"product_id", product}, {"quantity", 1}}),
-                   json_body(bearer(who.token, {{"Idempotency-Key", key}})));
-}
-
-std::int64_t quantity_in(const json::value& cart) {
-  std::int64_t q = 0;
-  for (const auto& line : cart.at("items").as_array()) {
-    q += line.at("quantity").to_number<std::int64_t>();
-  }
-  return q;
-}
 
 // A cart whose shard `node` holds.
 std::pair<customer, std::string> cart_on(http_client& c, const std::string& dsn, const std::string& node) {
   for (int i = 0; i < 200; ++i) {
     customer who;
     auto cart = new_cart(c, who);
-    if (owner_of(dsn, cart) == node) {
+    if (lease_owner(dsn, "cart", cart) == node) {
       return {who, cart};
     }
   }
@@ -124,7 +103,7 @@ TEST_CASE("a node killed with SIGKILL under load: its carts are served again wit
       const auto key = "kill-" + std::to_string(n);
       while (true) {
         const auto sent = std::chrono::steady_clock::now();
-        auto r = add_item(via, carts[i].first, carts[i].second, product, key);
+        auto r = add_one(via, carts[i].first, carts[i].second, product, key);
         const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - sent);
         if (took.count() > longest.load()) {
           longest = took.count();
@@ -166,7 +145,7 @@ TEST_CASE("a node killed with SIGKILL under load: its carts are served again wit
   REQUIRE_FALSE(gave_up.load());
   CHECK(acknowledged.load() >= before + 20);
   for (std::size_t i = 0; i < carts.size(); ++i) {
-    CHECK(owner_of(db.dsn(), carts[i].second) == "proc-a");
+    CHECK(lease_owner(db.dsn(), "cart", carts[i].second) == "proc-a");
     auto seen = c.get("/api/v1/carts/" + carts[i].second, bearer(carts[i].first.token));
     REQUIRE_MESSAGE(seen.status == 200, seen.body);
     CHECK(quantity_in(seen.json()) == per_cart[i]);
@@ -183,19 +162,19 @@ TEST_CASE("a node frozen past its leases wakes up: it serves nothing stale and o
   http_client ca{a.port()}, cb{b.port()};
   const auto product = product_with_stock(ca, db.dsn(), 8, 1000);
   auto [who, cart] = cart_on(ca, db.dsn(), "frz-b");
-  REQUIRE(add_item(cb, who, cart, product, "one").status == 200);
-  REQUIRE(add_item(cb, who, cart, product, "two").status == 200);
+  REQUIRE(add_one(cb, who, cart, product, "one").status == 200);
+  REQUIRE(add_one(cb, who, cart, product, "two").status == 200);
   // The cart is now in node b's memory (and its parked copy, later).
   REQUIRE(quantity_in(cb.get("/api/v1/carts/" + cart, bearer(who.token)).json()) == 2);
 
   REQUIRE(::kill(b.pid(), SIGSTOP) == 0);
   // Node a takes the shard once b's lease expired.
   const auto until = std::chrono::steady_clock::now() + lease_ttl + 30s;
-  while (owner_of(db.dsn(), cart) != "frz-a" && std::chrono::steady_clock::now() < until) {
+  while (lease_owner(db.dsn(), "cart", cart) != "frz-a" && std::chrono::steady_clock::now() < until) {
     std::this_thread::sleep_for(50ms);
   }
-  REQUIRE(owner_of(db.dsn(), cart) == "frz-a");
-  auto three = add_item(ca, who, cart, product, "three");
+  REQUIRE(lease_owner(db.dsn(), "cart", cart) == "frz-a");
+  auto three = add_one(ca, who, cart, product, "three");
   REQUIRE_MESSAGE(three.status == 200, three.body);
   CHECK(quantity_in(three.json()) == 3);
 
@@ -209,7 +188,7 @@ TEST_CASE("a node frozen past its leases wakes up: it serves nothing stale and o
     CHECK(seen.status == 503);
   }
   // A change through b lands on top of the newer state.
-  auto four = add_item(cb, who, cart, product, "four");
+  auto four = add_one(cb, who, cart, product, "four");
   REQUIRE_MESSAGE(four.status == 200, four.body);
   CHECK(quantity_in(four.json()) == 4);
   CHECK(scalar(db.dsn(), "SELECT version FROM entity_snapshots WHERE kind = 'cart' AND id = $1", cart) ==

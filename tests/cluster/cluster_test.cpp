@@ -14,9 +14,7 @@
 #include <thread>
 
 #include <boost/json.hpp>
-#include <pqxx/pqxx>
 
-#include "supervisors/entity_env.hpp"
 #include "support/cluster_harness.hpp"
 #include "support/http_client.hpp"
 #include "support/node_process.hpp"
@@ -28,6 +26,7 @@ using namespace std::chrono_literals;
 using mercato::test::cluster_harness;
 using mercato::test::cluster_options;
 using mercato::test::http_client;
+using mercato::test::lease_owner;
 using mercato::test::http_reply;
 using mercato::test::scratch_database;
 using mercato::test::ws_client;
@@ -45,35 +44,13 @@ cluster_options options_for(const scratch_database& db) {
 
 std::int64_t num(const json::value& v, const char* key) { return v.as_object().at(key).to_number<std::int64_t>(); }
 
-// The node that holds the lease of `id`'s shard of `kind`, from PostgreSQL.
-std::string owner_of(const std::string& dsn, const std::string& kind, const std::string& id) {
-  pqxx::connection conn{dsn};
-  pqxx::read_transaction tx{conn};
-  auto r = tx.exec_params("SELECT owner_node FROM shard_leases WHERE kind = $1 AND shard = $2 AND expires_at > now()",
-                          kind, mercato::supervisors::shard_of(id, 64));
-  return r.empty() ? std::string{} : std::string(r[0][0].c_str());
-}
-
 json::value cart_of(http_client& c, const customer& who, const std::string& cart) {
   auto r = c.get("/api/v1/carts/" + cart, bearer(who.token));
   REQUIRE_MESSAGE(r.status == 200, r.body);
   return r.json();
 }
 
-std::int64_t quantity_in(const json::value& cart) {
-  std::int64_t q = 0;
-  for (const auto& line : cart.at("items").as_array()) {
-    q += line.at("quantity").to_number<std::int64_t>();
-  }
-  return q;
-}
 
-http_reply add_item(http_client& c, const customer& who, const std::string& cart, const std::string& product,
-                    const std::string& key) {
-  return c.request("POST", "/api/v1/carts/" + cart + "/items",
-                   json::serialize(json::object{{"product_id", product}, {"quantity", 1}}),
-                   json_body(bearer(who.token, {{"Idempotency-Key", key}})));
-}
 
 }  // namespace
 
@@ -99,7 +76,7 @@ TEST_CASE("every node serves every entity; the shards spread over the nodes; the
   for (int i = 0; i < 12; ++i) {
     customer who;
     const auto cart = new_cart(a, who);
-    ++owners[owner_of(db.dsn(), "cart", cart)];
+    ++owners[lease_owner(db.dsn(), "cart", cart)];
     add(b, who, cart, product, 1);
     add(c, who, cart, product, 2);
     for (auto* client : {&a, &b, &c}) {
@@ -262,7 +239,7 @@ TEST_CASE("a node added under add-to-cart and checkout load takes about 1/3 of t
       for (int n = 0; run.load(); ++n) {
         const int i = (n * 4 + t) % shoppers;
         auto& via = n % 2 ? via0 : via1;
-        auto r = add_item(via, people[static_cast<std::size_t>(i)], carts[static_cast<std::size_t>(i)], product,
+        auto r = add_one(via, people[static_cast<std::size_t>(i)], carts[static_cast<std::size_t>(i)], product,
                           "load-" + std::to_string(t) + "-" + std::to_string(n));
         if (r.status == 200) {
           ++acknowledged[static_cast<std::size_t>(i)];
@@ -282,7 +259,7 @@ TEST_CASE("a node added under add-to-cart and checkout load takes about 1/3 of t
       http_client via{cluster.http_port(static_cast<std::size_t>(n % 2))};
       customer buyer;
       auto cart = via.request("POST", "/api/v1/carts", {}, bearer(buyer.token));
-      auto line = cart.status == 201 ? add_item(via, buyer, str(cart.json(), "id"), product, "buy-" + std::to_string(n))
+      auto line = cart.status == 201 ? add_one(via, buyer, str(cart.json(), "id"), product, "buy-" + std::to_string(n))
                                      : cart;
       auto order = line.status == 200 ? checkout(via, buyer, str(cart.json(), "id"), "tok_ok", "order-" + std::to_string(n))
                                       : line;
@@ -348,7 +325,7 @@ TEST_CASE("a node cut off from PostgreSQL stops serving; the others serve its en
   for (int tries = 0; tries < 200 && cart.empty(); ++tries) {
     customer w;
     auto id = new_cart(setup, w);
-    if (owner_of(db.dsn(), "cart", id) == cluster.node_id(2)) {
+    if (lease_owner(db.dsn(), "cart", id) == cluster.node_id(2)) {
       cart = id;
       who = w;
     }
@@ -356,7 +333,7 @@ TEST_CASE("a node cut off from PostgreSQL stops serving; the others serve its en
   REQUIRE(!cart.empty());
   http_client victim{cluster.http_port(2)};
   for (int i = 0; i < 5; ++i) {
-    REQUIRE(add_item(victim, who, cart, product, "before-" + std::to_string(i)).status == 200);
+    REQUIRE(add_one(victim, who, cart, product, "before-" + std::to_string(i)).status == 200);
   }
   const auto before = cart_of(victim, who, cart);
   REQUIRE(quantity_in(before) == 5);
@@ -368,7 +345,7 @@ TEST_CASE("a node cut off from PostgreSQL stops serving; the others serve its en
   std::string new_owner;
   const auto deadline = cut_at + o.lease_ttl + o.node_timeout + 10s;
   while (std::chrono::steady_clock::now() < deadline) {
-    new_owner = owner_of(db.dsn(), "cart", cart);
+    new_owner = lease_owner(db.dsn(), "cart", cart);
     if (!new_owner.empty() && new_owner != cluster.node_id(2)) {
       break;
     }
@@ -376,7 +353,7 @@ TEST_CASE("a node cut off from PostgreSQL stops serving; the others serve its en
   }
   REQUIRE_MESSAGE(new_owner != cluster.node_id(2), "nobody took the cut-off node's shard");
   CHECK(!new_owner.empty());
-  auto after = add_item(other, who, cart, product, "after-cut");
+  auto after = add_one(other, who, cart, product, "after-cut");
   REQUIRE_MESSAGE(after.status == 200, after.body);
   const auto now_cart = cart_of(other, who, cart);
   CHECK(quantity_in(now_cart) == 6);
@@ -393,7 +370,7 @@ TEST_CASE("a node cut off from PostgreSQL stops serving; the others serve its en
   // Back on the network, it takes part again without a restart.
   cluster.cut_off(2, false);
   REQUIRE(cluster.await_settled());
-  auto again = add_item(victim, who, cart, product, "after-return");
+  auto again = add_one(victim, who, cart, product, "after-return");
   REQUIRE_MESSAGE(again.status == 200, again.body);
   CHECK(quantity_in(cart_of(other, who, cart)) == 7);
   CHECK(scalar(db.dsn(), "SELECT version FROM entity_snapshots WHERE kind = 'cart' AND id = $1", cart) ==

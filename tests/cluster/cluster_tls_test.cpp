@@ -21,9 +21,7 @@
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 #include <caf/openssl/all.hpp>
-#include <pqxx/pqxx>
 
-#include "supervisors/entity_env.hpp"
 #include "support/cluster_harness.hpp"
 #include "support/http_client.hpp"
 #include "support/node_process.hpp"
@@ -35,6 +33,7 @@ namespace fs = std::filesystem;
 using mercato::test::cluster_harness;
 using mercato::test::cluster_options;
 using mercato::test::http_client;
+using mercato::test::lease_owner;
 using mercato::test::scratch_database;
 using namespace mercato::test::shop;
 
@@ -70,14 +69,6 @@ struct pki {
   }
 };
 
-// The node that holds the lease of `id`'s shard of `kind`, from PostgreSQL.
-std::string owner_of(const std::string& dsn, const std::string& kind, const std::string& id) {
-  pqxx::connection conn{dsn};
-  pqxx::read_transaction tx{conn};
-  auto r = tx.exec_params("SELECT owner_node FROM shard_leases WHERE kind = $1 AND shard = $2 AND expires_at > now()",
-                          kind, mercato::supervisors::shard_of(id, 64));
-  return r.empty() ? std::string{} : std::string(r[0][0].c_str());
-}
 
 // Reaches a node's gateway through CAF (caf_openssl, an actor system of its own) presenting `cert`; true
 // when the TLS and the BASP handshakes succeeded and the gateway's handle came back.
@@ -178,7 +169,7 @@ TEST_CASE("nodes with TLS on form a cluster and refuse a peer without a valid ce
     auto [first, second] = i % 2 == 0 ? std::pair<http_client&, http_client&>{a, b}
                                        : std::pair<http_client&, http_client&>{b, a};
     const auto cart = new_cart(first, who);
-    ++owners[owner_of(db.dsn(), "cart", cart)];
+    ++owners[lease_owner(db.dsn(), "cart", cart)];
     add(second, who, cart, product, 1);
     auto seen = first.get("/api/v1/carts/" + cart, bearer(who.token));
     REQUIRE_MESSAGE(seen.status == 200, seen.body);

@@ -8,10 +8,19 @@
 #include "app/entity_runtime.hpp"
 #include "app/node.hpp"
 #include "config/settings.hpp"
+#include "supervisors/entity_env.hpp"
 #include "support/http_client.hpp"
 #include "support/node_process.hpp"
 
 namespace mercato::test {
+
+std::string lease_owner(const std::string& dsn, const std::string& kind, const std::string& id) {
+  pqxx::connection conn{dsn};
+  pqxx::read_transaction tx{conn};
+  auto r = tx.exec_params("SELECT owner_node FROM shard_leases WHERE kind = $1 AND shard = $2 AND expires_at > now()",
+                          kind, supervisors::shard_of(id, 64));
+  return r.empty() ? std::string{} : std::string(r[0][0].c_str());
+}
 
 cluster_harness::cluster_harness(cluster_options opts) : opts_(std::move(opts)) {}
 

@@ -16,6 +16,10 @@ class node;
 
 namespace mercato::test {
 
+// The node holding the live lease of the shard of entity `id` of `kind` (64 shards), straight from
+// PostgreSQL; "" when nobody holds it.
+std::string lease_owner(const std::string& dsn, const std::string& kind, const std::string& id);
+
 struct cluster_options {
   std::string dsn;
   std::string redis_url;                              // empty: no Redis

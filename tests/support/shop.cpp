@@ -132,6 +132,21 @@ void add(http_client& c, const customer& who, const std::string& cart, const std
   REQUIRE_MESSAGE(r.status == 200, r.body);
 }
 
+http_reply add_one(http_client& c, const customer& who, const std::string& cart, const std::string& product,
+                   const std::string& key) {
+  return c.request("POST", "/api/v1/carts/" + cart + "/items",
+                   json::serialize(json::object{{"product_id", product}, {"quantity", 1}}),
+                   json_body(bearer(who.token, {{"Idempotency-Key", key}})));
+}
+
+std::int64_t quantity_in(const json::value& cart) {
+  std::int64_t q = 0;
+  for (const auto& line : cart.at("items").as_array()) {
+    q += line.at("quantity").to_number<std::int64_t>();
+  }
+  return q;
+}
+
 std::string checkout_body(const std::string& card, const std::string& country) {
   return json::serialize(json::object{
       {"shipping_address",

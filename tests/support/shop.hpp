@@ -47,6 +47,11 @@ void add(http_client& c, const customer& who, const std::string& cart, const std
 // POST `body` (JSON, none when empty) to `path` as the bearer of `token`.
 http_reply post(http_client& c, const std::string& path, const std::string& token, const std::string& body = {},
                 headers extra = {});
+// Adds one unit of `product` with an Idempotency-Key (a retry with the same key applies once); the reply as is.
+http_reply add_one(http_client& c, const customer& who, const std::string& cart, const std::string& product,
+                   const std::string& key);
+// The units in a cart (the sum of its lines' quantities).
+std::int64_t quantity_in(const boost::json::value& cart);
 std::string checkout_body(const std::string& card, const std::string& country = "US");
 http_reply checkout(http_client& c, const customer& who, const std::string& cart, const std::string& card,
                     const std::string& key, const std::string& country = "US");
