@@ -84,8 +84,10 @@ void idempotency_gate::run(std::shared_ptr<request_context> ctx, responder respo
   const auto node = node_id_;
   const auto boot = boot_id_;
   const auto stale = std::to_string(stale_after_.count());
-  with_db(pool, respond, [&pool, ctx, respond, handle, key, scope, request_hash, ttl_hours, node, boot,
+  with_db(pool, respond, [this, &pool, ctx, respond, handle, key, scope, request_hash, ttl_hours, node, boot,
                           stale](pqxx::connection& conn) {
+    pay_releases(conn);
+    std::string created_at;
     {
       pqxx::work tx{conn};
       // Claim the key (or take over an expired claim).
@@ -102,7 +104,7 @@ void idempotency_gate::run(std::shared_ptr<request_context> ctx, responder respo
           "       AND ((idempotency_keys.owner_node = EXCLUDED.owner_node "
           "             AND idempotency_keys.owner_boot IS DISTINCT FROM EXCLUDED.owner_boot) "
           "            OR idempotency_keys.created_at < now() - ($7 || ' seconds')::interval)) "
-          "RETURNING 1",
+          "RETURNING created_at::text",
           scope, key, request_hash, ttl_hours, node, boot, stale);
       if (claimed.empty()) {
         const auto row = tx.exec_params1(
@@ -127,10 +129,11 @@ void idempotency_gate::run(std::shared_ptr<request_context> ctx, responder respo
         respond(replay(row));
         return;
       }
+      created_at = claimed[0][0].as<std::string>();
       tx.commit();
     }
     // Ours: run the request; its answer is stored before the client sees it (5xx: the claim is dropped).
-    responder keep{[&pool, respond, key, scope](response r) {
+    responder keep{[this, &pool, respond, key, scope, created_at](response r) {
       const bool keep_it = r.status < 500;
       boost::json::object headers{{"Content-Type", r.content_type}};
       for (const auto& [name, value] : r.headers) {
@@ -154,11 +157,15 @@ void idempotency_gate::run(std::shared_ptr<request_context> ctx, responder respo
             tx.commit();
             respond(std::move(*shared));
           },
-          [shared, respond](const persistence::db_error& err) {
+          [this, shared, respond, key, scope, created_at](const persistence::db_error& err) {
+            // Neither kept nor dropped: drop it as soon as the database answers again. A retry then
+            // runs the request once more, and the entities apply its command once.
             telemetry::log_warn("idempotency record not stored", {{"error", err.message}});
+            owe_release({scope, key, created_at});
             respond(std::move(*shared));
           });
       if (!queued) {
+        owe_release({scope, key, created_at});
         respond(std::move(*shared));
       }
     }};
@@ -168,6 +175,46 @@ void idempotency_gate::run(std::shared_ptr<request_context> ctx, responder respo
       telemetry::log_error("handler threw", {{"request_id", ctx->request_id}, {"error", e.what()}});
     }
   });
+}
+
+std::size_t idempotency_gate::owed_releases() const {
+  std::lock_guard<std::mutex> lock{owed_m_};
+  return owed_.size();
+}
+
+void idempotency_gate::owe_release(claim c) const {
+  constexpr std::size_t most_owed = 10'000;
+  std::lock_guard<std::mutex> lock{owed_m_};
+  if (owed_.size() >= most_owed) {
+    owed_.erase(owed_.begin());
+  }
+  owed_.push_back(std::move(c));
+}
+
+void idempotency_gate::pay_releases(pqxx::connection& conn) const {
+  std::vector<claim> owed;
+  {
+    std::lock_guard<std::mutex> lock{owed_m_};
+    owed.swap(owed_);
+  }
+  if (owed.empty()) {
+    return;
+  }
+  try {
+    pqxx::work tx{conn};
+    for (const auto& c : owed) {
+      // Only the claim this process made, still running: never a later claim of the same key.
+      tx.exec_params(
+          "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND state = 'running' AND owner_boot = $3 "
+          "AND created_at = $4::timestamptz",
+          c.scope, c.key, boot_id_, c.created_at);
+    }
+    tx.commit();
+  } catch (...) {
+    std::lock_guard<std::mutex> lock{owed_m_};
+    owed_.insert(owed_.begin(), owed.begin(), owed.end());
+    throw;
+  }
 }
 
 }  // namespace mercato::http

@@ -14,11 +14,18 @@
 // it was made by an earlier life of this node, or when it is older than `stale_after` (any node),
 // instead of answering 409 until the 24 h expiry. Its answer then comes from the entities, which apply
 // every command id once (a checkout drives the same order).
+//
+// A claim that cannot be dropped or completed when its request ends (PostgreSQL down or stalled just
+// then: the 503 the client gets is the same outage) is remembered and dropped by this gate's next
+// database round trip, so the client's retry after the outage runs instead of getting 409 until
+// `stale_after`.
 
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "http/request.hpp"
 #include "persistence/pg_pool.hpp"
@@ -36,12 +43,27 @@ class idempotency_gate {
   // Runs `handle` once for this request's Idempotency-Key (the request must have one).
   void run(std::shared_ptr<request_context> ctx, responder respond, handler_fn handle) const;
 
+  // Claims still to be dropped (see above).
+  std::size_t owed_releases() const;
+
  private:
+  struct claim {
+    std::string scope;
+    std::string key;
+    std::string created_at;  // identifies this claim: a later one of the same key is left alone
+  };
+  void owe_release(claim c) const;
+  // Drops the owed claims on `conn`; on failure they stay owed and the error propagates.
+  void pay_releases(pqxx::connection& conn) const;
+
+
   persistence::pg_pool& pool_;
   std::string node_id_;
   std::string boot_id_;  // random per process
   std::chrono::seconds stale_after_;
   std::chrono::hours ttl_;
+  mutable std::mutex owed_m_;
+  mutable std::vector<claim> owed_;  // bounded: the oldest go first (they expire after stale_after anyway)
 };
 
 }  // namespace mercato::http

@@ -36,6 +36,10 @@ db_error classify_current_exception() {
       kind = db_error_kind::invalid;
     } else if (state.rfind("08", 0) == 0 || state == "57P01" || state == "57P02" || state == "57P03") {
       kind = db_error_kind::unavailable;  // connection exceptions, admin/crash shutdown, cannot connect now
+    } else if (state.rfind("53", 0) == 0 || state == "58030") {
+      // Insufficient resources (disk full, out of memory, too many connections) or an I/O error on the
+      // server: the server cannot take this now, the request was fine (503, and the writer retries).
+      kind = db_error_kind::unavailable;
     }
     return {kind, e.what(), state};
   } catch (const std::exception& e) {

@@ -2,6 +2,7 @@
 
 #include <pqxx/pqxx>
 
+#include "persistence/io_watchdog.hpp"
 #include "telemetry/logging.hpp"
 #include "telemetry/metrics.hpp"
 
@@ -130,7 +131,12 @@ void pg_pool::run_job(std::unique_ptr<pqxx::connection>& conn, job& j) {
         metrics_->db_up.Set(1);
       }
     }
-    j.work(*conn);
+    {
+      // The server cancels a statement after statement_timeout; a network that stopped passing bytes
+      // is cut off a little later (the guard ends before the catch below may close the connection).
+      auto armed = io_watchdog::instance().arm(*conn, std::chrono::steady_clock::now() + opts_.statement_timeout + io_grace);
+      j.work(*conn);
+    }
     reachable_.store(true, std::memory_order_relaxed);
   } catch (...) {
     db_error err = classify_current_exception();

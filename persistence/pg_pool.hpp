@@ -25,6 +25,10 @@ class metrics;
 
 namespace mercato::persistence {
 
+// How long past its statement_timeout a job may wait for PostgreSQL's answer before its connection is
+// cut off (persistence/io_watchdog): a network that stopped passing bytes never times out by itself.
+inline constexpr std::chrono::milliseconds io_grace{2'000};
+
 struct pg_pool_options {
   std::string dsn;
   unsigned size = 4;

@@ -9,6 +9,7 @@
 #include <pqxx/pqxx>
 
 #include "persistence/db_error.hpp"
+#include "persistence/io_watchdog.hpp"
 #include "persistence/pg_pool.hpp"
 #include "telemetry/logging.hpp"
 #include "telemetry/metrics.hpp"
@@ -178,6 +179,10 @@ std::string with_aggregate_version(const std::string& metadata, std::int64_t ver
   return out;
 }
 
+std::chrono::milliseconds slot_statement_timeout(const snapshot_writer_options& opts) {
+  return std::max(opts.commit_deadline, std::chrono::milliseconds(1000));
+}
+
 // A lane's connection, opened lazily, with the batch statements prepared on it.
 struct connection_slot {
   std::unique_ptr<pqxx::connection> conn;
@@ -190,8 +195,7 @@ struct connection_slot {
     }
     conn.reset();
     const auto connect_timeout = std::min(opts.commit_deadline, std::chrono::milliseconds(2000));
-    const auto statement_timeout = std::max(opts.commit_deadline, std::chrono::milliseconds(1000));
-    auto c = open_connection(opts.dsn, connect_timeout, statement_timeout);
+    auto c = open_connection(opts.dsn, connect_timeout, slot_statement_timeout(opts));
     c->prepare(upsert_name, upsert_sql);
     c->prepare(unmake_name, unmake_sql);
     c->prepare(outbox_name, outbox_sql);
@@ -582,6 +586,9 @@ try_result commit_with_retry(connection_slot& slot, const snapshot_writer_option
     try {
       slot.ensure(opts);
       const auto started = steady::now();
+      // A stalled network must not hold the lane past its statement timeout: cut off, the batch is in
+      // doubt like any commit that lost its connection.
+      auto armed = io_watchdog::instance().arm(*slot.conn, started + slot_statement_timeout(opts) + io_grace);
       auto r = write_batch(slot, opts.node_id, writes, doubt, in_commit);
       if (metrics) {
         metrics->snapshot_commit_seconds.Observe(std::chrono::duration<double>(steady::now() - started).count());

@@ -20,6 +20,7 @@
 namespace json = boost::json;
 using mercato::test::http_client;
 using mercato::test::http_reply;
+using mercato::test::metric;
 using mercato::test::node_process;
 using namespace std::chrono_literals;
 
@@ -56,15 +57,6 @@ std::string register_user(http_client& c, const std::string& who) {
                       {"name", who}});
   REQUIRE_MESSAGE(r.status == 201, r.body);
   return std::string(r.json().at("access_token").as_string());
-}
-
-double metric(http_client& c, const std::string& series) {
-  const auto body = c.get("/metrics").body;
-  const auto at = body.find("\n" + series + " ");
-  if (at == std::string::npos) {
-    return -1;
-  }
-  return std::stod(body.substr(at + series.size() + 2));
 }
 
 }  // namespace

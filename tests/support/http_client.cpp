@@ -52,12 +52,20 @@ struct connection {
   }
 
   // `head`: the answer to a HEAD request, whose Content-Length announces a body that never comes.
-  http_reply read_one(bool head = false) {
+  // Read asynchronously so that the stream's timeout applies (a synchronous read would wait for ever
+  // on a server that never answers).
+  http_reply read_one(net::io_context& ioc, bool head = false) {
     bhttp::response_parser<bhttp::string_body> parser;
     parser.body_limit(64 * 1024 * 1024);
     parser.skip(head);
     stream->expires_after(std::chrono::seconds(30));
-    bhttp::read(*stream, buffer, parser);
+    boost::system::error_code failed;
+    bhttp::async_read(*stream, buffer, parser, [&failed](boost::system::error_code ec, std::size_t) { failed = ec; });
+    ioc.restart();
+    ioc.run();
+    if (failed) {
+      throw boost::system::system_error(failed);
+    }
     auto res = parser.release();
     http_reply out;
     out.status = res.result_int();
@@ -99,7 +107,7 @@ struct http_client::impl {
       try {
         conn.stream->expires_after(std::chrono::seconds(30));
         bhttp::write(*conn.stream, req);
-        return conn.read_one(method == "HEAD");
+        return conn.read_one(ioc, method == "HEAD");
       } catch (const boost::system::system_error&) {
         // The server may have closed an idle keep-alive connection: reconnect once.
         conn.stream.reset();
@@ -154,13 +162,22 @@ std::vector<http_reply> http_client::raw(const std::string& bytes, std::size_t r
   net::write(conn.stream->socket(), net::buffer(bytes));
   std::vector<http_reply> out;
   for (std::size_t i = 0; i < responses; ++i) {
-    out.push_back(conn.read_one());
+    out.push_back(conn.read_one(impl_->ioc));
     if (!conn.stream) {
       break;
     }
   }
   conn.stream.reset();
   return out;
+}
+
+double metric(http_client& c, const std::string& series) {
+  const auto body = c.get("/metrics").body;
+  const auto at = body.find("\n" + series + " ");
+  if (at == std::string::npos) {
+    return -1;
+  }
+  return std::stod(body.substr(at + series.size() + 2));
 }
 
 bool wait_for_status(std::uint16_t port, const std::string& path, unsigned status, std::chrono::milliseconds timeout) {

@@ -46,6 +46,9 @@ class http_client {
   std::unique_ptr<impl> impl_;
 };
 
+// The value of one series in the node's GET /metrics ("name{labels}" exactly as exposed); -1 when absent.
+double metric(http_client& c, const std::string& series);
+
 // Waits until GET path answers `status` (polling every 50 ms) or the deadline passes.
 bool wait_for_status(std::uint16_t port, const std::string& path, unsigned status, std::chrono::milliseconds timeout);
 

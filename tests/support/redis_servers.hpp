@@ -89,9 +89,10 @@ class private_redis {
     }
     return false;
   }
-  void stop() {
+  // SIGTERM: a clean stop; SIGKILL: Redis killed.
+  void stop(int sig = SIGTERM) {
     if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
+      ::kill(pid_, sig);
       int status = 0;
       ::waitpid(pid_, &status, 0);
       pid_ = -1;
