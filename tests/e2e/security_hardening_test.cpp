@@ -4,6 +4,8 @@
 // MFA, metric labels come from fixed sets, common passwords are refused, security headers, invalid
 // UTF-8 and strict HTTP/1.1 at the edge, the MFA attempt cap, token lifetime and JOSE headers, the
 // per-account-and-address login back-off, and no build-machine path in the served openapi.yaml.
+// From the OWASP API Top 10 review (issue 15, docs/security.md): a request that stops halfway is cut
+// off after the read timeout on a fresh connection too.
 
 #include <doctest/doctest.h>
 
@@ -20,6 +22,11 @@
 #include <thread>
 #include <vector>
 
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/json.hpp>
 #include <sodium.h>
 
@@ -554,4 +561,45 @@ TEST_CASE("the served openapi.yaml names no folder of the build machine") {
   while (std::getline(in, line)) {
     CHECK_MESSAGE(!std::regex_search(line, absolute), "names a local folder: " << line);
   }
+}
+
+// OWASP review (API4): http.read_timeout_ms bounds the time to receive one whole request. It applied
+// only to a request whose bytes were already buffered when the previous answer was written; a fresh
+// connection's request ran under the idle timeout, so a client sending half a request held the
+// connection (and up to max_body_bytes of buffer) for idle_timeout_ms instead.
+TEST_CASE("a request that stops halfway is cut off after the read timeout, on a fresh connection too") {
+  node_process n{{}, {{"MERCATO_PG_DSN", database().dsn()},
+                      {"MERCATO_HTTP_READ_TIMEOUT_MS", "1000"},
+                      {"MERCATO_HTTP_IDLE_TIMEOUT_MS", "30000"}}};
+  require_ready(n);
+  namespace net = boost::asio;
+  net::io_context io;
+  const net::ip::tcp::endpoint at{net::ip::make_address("127.0.0.1"), n.node_port()};
+  net::ip::tcp::socket idle{io};
+  idle.connect(at);  // connected, sends nothing yet: waits under the idle timeout
+  net::ip::tcp::socket half{io};
+  half.connect(at);
+  net::write(half, net::buffer(std::string("POST /api/v1/auth/login HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n")));
+  const auto sent = std::chrono::steady_clock::now();
+  // Read until the node closes the connection (it answers nothing to a request it never received whole).
+  char buf[512];
+  boost::system::error_code ec;
+  std::size_t got = 0;
+  while (!ec) {
+    got += half.read_some(net::buffer(buf), ec);
+  }
+  const auto waited = std::chrono::steady_clock::now() - sent;
+  CHECK(got == 0);
+  CHECK_MESSAGE(waited < 15s, "the half-sent request held the connection for "
+                                  << std::chrono::duration_cast<std::chrono::milliseconds>(waited).count()
+                                  << " ms (read timeout 1 s, idle timeout 30 s)");
+  // The idle connection outlived the read timeout: a whole request on it now is answered.
+  net::write(idle, net::buffer(std::string("GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")));
+  std::string answer;
+  boost::system::error_code rec;
+  while (!rec) {
+    const auto k = idle.read_some(net::buffer(buf), rec);
+    answer.append(buf, k);
+  }
+  CHECK_MESSAGE(answer.rfind("HTTP/1.1 200", 0) == 0, "the idle connection's request got: " << answer);
 }
