@@ -5,7 +5,8 @@
 // UTF-8 and strict HTTP/1.1 at the edge, the MFA attempt cap, token lifetime and JOSE headers, the
 // per-account-and-address login back-off, and no build-machine path in the served openapi.yaml.
 // From the OWASP API Top 10 review (issue 15, docs/security.md): a request that stops halfway is cut
-// off after the read timeout on a fresh connection too.
+// off after the read timeout on a fresh connection too, and the /auth routes never replay (or store)
+// an answer for an Idempotency-Key.
 
 #include <doctest/doctest.h>
 
@@ -36,6 +37,7 @@
 #include "support/http_client.hpp"
 #include "support/node_process.hpp"
 #include "support/scratch_database.hpp"
+#include "support/shop.hpp"
 
 namespace json = boost::json;
 using mercato::test::http_client;
@@ -602,4 +604,56 @@ TEST_CASE("a request that stops halfway is cut off after the read timeout, on a 
     answer.append(buf, k);
   }
   CHECK_MESSAGE(answer.rfind("HTTP/1.1 200", 0) == 0, "the idle connection's request got: " << answer);
+}
+
+// OWASP review (API2): the /auth routes answer credentials. The Idempotency-Key gate ran on every
+// POST, so their answers were stored in clear in idempotency_keys (refresh tokens are otherwise kept
+// only as SHA-256) and a repeated refresh with the same key and body replayed the new token pair
+// instead of being reuse. openapi.yaml says the header is ignored there; now it is.
+TEST_CASE("Idempotency-Key on the auth routes: a repeated refresh is reuse, logins are not replayed, nothing stored") {
+  http_client c{node().port()};
+  auto s = register_user(c, "idem");
+  const auto refresh_key = "refresh-" + s.user_id;
+  auto with_key = [](const std::string& key) {
+    auto h = json_headers();
+    h.emplace_back("Idempotency-Key", key);
+    return h;
+  };
+  const auto refresh_body = json::serialize(json::object{{"refresh_token", s.refresh}});
+  auto first = c.request("POST", "/api/v1/auth/refresh", refresh_body, with_key(refresh_key));
+  REQUIRE_MESSAGE(first.status == 200, first.body);
+  auto again = c.request("POST", "/api/v1/auth/refresh", refresh_body, with_key(refresh_key));
+  CHECK(again.status == 401);
+  CHECK(code_of(again) == "refresh_token_reused");
+  CHECK(again.header("idempotent-replayed").empty());
+  // Reuse ended the family: the pair the first refresh minted is refused too.
+  auto next = post(c, "/api/v1/auth/refresh", {{"refresh_token", str(first.json(), "refresh_token")}});
+  CHECK(next.status == 401);
+  CHECK(code_of(next) == "invalid_refresh_token");
+
+  const auto login_key = "login-" + s.user_id;
+  const auto login_body = json::serialize(json::object{{"email", s.email}, {"password", good_password}});
+  auto one = c.request("POST", "/api/v1/auth/login", login_body, with_key(login_key));
+  auto two = c.request("POST", "/api/v1/auth/login", login_body, with_key(login_key));
+  REQUIRE_MESSAGE(one.status == 200, one.body);
+  REQUIRE_MESSAGE(two.status == 200, two.body);
+  CHECK(two.header("idempotent-replayed").empty());
+  CHECK(str(one.json(), "refresh_token") != str(two.json(), "refresh_token"));
+
+  for (const auto& key : {refresh_key, login_key}) {
+    CAPTURE(key);
+    CHECK(mercato::test::shop::scalar(database().dsn(), "SELECT COUNT(*) FROM idempotency_keys WHERE key = $1", key) ==
+          0);
+  }
+  // Other POSTs still replay (the gate is off for the auth routes only).
+  const auto address = json::serialize(json::object{{"name", "I"}, {"line1", "1 Main St"}, {"city", "Springfield"},
+                                                    {"postal_code", "12345"}, {"country", "US"}});
+  auto h = with_key("address-" + s.user_id);
+  h.emplace_back("Authorization", "Bearer " + str(two.json(), "access_token"));
+  auto made = c.request("POST", "/api/v1/me/addresses", address, h);
+  REQUIRE_MESSAGE(made.status == 201, made.body);
+  auto replayed = c.request("POST", "/api/v1/me/addresses", address, h);
+  CHECK(replayed.status == 201);
+  CHECK(replayed.header("idempotent-replayed") == "true");
+  CHECK(str(replayed.json(), "id") == str(made.json(), "id"));
 }
