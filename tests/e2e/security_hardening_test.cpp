@@ -657,3 +657,110 @@ TEST_CASE("Idempotency-Key on the auth routes: a repeated refresh is reuse, logi
   CHECK(replayed.header("idempotent-replayed") == "true");
   CHECK(str(replayed.json(), "id") == str(made.json(), "id"));
 }
+
+// OWASP review (API4): every list is paged with limit 1..100 (API.md). Only GET /products had its
+// upper bound tested; the others' bounds were untested code.
+TEST_CASE("every list refuses a limit above 100 or below 1 with a 400 naming /query/limit") {
+  http_client c{node().port()};
+  auto s = register_user(c, "lists");
+  for (const std::string path : {"/api/v1/products", "/api/v1/orders", "/api/v1/me/notifications",
+                                 "/api/v1/me/addresses"}) {
+    for (const char* limit : {"101", "0", "1000000", "-1"}) {
+      CAPTURE(path);
+      CAPTURE(limit);
+      auto r = c.get(path + "?limit=" + limit, bearer(s.access));
+      CHECK(r.status == 400);
+      CHECK(code_of(r) == "invalid_request");
+      CHECK(r.body.find("\"/query/limit\"") != std::string::npos);
+    }
+    CAPTURE(path);
+    auto most = c.get(path + "?limit=100", bearer(s.access));
+    CHECK(most.status == 200);
+    CHECK(most.json().at("data").as_array().size() <= 100);
+  }
+}
+
+// OWASP review (API5): every role-restricted route, in one table. The pipeline checks the role before
+// the handler runs and before the body is read, so a customer gets 403 whatever it sends and an
+// anonymous caller 401. (Until now each route's refusal was tested, if at all, in its own file.)
+TEST_CASE("every role-restricted route: anonymous 401 unauthenticated, a customer 403 forbidden, nothing done") {
+  http_client c{node().port()};
+  auto cust = register_user(c, "bfla-all");
+  const std::string some = "00000000-0000-4000-8000-000000000001";
+  struct call {
+    const char* method;
+    std::string path;
+  };
+  const std::vector<call> staff_only{
+      {"PUT", "/api/v1/admin/users/" + cust.user_id + "/roles"},
+      {"GET", "/api/v1/admin/analytics"},
+      {"GET", "/api/v1/admin/cluster"},
+      {"POST", "/api/v1/categories"},
+      {"POST", "/api/v1/vendors"},
+      {"POST", "/api/v1/products"},
+      {"PATCH", "/api/v1/products/" + some},
+      {"DELETE", "/api/v1/products/" + some},
+      {"POST", "/api/v1/inventory/" + some + "/adjustments"},
+      {"POST", "/api/v1/orders/" + some + "/ship"},
+      {"POST", "/api/v1/orders/" + some + "/deliver"},
+      {"POST", "/api/v1/orders/" + some + "/returns/" + some + "/receive"},
+      {"POST", "/api/v1/payments/" + some + "/refunds"},
+  };
+  const std::string body = R"({"roles":["admin"],"name":"x","delta":5,"reason":"x","amount":1})";
+  for (const auto& [method, path] : staff_only) {
+    CAPTURE(method);
+    CAPTURE(path);
+    const std::string sent = std::string(method) == "GET" ? std::string{} : body;
+    auto anonymous = c.request(method, path, sent, json_headers());
+    CHECK(anonymous.status == 401);
+    CHECK(code_of(anonymous) == "unauthenticated");
+    auto customer = c.request(method, path, sent, json_headers(cust.access));
+    CHECK(customer.status == 403);
+    CHECK(code_of(customer) == "forbidden");
+  }
+  // The customer is still only a customer.
+  CHECK(c.get("/api/v1/me", bearer(cust.access)).json().at("roles").as_array() == json::array{"customer"});
+}
+
+// OWASP review (API4): the header limit (http.max_header_bytes, 16 KiB) had no test.
+TEST_CASE("a header block over http.max_header_bytes is a 431 problem and the connection closes") {
+  http_client c{node().port()};
+  auto replies = c.raw("GET /healthz HTTP/1.1\r\nHost: a\r\nX-Big: " + std::string(20000, 'a') + "\r\n\r\n", 1);
+  REQUIRE(replies.size() == 1);
+  CHECK(replies.front().status == 431);
+  CHECK(code_of(replies.front()) == "headers_too_large");
+  CHECK(replies.front().header("connection") == "close");
+  CHECK(c.raw("GET /healthz HTTP/1.1\r\nHost: a\r\nX-Fine: " + std::string(8000, 'a') + "\r\n\r\n", 1).front().status ==
+        200);
+}
+
+// OWASP review (API3): the profile is written field by field (user_json); no credential travels with it.
+TEST_CASE("the user object in every answer has exactly the documented fields, no hash or secret") {
+  http_client c{node().port()};
+  auto r = post(c, "/api/v1/auth/register",
+                {{"email", unique_email("fields")}, {"password", good_password}, {"name", "Fields"}});
+  REQUIRE_MESSAGE(r.status == 201, r.body);
+  const std::set<std::string> documented{"id",       "email",          "name",        "roles",      "vendor_id",
+                                         "preferences", "email_verified", "mfa_enabled", "created_at", "updated_at"};
+  auto keys = [](const json::value& v) {
+    std::set<std::string> out;
+    for (const auto& kv : v.as_object()) {
+      out.insert(std::string(kv.key()));
+    }
+    return out;
+  };
+  const auto s = session_of(r);
+  CHECK(keys(r.json().at("user")) == documented);
+  auto me = c.get("/api/v1/me", bearer(s.access));
+  REQUIRE(me.status == 200);
+  CHECK(keys(me.json()) == documented);
+  auto logged_in = post(c, "/api/v1/auth/login", {{"email", s.email}, {"password", good_password}});
+  REQUIRE(logged_in.status == 200);
+  CHECK(keys(logged_in.json().at("user")) == documented);
+  for (const auto* body : {&r.body, &me.body, &logged_in.body}) {
+    for (const char* secret : {"argon2", "password", "totp", "secret"}) {
+      CAPTURE(secret);
+      CHECK(body->find(secret) == std::string::npos);
+    }
+  }
+}
