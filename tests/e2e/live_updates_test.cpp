@@ -521,8 +521,10 @@ TEST_CASE("shutdown closes live connections with 1001") {
 
 // OWASP review (API4): websocket.max_connections and websocket.max_subscriptions had no test.
 TEST_CASE("limits: a node takes max_connections live connections (then 503 overloaded); a connection max_subscriptions items") {
+  // Its own database: a node on node()'s would join its cluster and take shards from it.
+  mercato::test::scratch_database own;
   node_process small{{"--demo"},
-                     {{"MERCATO_PG_DSN", database().dsn()},
+                     {{"MERCATO_PG_DSN", own.dsn()},
                       {"MERCATO_RATE_LIMITS", "off"},
                       {"MERCATO_WS_MAX_CONNECTIONS", "2"},
                       {"MERCATO_WS_MAX_SUBSCRIPTIONS", "3"},

@@ -570,7 +570,9 @@ TEST_CASE("the served openapi.yaml names no folder of the build machine") {
 // connection's request ran under the idle timeout, so a client sending half a request held the
 // connection (and up to max_body_bytes of buffer) for idle_timeout_ms instead.
 TEST_CASE("a request that stops halfway is cut off after the read timeout, on a fresh connection too") {
-  node_process n{{}, {{"MERCATO_PG_DSN", database().dsn()},
+  // Its own database: a node on the shared one would join node()'s cluster and take shards from it.
+  mercato::test::scratch_database own;
+  node_process n{{}, {{"MERCATO_PG_DSN", own.dsn()},
                       {"MERCATO_HTTP_READ_TIMEOUT_MS", "1000"},
                       {"MERCATO_HTTP_IDLE_TIMEOUT_MS", "30000"}}};
   require_ready(n);
@@ -763,4 +765,37 @@ TEST_CASE("the user object in every answer has exactly the documented fields, no
       CHECK(body->find(secret) == std::string::npos);
     }
   }
+}
+
+// OWASP review (API4/API6): a cart line's quantity is bounded (1..999 to add, 0..999 to set) before the
+// cart entity sees the command; the bounds had no test.
+TEST_CASE("a cart line's quantity is bounded: 0, 1000, 10^12 and 1.5 are 400 naming /quantity; nothing is added") {
+  // A node of its own: other tests here start nodes on node()'s database that join its cluster and are
+  // killed at their end, and the shards they held stay unserved until their leases expire (10 s).
+  mercato::test::scratch_database own;
+  node_process n{{"--demo"}, {{"MERCATO_PG_DSN", own.dsn()}}};
+  require_ready(n);
+  http_client c{n.port()};
+  auto made = c.request("POST", "/api/v1/carts");
+  REQUIRE_MESSAGE(made.status == 201, made.body);
+  const auto cart = str(made.json(), "id");
+  const headers guest{{"Content-Type", "application/json"}, {"X-Cart-Token", str(made.json(), "cart_token")}};
+  const auto listed = c.get("/api/v1/products?limit=1&in_stock=true").json();
+  REQUIRE(listed.at("data").as_array().size() == 1);
+  const auto product = str(listed.at("data").at(0), "id");
+  for (const char* quantity : {"0", "1000", "1000000000000", "1.5", "-1"}) {
+    CAPTURE(quantity);
+    auto r = c.request("POST", "/api/v1/carts/" + cart + "/items",
+                       R"({"product_id":")" + product + R"(","quantity":)" + quantity + "}", guest);
+    CHECK(r.status == 400);
+    CHECK(code_of(r) == "invalid_request");
+    CHECK(r.body.find("\"/quantity\"") != std::string::npos);
+  }
+  auto set = c.request("PATCH", "/api/v1/carts/" + cart + "/items/" + product, R"({"quantity":1000})", guest);
+  CHECK(set.status == 400);
+  CHECK(code_of(set) == "invalid_request");
+  CHECK(set.body.find("\"/quantity\"") != std::string::npos);
+  auto read = c.get("/api/v1/carts/" + cart, {{"X-Cart-Token", str(made.json(), "cart_token")}});
+  REQUIRE(read.status == 200);
+  CHECK(read.json().at("items").as_array().empty());
 }
