@@ -377,7 +377,7 @@ void pipeline::authorize(const route& matched, std::shared_ptr<request_context> 
 
   ctx->handler_at = std::chrono::steady_clock::now();
   // Idempotency-Key on a POST: the first request runs, repeats get its stored answer.
-  if (opts_.idempotency != nullptr && matched.method == bhttp::verb::post &&
+  if (opts_.idempotency != nullptr && matched.method == bhttp::verb::post && matched.options.replay_idempotency &&
       !ctx->header("Idempotency-Key").empty()) {
     opts_.idempotency->run(ctx, std::move(respond), [&matched](std::shared_ptr<request_context> c, responder r) {
       matched.handle(std::move(c), std::move(r));

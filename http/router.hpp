@@ -32,16 +32,20 @@ struct route_options {
   // runs (the session behind the token is still live, and roles are the account's roles now, not the
   // token's), so a logout, a revocation or a role change takes effect at once on every node.
   bool live_caller = false;
+  // POST with Idempotency-Key: a repeat gets the first answer, stored in PostgreSQL. false for routes
+  // whose answers carry credentials (tokens, TOTP secrets, recovery codes): those are never stored in
+  // clear, and a repeat runs again (a used refresh token is then reuse, not a replay of the new pair).
+  bool replay_idempotency = true;
 };
 
 // Shorthands for route registration.
-inline route_options json_route() { return route_options{true, false, {}, true, false}; }
-inline route_options signed_in_route(bool json = false) { return route_options{json, true, {}, true, false}; }
+inline route_options json_route() { return route_options{true, false, {}, true, false, true}; }
+inline route_options signed_in_route(bool json = false) { return route_options{json, true, {}, true, false, true}; }
 // Signed in and live_caller: changes of credentials (MFA).
-inline route_options live_route(bool json = false) { return route_options{json, true, {}, true, true}; }
+inline route_options live_route(bool json = false) { return route_options{json, true, {}, true, true, true}; }
 // Every role-restricted route is privileged, so live_caller too.
 inline route_options role_route(std::vector<std::string> roles, bool json = false) {
-  return route_options{json, true, std::move(roles), true, true};
+  return route_options{json, true, std::move(roles), true, true, true};
 }
 
 // Confirms the caller of a live_caller route against current state. Calls `done` once, from any thread:

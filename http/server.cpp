@@ -93,8 +93,9 @@ class session : public std::enable_shared_from_this<session> {
     parser_.emplace();
     parser_->body_limit(owner_.settings().max_body_bytes);
     parser_->header_limit(static_cast<std::uint32_t>(owner_.settings().max_header_bytes));
-    // Waiting for the next request on a kept-alive connection may take the idle timeout; a
-    // request whose bytes already started arriving must complete within the read timeout.
+    // Waiting for the next request on a fresh or kept-alive connection may take the idle timeout; a
+    // request whose bytes already started arriving (here, or in read_header_bytes when its first bytes
+    // come) must complete within the read timeout.
     stream_.expires_after(buffer_.size() > 0 ? owner_.settings().read_timeout : owner_.settings().idle_timeout);
     reading_ = true;
     read_header_bytes();
@@ -116,7 +117,14 @@ class session : public std::enable_shared_from_this<session> {
                                   self->on_read(ec);
                                   return;
                                 }
+                                // The request's first bytes: from now on the whole request must arrive
+                                // within the read timeout, not the (longer) idle timeout a fresh or
+                                // kept-alive connection waits under.
+                                const bool first_bytes = self->buffer_.size() == 0 && n > 0;
                                 self->buffer_.commit(n);
+                                if (first_bytes) {
+                                  self->stream_.expires_after(self->owner_.settings().read_timeout);
+                                }
                                 self->read_header_bytes();
                               });
       return;

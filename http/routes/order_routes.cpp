@@ -573,8 +573,14 @@ void add_order_routes(router& routes, std::shared_ptr<order_routes_context> c) {
       return;
     }
     with_order(ctx, respond, [c, ctx, respond, transition, carrier, tracking, label](protocol::order_view o) {
-      if (o.customer_id == ctx->caller->user_id && !ctx->caller->is_admin() && !ctx->caller->has_role("vendor")) {
-        respond(problem{403, "forbidden", "Forbidden", "only an admin or the order's vendor ships it", {}});
+      // A vendor ships only an order with its products. with_order lets a vendor read its own purchases
+      // too (as their customer), so that is checked here again.
+      const auto& who = *ctx->caller;
+      if (!who.is_admin() &&
+          (who.vendor_id.empty() || std::none_of(o.items.begin(), o.items.end(), [&](const protocol::order_line& l) {
+             return l.vendor_id == who.vendor_id;
+           }))) {
+        respond(problem{403, "forbidden", "Forbidden", "only an admin or a vendor with products in the order ships it", {}});
         return;
       }
       if (!o.shipments.empty() || o.status != "paid") {

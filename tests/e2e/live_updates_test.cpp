@@ -509,3 +509,55 @@ TEST_CASE("shutdown closes live connections with 1001") {
   CHECK(ws.closed());
   CHECK(ws.close_code() == 1001);
 }
+
+// OWASP review (API4): websocket.max_connections and websocket.max_subscriptions had no test.
+TEST_CASE("limits: a node takes max_connections live connections (then 503 overloaded); a connection max_subscriptions items") {
+  // Its own database: a node on node()'s would join its cluster and take shards from it.
+  mercato::test::scratch_database own;
+  node_process small{{"--demo"},
+                     {{"MERCATO_PG_DSN", own.dsn()},
+                      {"MERCATO_RATE_LIMITS", "off"},
+                      {"MERCATO_WS_MAX_CONNECTIONS", "2"},
+                      {"MERCATO_WS_MAX_SUBSCRIPTIONS", "3"},
+                      {"MERCATO_REDIS_KEY_PREFIX", "live-limits-" + std::to_string(std::random_device{}()) + ":"}}};
+  REQUIRE_MESSAGE(small.wait_ready(60s), "mercatod did not become ready; its log:\n" << small.log());
+  http_client c{small.node_port()};
+  std::vector<std::string> ids;
+  const auto listed = c.get("/api/v1/products?limit=4").json();
+  for (const auto& p : listed.at("data").as_array()) {
+    ids.push_back(str(p, "id"));
+  }
+  REQUIRE(ids.size() == 4);
+
+  ws_client one{small.node_port()};
+  ws_client two{small.node_port()};
+  for (auto* ws : {&one, &two}) {
+    ws->send(R"({"op":"ping"})");
+    CHECK(type_of(ws->read_json()) == "pong");  // both are registered
+  }
+  // A third upgrade is refused before the handshake, as a problem.
+  auto third = c.request("GET", "/api/v1/ws", "",
+                         {{"Upgrade", "websocket"},
+                          {"Connection", "Upgrade"},
+                          {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="},
+                          {"Sec-WebSocket-Version", "13"}});
+  CHECK(third.status == 503);
+  CHECK(code_of(third) == "overloaded");
+
+  // Three items fit; a fourth is refused with an error and the connection stays usable.
+  one.send(subscribe("stock", {ids[0], ids[1], ids[2]}));
+  for (int i = 0; i < 3; ++i) {
+    CHECK(type_of(one.read_until("stock")) == "stock");
+  }
+  one.send(subscribe("stock", {ids[3]}));
+  auto refused = one.read_until("error");
+  CHECK(refused.as_object().at("code").as_string() == "too_many_subscriptions");
+  one.send(subscribe("stock", {ids[0]}));  // already subscribed: not a new item, no error
+  one.send(R"({"op":"ping"})");
+  std::vector<json::value> skipped;
+  CHECK(type_of(one.read_until("pong", &skipped)) == "pong");
+  for (const auto& m : skipped) {
+    CHECK_MESSAGE(type_of(m) != "error", json::serialize(m));
+  }
+  CHECK_FALSE(one.closed());
+}

@@ -242,4 +242,22 @@ TEST_CASE("a vendor ships only orders with its own products") {
   auto own = post(c, "/api/v1/orders/" + order + "/ship", a, "{}");
   REQUIRE_MESSAGE(own.status == 200, own.body);
   CHECK(str(own.json(), "status") == "shipped");
+
+  // Vendor B's user buys vendor A's widget: it reads that order (its own purchase) but does not ship it
+  // (the OWASP review found it could, with a carrier and tracking number of its choice).
+  const customer b_buyer{str(c.get("/api/v1/me", bearer(b)).json(), "id"), b};
+  const auto b_cart = new_cart(c, b_buyer);
+  add(c, b_buyer, b_cart, str(made.json(), "id"), 1);
+  auto bought = checkout(c, b_buyer, b_cart, "tok_ok", "vendor-ship-2");
+  REQUIRE_MESSAGE(bought.status == 201, bought.body);
+  const auto b_order = str(bought.json(), "id");
+  CHECK(c.get("/api/v1/orders/" + b_order, bearer(b)).status == 200);
+  auto self_ship = post(c, "/api/v1/orders/" + b_order + "/ship", b,
+                        R"({"carrier": "fake", "tracking_number": "NOPE"})");
+  CHECK(self_ship.status == 403);
+  CHECK(code_of(self_ship) == "forbidden");
+  CHECK(db_count("SELECT COUNT(*) FROM orders WHERE id = $1::uuid AND status = 'paid'", b_order) == 1);
+  auto by_a = post(c, "/api/v1/orders/" + b_order + "/ship", a, "{}");
+  REQUIRE_MESSAGE(by_a.status == 200, by_a.body);
+  CHECK(str(by_a.json(), "status") == "shipped");
 }

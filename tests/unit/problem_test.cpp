@@ -1,9 +1,14 @@
 #include <doctest/doctest.h>
 
+#include <string>
+#include <vector>
+
 #include <boost/json/parse.hpp>
 
 #include "http/problem.hpp"
 #include "http/request.hpp"
+#include "http/routes/db_call.hpp"
+#include "persistence/db_error.hpp"
 
 using namespace mercato::http;
 
@@ -78,4 +83,42 @@ TEST_CASE("responder answers once and answers 500 when dropped unanswered") {
   { responder r{[&](response x) { got.push_back(std::move(x)); }}; }
   REQUIRE(got.size() == 1);
   CHECK(got[0].status == 500);
+}
+
+// OWASP API8 (docs/security.md): what a client sees of a database failure is a fixed text per kind;
+// the server's message (SQL, table and constraint names, values) goes to the log only.
+TEST_CASE("a database failure answers a fixed problem per kind and never the server's message or SQLSTATE") {
+  using mercato::persistence::db_error;
+  using mercato::persistence::db_error_kind;
+  const std::string secret = "ERROR:  duplicate key value violates unique constraint \"users_email_key\" "
+                             "DETAIL: Key (password_hash)=($argon2id$v=19$m=19456) SELECT * FROM users";
+  struct expectation {
+    db_error_kind kind;
+    unsigned status;
+    const char* code;
+  };
+  for (const auto& e : {expectation{db_error_kind::unavailable, 503, "database_unavailable"},
+                        expectation{db_error_kind::timeout, 503, "database_timeout"},
+                        expectation{db_error_kind::shutting_down, 503, "shutting_down"},
+                        expectation{db_error_kind::conflict, 409, "conflict"},
+                        expectation{db_error_kind::invalid, 400, "invalid_request"},
+                        expectation{db_error_kind::internal, 500, "internal_error"}}) {
+    CAPTURE(e.code);
+    const auto r = response::from(problem_for(db_error{e.kind, secret, "23505"}));
+    CHECK(r.status == e.status);
+    CHECK(r.content_type == "application/problem+json");
+    const auto body = boost::json::parse(r.body).as_object();
+    CHECK(body.at("code").as_string() == e.code);
+    for (const char* leak : {"users_email_key", "password_hash", "argon2id", "SELECT", "23505", "ERROR"}) {
+      CAPTURE(leak);
+      CHECK(r.body.find(leak) == std::string::npos);
+    }
+  }
+  // A handler that never answers (a bug) gets the same fixed 500, not an exception text.
+  std::vector<response> got;
+  { responder dropped{[&](response x) { got.push_back(std::move(x)); }}; }
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].status == 500);
+  CHECK(boost::json::parse(got[0].body).at("code").as_string() == "internal_error");
+  CHECK(boost::json::parse(got[0].body).at("detail").as_string() == "the request was not answered");
 }
