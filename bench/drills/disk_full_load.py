@@ -126,7 +126,7 @@ def main():
                 raise
     disk_full[0] = True
     filled_at = time.time()
-    print(f"disk filled after {before_fill} acknowledged adds", flush=True)
+    print(f"disk filled after {before_fill} acknowledged adds", file=sys.stderr, flush=True)
     report.append(f"disk filled: {written} MB written until ENOSPC; {before_fill} adds acknowledged before")
     # Under the full disk: the load goes on for a while.
     refused = wait_for(lambda: tally["503 database_unavailable"] + tally["503 service_unavailable"] + tally["503 timeout"] > 0, 30)
@@ -135,7 +135,7 @@ def main():
     pg_up = subprocess.call(os.environ["DRILL_PG_READY"], shell=True) == 0
     report.append(f"while full ({time.time() - filled_at:.1f} s): refused cleanly: {refused}; PostgreSQL "
                   f"{'still up' if pg_up else 'stopped'}; answers so far: {during}")
-    print(report[-1], flush=True)
+    print(report[-1], file=sys.stderr, flush=True)
     # Space comes back.
     os.remove(a.fill)
     freed_at = time.time()
