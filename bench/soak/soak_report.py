@@ -104,14 +104,26 @@ closed_5xx = sum(v for r in (closed["routes"].values() if closed else []) for k,
                  if k.startswith("5"))
 
 # The node's own count of 5xx answers over the whole run (measurement, warm-ups and soak included).
-node_5xx = 0
+node_5xx, node_5xx_series = 0, []
 for line in open(path("metrics.txt")):
     if line.startswith("mercato_http_requests_total{") and re.search(r'status="5\d\d"', line):
-        node_5xx += int(float(line.rsplit(None, 1)[1]))
+        n = int(float(line.rsplit(None, 1)[1]))
+        node_5xx += n
+        node_5xx_series.append(f"{line.split('{', 1)[1].split('}', 1)[0]} ×{n}")
 metrics_read = os.path.getsize(path("metrics.txt")) > 0
+# The access log says when and where (the driver records the measured time only; the node counts warm-ups too).
+access_5xx = []
+if os.path.exists(e["SOAK_NODE_LOG"]):
+    for line in open(e["SOAK_NODE_LOG"], errors="replace"):
+        if " request " in line and re.search(r" status=5\d\d ", line):
+            f = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+            access_5xx.append(f"{line.split()[0]} {f.get('method')} {f.get('path')} → {f.get('status')} after "
+                              f"{int(f.get('duration_us', '0')) / 1000:.0f} ms")
 check("no 5xx", five_xx == 0 and closed_5xx == 0 and node_5xx == 0 and metrics_read,
       f"driver: {five_xx} in the soak, {closed_5xx} in the measurement; node /metrics: "
-      + (f"{node_5xx} over the whole run" if metrics_read else "NOT READ"))
+      + (f"{node_5xx} over the whole run" if metrics_read else "NOT READ")
+      + (f" ({'; '.join(node_5xx_series[:3])})" if node_5xx_series else "")
+      + (f"; access log: {' | '.join(access_5xx[:3])}" if access_5xx else ""))
 check("no reply the mix did not ask for", unexpected_total == 0 and closed_unexpected == 0,
       f"{unexpected_total} in the soak, {closed_unexpected} in the measurement (deliberate: "
       f"{soak['deliberate_errors']} in the soak)"
