@@ -26,7 +26,7 @@
 #      (mean of the last samples covering 30 s) against the level just after warm-up (first samples, 30 s); no 5xx
 #      (driver and the node's own /metrics); no reply the mix did not ask for (the deliberate 404s, 409s and 402s
 #      are counted apart); no WebSocket subscriber closed by the node or refused; p99 of each route over the
-#      last --window-s (default: 5 minutes, or a fifth of the measured time when that is shorter) at most
+#      last --window-s (default: 5 minutes, or a fifth of the measured time when that is shorter, at least 30 s) at most
 #      --p99-ratio (2.0) times its p99 over the first window (a route needs 100 replies in each window; a growth
 #      smaller than --p99-slack-ms, 5 ms, passes); open fds at the end within 10% (and at least 20 fds) of the
 #      after-warm-up level; PostgreSQL connections max - min <= 2 after warm-up; the offered rate sustained
@@ -45,7 +45,7 @@
 #   --rate-fraction F  open-model rate as a fraction of the maximum (default 0.7)
 #   --rate R           skip the measurement and soak at R requests/s
 #   --warmup-s S       warm-up of the soak (default: minutes x 6 s, between 120 and 180, at most minutes x 60 - 60)
-#   --window-s S       p99 comparison window (default: min(300, measured time / 5))
+#   --window-s S       p99 comparison window (default: min(300, measured time / 5), at least 30)
 #   --interval-s S     sampling interval (default 10)
 #   --p99-ratio X      p99 growth that fails (default 2.0); --p99-slack-ms MS (default 5)
 #   --rss-tolerance F  RSS band after warm-up (default 0.10)
@@ -131,8 +131,12 @@ fi
 is_uint "$warmup_s" || die "--warmup-s needs a positive whole number"
 (( total_s - warmup_s >= 60 )) || die "--warmup-s $warmup_s leaves less than 60 s of --minutes $minutes to measure"
 measured_s=$(( total_s - warmup_s ))
+# p99 windows: 5 minutes, or a fifth of a shorter measured time, but at least 30 s (the node's housekeeping runs every
+# 30 s and its outbox sweep every 60 s: a window much shorter than that holds one such pass or none, and the tails of
+# two windows then differ by luck).
 if [[ -z "$window_s" ]]; then
   window_s=$(( measured_s / 5 )); (( window_s > 300 )) && window_s=300
+  (( window_s >= 30 || measured_s < 60 )) || window_s=30
 fi
 is_uint "$window_s" || die "--window-s needs a positive whole number"
 (( window_s * 2 <= measured_s )) || die "--window-s $window_s: two windows do not fit in $measured_s measured seconds"
@@ -153,6 +157,7 @@ RUN_ID="$(python3 -c 'import secrets; print(secrets.token_hex(4))')"
 REDIS_PREFIX="soak-$RUN_ID:"
 node_pid=""
 driver_pid=""
+progress_pid=""
 sampler_pid=""
 db_made=0
 services_started=0
@@ -176,6 +181,7 @@ cleanup() {
   trap - EXIT INT TERM
   [[ -z "$sampler_pid" ]] || stop_pid "$sampler_pid" 5 || true
   [[ -z "$driver_pid" ]] || stop_pid "$driver_pid" 5 || true
+  [[ -z "$progress_pid" ]] || stop_pid "$progress_pid" 5 || true
   [[ -z "$node_pid" ]] || stop_pid "$node_pid" 20 || true
   if (( db_made && ! keep_db )); then
     psql -X -q "$base_dsn" -c 'DROP DATABASE IF EXISTS mercato_soak WITH (FORCE)' >/dev/null 2>&1 || true
@@ -316,6 +322,8 @@ def alive():
 pos = 0
 while True:
     running = alive()
+    if not os.path.exists(path):
+        break
     with open(path) as f:
         f.seek(pos)
         for line in f:
@@ -332,10 +340,11 @@ while True:
         break
     time.sleep(1)
 PY
-  local progress_pid=$!
+  progress_pid=$!
   wait "$driver_pid" || rc=$?
   driver_pid=""
   wait "$progress_pid" 2>/dev/null || true
+  progress_pid=""
   (( rc == 0 )) || { cat "$TMP_DIR/$name.err" >&2; die "mercato_soak_driver ($name) failed with status $rc"; }
   kill -0 "$node_pid" 2>/dev/null || { tail -n 30 "$NODE_LOG" >&2; die "mercatod died during $name"; }
 }
