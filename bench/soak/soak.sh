@@ -360,7 +360,7 @@ if [[ -z "$rate" ]]; then
   log "measuring the mix's maximum: closed loop, $connections connections, $measure_s s after 5 s warm-up"
   echo "$(date +%s)" >"$TMP_DIR/closed.start"
   run_driver closed --closed --connections "$connections" --duration "$measure_s" --warmup 5 --window "$measure_s"
-  max_rate="$(summary_field closed rate)"
+  max_rate="$(python3 -c "print(round($(summary_field closed rate), 1))")"
   rate="$(python3 -c "print(round(max(1.0, $max_rate * $rate_fraction), 1))")"
   log "maximum $max_rate req/s; the soak runs at $rate req/s ($rate_fraction of it)"
 else
