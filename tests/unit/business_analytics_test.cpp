@@ -176,6 +176,27 @@ TEST_CASE("windows: an event counts in the minute it occurred; older minutes dro
   CHECK(w.figures(60, now).orders == 1);
 }
 
+TEST_CASE("conversion over many carts (past the exact limit): estimated within a few percent") {
+  business_window w{t0};
+  const auto now = t0 + 600;
+  // 3,000 carts over ten minutes, each with items in two minutes; every third one checked out.
+  int n = 0;
+  for (int c = 0; c < 3'000; ++c) {
+    const auto id = "cart-" + std::to_string(c);
+    const auto at = t0 + (c % 10) * 60;
+    w.add(simple("add-a-" + std::to_string(++n), business_event_kind::cart_item_added, id, at), now);
+    w.add(simple("add-b-" + std::to_string(++n), business_event_kind::cart_item_added, id, at + 60 > now ? at : at + 60),
+          now);
+    if (c % 3 == 0) {
+      w.add(simple("out-" + std::to_string(c), business_event_kind::cart_checked_out, id, at), now);
+    }
+  }
+  auto f = w.figures(3600, now);
+  CHECK(f.carts_with_items == doctest::Approx(3'000).epsilon(0.10));
+  CHECK(f.carts_checked_out == doctest::Approx(1'000).epsilon(0.10));
+  CHECK(f.conversion_rate == doctest::Approx(1.0 / 3).epsilon(0.15));
+}
+
 TEST_CASE("rates: payment failure rate, conversion over distinct carts, the main currency") {
   business_window w{t0};
   const auto now = t0 + 60;
