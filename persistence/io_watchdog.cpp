@@ -65,8 +65,10 @@ void io_watchdog::loop() {
     }
     auto next = std::min_element(armed_.begin(), armed_.end(),
                                  [](const auto& a, const auto& b) { return a.second.deadline < b.second.deadline; });
-    if (clock::now() < next->second.deadline) {
-      cv_.wait_until(lock, next->second.deadline);
+    // A copy: the entry may be erased while this thread waits (the lock is released meanwhile).
+    const auto deadline = next->second.deadline;
+    if (clock::now() < deadline) {
+      cv_.wait_until(lock, deadline);
       continue;
     }
     // Still armed, so its owner has not closed the connection: the descriptor is still its socket.

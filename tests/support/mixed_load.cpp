@@ -142,7 +142,8 @@ void mixed_load::checkout_loop() {
       }
       cart = str(made.json(), "id");
       auto line = add_one(via, buyer, cart, o_.scarce_product, key + "-line");
-      note("add", &line);
+      // Sold out already: a refusal the mix asks for.
+      note("add", &line, line.status == 409 && code_of(line) == "insufficient_stock");
       if (line.status != 200) {
         continue;  // a cart with or without the line, never checked out: holds no stock
       }
