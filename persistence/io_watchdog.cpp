@@ -1,6 +1,5 @@
 #include "persistence/io_watchdog.hpp"
 
-#include <algorithm>
 
 #include <sys/socket.h>
 
@@ -32,17 +31,10 @@ io_watchdog::guard io_watchdog::arm(pqxx::connection& conn, clock::time_point de
   if (fd < 0) {
     return {};
   }
-  std::uint64_t id = 0;
-  bool earliest = false;
-  {
-    std::lock_guard<std::mutex> lock{m_};
-    id = next_id_++;
-    earliest = std::all_of(armed_.begin(), armed_.end(), [&](const auto& e) { return e.second.deadline > deadline; });
-    armed_.emplace(id, entry{fd, deadline});
-  }
-  if (earliest) {
-    cv_.notify_one();
-  }
+  // No wake-up: the watchdog looks every `tick`, so arming costs a job one uncontended lock.
+  std::lock_guard<std::mutex> lock{m_};
+  const auto id = next_id_++;
+  armed_.emplace(id, entry{fd, deadline});
   return guard{this, id};
 }
 
@@ -57,25 +49,21 @@ std::uint64_t io_watchdog::cut_offs() const {
 }
 
 void io_watchdog::loop() {
-  std::unique_lock<std::mutex> lock{m_};
   for (;;) {
-    if (armed_.empty()) {
-      cv_.wait(lock);
-      continue;
+    std::this_thread::sleep_for(tick);
+    std::lock_guard<std::mutex> lock{m_};
+    const auto now = clock::now();
+    for (auto it = armed_.begin(); it != armed_.end();) {
+      if (it->second.deadline > now) {
+        ++it;
+        continue;
+      }
+      // Still armed, so its owner has not closed the connection: the descriptor is still its socket.
+      ::shutdown(it->second.socket, SHUT_RDWR);
+      it = armed_.erase(it);
+      ++cut_offs_;
+      telemetry::log_warn("postgresql connection cut off: no answer before its deadline");
     }
-    auto next = std::min_element(armed_.begin(), armed_.end(),
-                                 [](const auto& a, const auto& b) { return a.second.deadline < b.second.deadline; });
-    // A copy: the entry may be erased while this thread waits (the lock is released meanwhile).
-    const auto deadline = next->second.deadline;
-    if (clock::now() < deadline) {
-      cv_.wait_until(lock, deadline);
-      continue;
-    }
-    // Still armed, so its owner has not closed the connection: the descriptor is still its socket.
-    ::shutdown(next->second.socket, SHUT_RDWR);
-    armed_.erase(next);
-    ++cut_offs_;
-    telemetry::log_warn("postgresql connection cut off: no answer before its deadline");
   }
 }
 

@@ -7,7 +7,6 @@
 // an outage (503, the writer's doubt check), and the connection is opened again.
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -23,6 +22,8 @@ class io_watchdog {
 
   // One per process, its thread started on first use.
   static io_watchdog& instance();
+  // How often it looks for overdue connections: a cut-off comes at most this late (deadlines are seconds).
+  static constexpr std::chrono::milliseconds tick{250};
 
   // Disarms at scope exit; must end before the connection is closed (the socket is still valid then).
   class guard {
@@ -56,7 +57,6 @@ class io_watchdog {
     clock::time_point deadline;
   };
   mutable std::mutex m_;
-  std::condition_variable cv_;
   std::map<std::uint64_t, entry> armed_;
   std::uint64_t next_id_ = 1;
   std::uint64_t cut_offs_ = 0;

@@ -151,13 +151,6 @@ std::size_t http_series(http_client& c) {
   return n;
 }
 
-double metric_value(http_client& c, const std::string& series) {
-  const auto body = c.get("/metrics").body;
-  const auto at = body.find("\n" + series + " ");
-  REQUIRE_MESSAGE(at != std::string::npos, series << " is not in /metrics");
-  return std::stod(body.substr(at + series.size() + 2));
-}
-
 // A compact JWS signed with HS256 and the test key, with any header and payload.
 std::string hs256(const json::object& header, const json::object& payload) {
   const auto input = mercato::http::base64url_encode(json::serialize(header)) + "." +
@@ -441,7 +434,8 @@ TEST_CASE("nosniff on every response, no-store on every authenticated response")
 // Low: invalid UTF-8 is refused at the edge and never counted as a database failure.
 TEST_CASE("invalid UTF-8 in path or query is a 400 before routing, and no database failure is counted") {
   http_client c{node().port()};
-  const double failures = metric_value(c, "mercato_db_failures_total");
+  const double failures = mercato::test::metric(c, "mercato_db_failures_total");
+  REQUIRE_MESSAGE(failures >= 0, "mercato_db_failures_total is not in /metrics");
   for (const auto& target : {"/api/v1/products?q=%ff", "/api/v1/products?q=caf%c3", "/api/v1/products?%ff=1",
                              "/api/v1/products/%ff%fe", "/api/v1/categories/%c0%af", "/api/v1/products?q=%ed%a0%80"}) {
     CAPTURE(target);
@@ -455,7 +449,7 @@ TEST_CASE("invalid UTF-8 in path or query is a 400 before routing, and no databa
   }
   // Valid UTF-8 still works.
   CHECK(c.get("/api/v1/products?q=caf%c3%a9").status == 200);
-  CHECK(metric_value(c, "mercato_db_failures_total") == failures);
+  CHECK(mercato::test::metric(c, "mercato_db_failures_total") == failures);
 }
 
 // Low: strict HTTP/1.1 parsing (RFC 9112) and strict JSON objects.
