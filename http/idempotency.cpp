@@ -130,7 +130,14 @@ void idempotency_gate::run(std::shared_ptr<request_context> ctx, responder respo
         return;
       }
       created_at = claimed[0][0].as<std::string>();
-      tx.commit();
+      try {
+        tx.commit();
+      } catch (...) {
+        // The claim may have committed though the answer was lost (a connection cut in COMMIT): the
+        // client gets 503, so drop whichever running claim of this process the key has.
+        owe_release({scope, key, {}});
+        throw;
+      }
     }
     // Ours: run the request; its answer is stored before the client sees it (5xx: the claim is dropped).
     responder keep{[this, &pool, respond, key, scope, created_at](response r) {
@@ -206,7 +213,7 @@ void idempotency_gate::pay_releases(pqxx::connection& conn) const {
       // Only the claim this process made, still running: never a later claim of the same key.
       tx.exec_params(
           "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND state = 'running' AND owner_boot = $3 "
-          "AND created_at = $4::timestamptz",
+          "AND ($4 = '' OR created_at::text = $4)",
           c.scope, c.key, boot_id_, c.created_at);
     }
     tx.commit();

@@ -50,7 +50,8 @@ class idempotency_gate {
   struct claim {
     std::string scope;
     std::string key;
-    std::string created_at;  // identifies this claim: a later one of the same key is left alone
+    std::string created_at;  // identifies this claim (a later one of the same key is left alone); empty: a
+                             // claim whose commit is in doubt, any running claim of this process
   };
   void owe_release(claim c) const;
   // Drops the owed claims on `conn`; on failure they stay owed and the error propagates.
