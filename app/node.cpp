@@ -14,6 +14,7 @@
 #include "http/pipeline.hpp"
 #include "http/router.hpp"
 #include "http/catalog_cache.hpp"
+#include "http/product_lines.hpp"
 #include "http/rate_gate.hpp"
 #include "http/entity_bridge.hpp"
 #include "http/idempotency.hpp"
@@ -65,11 +66,13 @@ struct node::parts {
         jwt(jwt_settings(s)),
         limits(redis, rate_rules(s), {s.redis.key_prefix, 100'000}, workers, &metrics.registry(), admission(s)),
         cache(std::make_shared<http::catalog_cache>(redis, cache_options(s))),
+        lines(std::make_shared<http::product_lines>(s.cart.product_info_ttl)),
         live(http::ws::hub_options{s.websocket.max_connections},
              http::ws::database_loader(pool, s.websocket.max_initial_orders), &metrics.registry()),
         idempotency(pool, s.node_id),
         edge(routes, &metrics, {&jwt, s.rate_limits.enabled ? &limits : nullptr, &idempotency}),
         server(s.http, edge, &metrics) {
+    cache->also_invalidate(lines);  // before any event or request can invalidate
   }
 
   // Subscribers that also get the events other nodes relay (the live-updates hub, the catalog cache).
@@ -211,6 +214,7 @@ struct node::parts {
   security::jwt_settings jwt;
   http::rate_gate limits;
   std::shared_ptr<http::catalog_cache> cache;
+  std::shared_ptr<http::product_lines> lines;  // add-to-cart's product lookups; dropped with the cache's entries
   http::router routes;
   http::ws::hub live;  // live updates: fed by the outbox, read by WebSocket sessions (before the server)
   http::idempotency_gate idempotency;  // Idempotency-Key on every POST, stored in PostgreSQL
@@ -319,8 +323,8 @@ void node::start() {
   p.bridge = std::make_unique<http::entity_bridge>(
       p.runtime->system(), [&p](std::string_view kind) { return p.runtime->router(kind); },
       std::chrono::milliseconds(8000));
-  http::add_cart_routes(p.routes, p.pool, *p.bridge, parts::pricing(settings_.cart));
-  http::add_inventory_routes(p.routes, p.pool, *p.bridge);
+  http::add_cart_routes(p.routes, p.pool, *p.bridge, parts::pricing(settings_.cart), *p.lines);
+  http::add_inventory_routes(p.routes, p.pool, *p.bridge, *p.lines);
   // The sandbox provider answers tok_slow after the provider timeout (so the timeout path is real).
   p.payments = std::make_shared<persistence::sandbox_payments>(
       settings_.postgres.dsn, settings_.checkout.provider_timeout + std::chrono::milliseconds(1000));

@@ -79,7 +79,7 @@ std::chrono::milliseconds as_ms(const typed_value& v) {
 
 // One table drives the TOML walk, the environment, the command line and the --help text, so a setting
 // cannot be reachable from one source and silently missing from another.
-const std::array<field_spec, 71> fields = {{
+const std::array<field_spec, 72> fields = {{
     {"node_id", "MERCATO_NODE_ID", "--node-id", "Node name, unique in the cluster", value_kind::identifier, 0, 0,
      [](settings& s, const typed_value& v) { s.node_id = as_text(v); }},
     {"scheduler_threads", "MERCATO_SCHEDULER_THREADS", "--scheduler-threads", "CAF worker threads (0 = cores)",
@@ -177,6 +177,8 @@ const std::array<field_spec, 71> fields = {{
     {"cart.free_shipping_threshold", "MERCATO_CART_FREE_SHIPPING_THRESHOLD", "", "", value_kind::count, 0,
      1'000'000'000'000ull,
      [](settings& s, const typed_value& v) { s.cart.free_shipping_threshold = static_cast<std::int64_t>(as_number(v)); }},
+    {"cart.product_info_ttl_ms", "MERCATO_CART_PRODUCT_INFO_TTL_MS", "", "", value_kind::milliseconds, 0, 60'000,
+     [](settings& s, const typed_value& v) { s.cart.product_info_ttl = as_ms(v); }},
     {"cart.abandoned_after_s", "MERCATO_CART_ABANDONED_AFTER_S", "", "", value_kind::seconds, 1, 365ull * 86'400,
      [](settings& s, const typed_value& v) { s.cart.abandoned_after = std::chrono::seconds(as_number(v)); }},
     {"checkout.reservation_ttl_s", "MERCATO_CHECKOUT_RESERVATION_TTL_S", "", "", value_kind::seconds, 1, 86'400,

@@ -91,6 +91,9 @@ struct cart_settings {
   std::int64_t shipping_flat = 499;                        // per cart with items ...
   std::int64_t free_shipping_threshold = 5000;             // ... unless the subtotal reaches this
   std::chrono::seconds abandoned_after{3600};              // items, no change and no order this long: abandoned
+  // How long add-to-cart may use a product's price, status and available stock read earlier (each
+  // node's own changes and the committed events drop it sooner); 0: read PostgreSQL for every add.
+  std::chrono::milliseconds product_info_ttl{1000};
 };
 
 // Checkout and payments (actors/order/checkout_saga, the sandbox provider).

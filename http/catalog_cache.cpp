@@ -8,6 +8,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "http/product_lines.hpp"
 #include "persistence/redis_client.hpp"
 #include "security/jwt.hpp"
 #include "telemetry/logging.hpp"
@@ -608,12 +609,18 @@ std::string catalog_cache::normalize_search_terms(std::string_view terms) {
 }
 
 void catalog_cache::invalidate_product(std::string_view id) {
+  if (lines_) {
+    lines_->invalidate(std::string(id));
+  }
   impl_->invalidate({{false, product_key(id)}, {true, "search:"}});
 }
 
 void catalog_cache::invalidate_categories() { impl_->invalidate({{true, "category:"}}); }
 
 void catalog_cache::clear_local() {
+  if (lines_) {
+    lines_->clear();
+  }
   impl_->l1.clear();
   impl_->epoch.fetch_add(1);
 }

@@ -59,6 +59,8 @@ class redis_client;
 
 namespace mercato::http {
 
+class product_lines;
+
 struct catalog_cache_options {
   std::size_t l1_max_entries = 10'000;
   std::size_t l1_max_bytes = 64u << 20;
@@ -119,6 +121,11 @@ class catalog_cache {
   // Drops this node's L1 only.
   void clear_local();
 
+  // The node's product_lines (what add-to-cart reads) follow this cache's invalidations: invalidate_product
+  // drops the product's line too (first, without I/O), clear_local drops them all. Set before serving.
+  void also_invalidate(std::shared_ptr<product_lines> lines) { lines_ = std::move(lines); }
+  const std::shared_ptr<product_lines>& lines() const { return lines_; }
+
   catalog_cache_stats stats() const;
   std::size_t l1_entries() const;
   std::size_t l1_bytes() const;
@@ -126,6 +133,7 @@ class catalog_cache {
  private:
   struct impl;
   std::unique_ptr<impl> impl_;
+  std::shared_ptr<product_lines> lines_;
 };
 
 }  // namespace mercato::http

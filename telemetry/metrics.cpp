@@ -192,14 +192,16 @@ metrics::metrics(std::shared_ptr<prometheus::Registry> reg)
                          .Register(*registry_)),
       cache_requests_(prometheus::BuildCounter()
                           .Name("mercato_cache_requests_total")
-                          .Help("Catalog cache lookups by level (l1 in-process, l2 Redis) and result (hit, miss, "
-                                "error: Redis unavailable)")
+                          .Help("Catalog cache lookups by level (l1 in-process, l2 Redis, lines: the product "
+                                "lines add-to-cart reads) and result (hit, miss, error: Redis unavailable)")
                           .Register(*registry_)),
       cache_l1_hit_(cache_requests_.Add({{"level", "l1"}, {"result", "hit"}})),
       cache_l1_miss_(cache_requests_.Add({{"level", "l1"}, {"result", "miss"}})),
       cache_l2_hit_(cache_requests_.Add({{"level", "l2"}, {"result", "hit"}})),
       cache_l2_miss_(cache_requests_.Add({{"level", "l2"}, {"result", "miss"}})),
       cache_l2_error_(cache_requests_.Add({{"level", "l2"}, {"result", "error"}})),
+      cache_lines_hit_(cache_requests_.Add({{"level", "lines"}, {"result", "hit"}})),
+      cache_lines_miss_(cache_requests_.Add({{"level", "lines"}, {"result", "miss"}})),
       cache_loads_(prometheus::BuildCounter()
                        .Name("mercato_cache_loads_total")
                        .Help("Catalog reads that missed both cache levels and were loaded from PostgreSQL")
@@ -282,6 +284,8 @@ void metrics::report_cache(const cache_counts& c) {
   advance(cache_loads_, c.loads, cache_last_.loads);
   advance(cache_l1_evictions_, c.l1_evictions, cache_last_.l1_evictions);
   advance(cache_remote_invalidations_, c.remote_invalidations, cache_last_.remote_invalidations);
+  advance(cache_lines_hit_, c.lines_hits, cache_last_.lines_hits);
+  advance(cache_lines_miss_, c.lines_misses, cache_last_.lines_misses);
   // Every read starts with one L1 lookup, so L1 lookups are all lookups; an L2 hit is a hit too.
   const auto lookups = c.l1_hits + c.l1_misses;
   // (The counts are read one by one while reads go on, so clamp a momentary excess.)

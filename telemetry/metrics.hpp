@@ -107,6 +107,8 @@ class metrics {
     std::uint64_t loads = 0;
     std::uint64_t l1_evictions = 0;
     std::uint64_t remote_invalidations = 0;
+    std::uint64_t lines_hits = 0;    // add-to-cart's product lines (http/product_lines.hpp)
+    std::uint64_t lines_misses = 0;
     std::size_t l1_entries = 0;
     std::size_t l1_bytes = 0;
   };
@@ -143,6 +145,8 @@ class metrics {
   prometheus::Counter& cache_l2_hit_;
   prometheus::Counter& cache_l2_miss_;
   prometheus::Counter& cache_l2_error_;
+  prometheus::Counter& cache_lines_hit_;
+  prometheus::Counter& cache_lines_miss_;
   prometheus::Counter& cache_loads_;
   prometheus::Counter& cache_l1_evictions_;
   prometheus::Counter& cache_remote_invalidations_;

@@ -94,28 +94,31 @@ const std::string* cart_id_of(const request_context& ctx, const responder& respo
   return id;
 }
 
-// The product a line is for, and how many units are available now (committed inventory); nullopt for
-// an unknown or archived product.
-struct product_for_line {
-  protocol::cart_line line;
-  std::int32_t available = 0;
-};
+// The product a line is for and how many units are available now (committed inventory), from the
+// node's product_lines cache when it has a fresh entry (on the calling io thread, no I/O), else read on
+// the pool and kept; nullopt for an unknown or archived product.
+using product_for_line = product_line_info;
 
-void with_product(persistence::pg_pool& pool, const responder& respond, std::string product_id,
-                  std::function<void(std::optional<product_for_line>)> then) {
-  with_db(pool, respond, [product_id = std::move(product_id), then = std::move(then)](pqxx::connection& conn) {
+void with_product(persistence::pg_pool& pool, product_lines& lines, const responder& respond,
+                  const std::string& product_id, std::function<void(std::optional<product_for_line>)> then) {
+  if (auto known = lines.find(product_id)) {
+    then(std::move(*known));
+    return;
+  }
+  const auto generation = lines.generation();
+  with_db(pool, respond, [&lines, generation, product_id, then = std::move(then)](pqxx::connection& conn) {
     auto p = persistence::catalog_store::find_product(conn, product_id);
-    if (!p || p->status != "active") {
-      then(std::nullopt);
-      return;
+    std::optional<product_for_line> out;
+    if (p && p->status == "active") {
+      out.emplace();
+      out->line.product_id = p->id;
+      out->line.sku = p->sku;
+      out->line.name = p->name;
+      out->line.unit_price = p->current_price;
+      const auto available = std::max<std::int64_t>(0, p->on_hand - p->reserved);
+      out->available = static_cast<std::int32_t>(std::min<std::int64_t>(available, 1'000'000'000));
     }
-    product_for_line out;
-    out.line.product_id = p->id;
-    out.line.sku = p->sku;
-    out.line.name = p->name;
-    out.line.unit_price = p->current_price;
-    const auto available = std::max<std::int64_t>(0, p->on_hand - p->reserved);
-    out.available = static_cast<std::int32_t>(std::min<std::int64_t>(available, 1'000'000'000));
+    lines.store(product_id, out, generation);
     then(std::move(out));
   });
 }
@@ -314,7 +317,7 @@ void start_claim(const claim_job& job, protocol::cart_view guest) {
 }  // namespace
 
 void add_cart_routes(router& routes, persistence::pg_pool& pool, const entity_bridge& bridge,
-                     actors::pricing_rules rules) {
+                     actors::pricing_rules rules, product_lines& lines) {
   // Shared by every request's callbacks (the per-country map is not copied per request).
   const pricing_ref pricing = std::make_shared<const actors::pricing_rules>(std::move(rules));
   // POST /carts: the body is optional ({"currency": "USD"}); JSON when there is one.
@@ -435,7 +438,7 @@ void add_cart_routes(router& routes, persistence::pg_pool& pool, const entity_br
 
   routes.add(
       bhttp::verb::post, "/api/v1/carts/{id}/items",
-      [&pool, &bridge, pricing](auto ctx, responder respond) {
+      [&pool, &bridge, &lines, pricing](auto ctx, responder respond) {
         const auto* id = cart_id_of(*ctx, respond);
         if (!id) {
           return;
@@ -458,7 +461,7 @@ void add_cart_routes(router& routes, persistence::pg_pool& pool, const entity_br
         }
         auto meta = command_meta_for(*ctx, "add", *id);
         meta.expected_version = *expected;
-        with_product(pool, respond, *product_id,
+        with_product(pool, lines, respond, *product_id,
                      [&bridge, pricing, respond, meta, cart_id = *id, qty = static_cast<std::int32_t>(*quantity)](
                          std::optional<product_for_line> p) {
                        if (!p) {
@@ -477,7 +480,7 @@ void add_cart_routes(router& routes, persistence::pg_pool& pool, const entity_br
 
   routes.add(
       bhttp::verb::patch, "/api/v1/carts/{id}/items/{product_id}",
-      [&pool, &bridge, pricing](auto ctx, responder respond) {
+      [&pool, &bridge, &lines, pricing](auto ctx, responder respond) {
         const auto* id = cart_id_of(*ctx, respond);
         if (!id) {
           return;
@@ -509,7 +512,7 @@ void add_cart_routes(router& routes, persistence::pg_pool& pool, const entity_br
           ask_cart(bridge, *id, std::move(cmd), respond, pricing);
           return;
         }
-        with_product(pool, respond, *product_id,
+        with_product(pool, lines, respond, *product_id,
                      [&bridge, pricing, respond, cmd, cart_id = *id](std::optional<product_for_line> p) mutable {
                        cmd.available = p ? p->available : 0;  // no longer sold: nothing more may be added
                        ask_cart(bridge, cart_id, std::move(cmd), respond, pricing);

@@ -41,7 +41,8 @@ std::optional<std::int64_t> if_match(const request_context& ctx) {
 
 }  // namespace
 
-void add_inventory_routes(router& routes, persistence::pg_pool& pool, const entity_bridge& bridge) {
+void add_inventory_routes(router& routes, persistence::pg_pool& pool, const entity_bridge& bridge,
+                          product_lines& lines) {
   routes.add(bhttp::verb::get, "/api/v1/inventory/{product_id}", [&bridge](auto ctx, responder respond) {
     const auto* id = ctx->param("product_id");
     if (!is_uuid(*id)) {
@@ -71,7 +72,7 @@ void add_inventory_routes(router& routes, persistence::pg_pool& pool, const enti
 
   routes.add(
       bhttp::verb::post, "/api/v1/inventory/{product_id}/adjustments",
-      [&pool, &bridge](auto ctx, responder respond) {
+      [&pool, &bridge, &lines](auto ctx, responder respond) {
         const auto* id = ctx->param("product_id");
         body_reader body(*ctx);
         body.allow_only({"delta", "reason"});
@@ -100,7 +101,7 @@ void add_inventory_routes(router& routes, persistence::pg_pool& pool, const enti
         cmd.reason = *reason;
         // Only the product's own vendor (or an admin) adjusts its stock: decided from the catalog.
         with_db(pool, respond,
-                [&bridge, respond, cmd = std::move(cmd), product_id = *id,
+                [&bridge, &lines, respond, cmd = std::move(cmd), product_id = *id,
                  caller = *ctx->caller](pqxx::connection& conn) mutable {
                   auto p = persistence::catalog_store::find_product(conn, product_id);
                   if (!p || p->status != "active") {
@@ -113,8 +114,9 @@ void add_inventory_routes(router& routes, persistence::pg_pool& pool, const enti
                   }
                   bridge.ask<protocol::inventory_view>(
                       kind, product_id, caf::make_message(std::move(cmd)),
-                      [respond](caf::expected<protocol::inventory_view> r) {
+                      [&lines, respond, product_id](caf::expected<protocol::inventory_view> r) {
                         if (r) {
+                          lines.invalidate(product_id);  // this node's next add-to-cart sees the new stock
                           respond(inventory_response(*r));
                           return;
                         }

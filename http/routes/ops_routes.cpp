@@ -5,6 +5,7 @@
 
 #include "config/embedded_file.hpp"
 #include "http/catalog_cache.hpp"
+#include "http/product_lines.hpp"
 #include "persistence/redis_client.hpp"
 #include "telemetry/metrics.hpp"
 
@@ -103,6 +104,11 @@ void add_ops_routes(router& routes, ops_dependencies deps) {
       c.remote_invalidations = s.remote_invalidations;
       c.l1_entries = cache->l1_entries();
       c.l1_bytes = cache->l1_bytes();
+      if (const auto& lines = cache->lines()) {
+        const auto l = lines->stats();
+        c.lines_hits = l.hits;
+        c.lines_misses = l.misses;
+      }
       metrics->report_cache(c);
     }
     response r;

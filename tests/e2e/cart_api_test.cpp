@@ -20,6 +20,7 @@
 namespace json = boost::json;
 using mercato::test::http_client;
 using mercato::test::http_reply;
+using mercato::test::metric;
 using mercato::test::node_process;
 using namespace std::chrono_literals;
 
@@ -38,6 +39,8 @@ node_process& node() {
                         {{"MERCATO_PG_DSN", database().dsn()},
                          {"MERCATO_RATE_LIMITS", "off"},
                          {"MERCATO_CART_DEFAULT_TAX_BP", "825"},  // 8.25 %, until the cart's country is known
+                         // Product lines kept a minute: only invalidations can make a change visible.
+                         {"MERCATO_CART_PRODUCT_INFO_TTL_MS", "60000"},
                          {"MERCATO_ADMIN_EMAIL", admin_email},
                          {"MERCATO_ADMIN_PASSWORD", admin_password},
                          {"MERCATO_REDIS_KEY_PREFIX", "cart-e2e-" + std::to_string(std::random_device{}()) + ":"}}};
@@ -496,6 +499,62 @@ TEST_CASE("a price change shows on the cart's next read with the old and new pri
   auto set = c.request("PATCH", "/api/v1/carts/" + g.id + "/items/" + p.id, R"({"quantity": 1})", with(guest, true));
   REQUIRE_MESSAGE(set.status == 200, set.body);
   CHECK_FALSE(line_for(set.json(), p.id)->as_object().contains("price_changed"));
+}
+
+// This node's cart routes read a product's line (price, status, available stock) from memory
+// (product_lines); the node under test keeps them for a minute (MERCATO_CART_PRODUCT_INFO_TTL_MS), so
+// only the invalidations can make a change visible to the next add.
+TEST_CASE("add-to-cart reads product lines from memory; this node's price, stock and archive changes reach it at once") {
+  http_client c{node().port()};
+  const auto admin = admin_token(c);
+  const headers as_admin{{"Authorization", "Bearer " + admin}};
+  const auto p = demo_product(c, 5, 300);
+  const std::string hit = "mercato_cache_requests_total{level=\"lines\",result=\"hit\"}";
+
+  auto g1 = new_guest_cart(c);
+  add_line(c, g1.id, {{"X-Cart-Token", g1.token}}, p.id, 1);  // read from PostgreSQL, or already known
+  const auto hits_before = metric(c, hit);
+  REQUIRE(hits_before >= 0);
+  auto g2 = new_guest_cart(c);
+  auto second = add_line(c, g2.id, {{"X-Cart-Token", g2.token}}, p.id, 1);
+  CHECK(metric(c, hit) == hits_before + 1);  // served from memory
+  CHECK(line_for(second, p.id)->at("unit_price").at("amount").to_number<std::int64_t>() == p.price);
+
+  // A price change: the next add charges the new price.
+  const auto new_price = p.price - 100;
+  auto patched = c.request("PATCH", "/api/v1/products/" + p.id,
+                           json::serialize(json::object{{"current_price", {{"amount", new_price}, {"currency", "USD"}}}}),
+                           with(as_admin, true));
+  REQUIRE_MESSAGE(patched.status == 200, patched.body);
+  auto g3 = new_guest_cart(c);
+  const headers guest3{{"X-Cart-Token", g3.token}};
+  auto repriced = add_line(c, g3.id, guest3, p.id, 1);
+  CHECK(line_for(repriced, p.id)->at("unit_price").at("amount").to_number<std::int64_t>() == new_price);
+
+  // A stock adjustment: leave exactly 2 available; the next add may take 2 in all, not 3.
+  const auto available = c.get("/api/v1/inventory/" + p.id).json().at("available").to_number<std::int64_t>();
+  REQUIRE(available >= 3);
+  auto adjust = [&](std::int64_t delta) {
+    auto r = c.request("POST", "/api/v1/inventory/" + p.id + "/adjustments",
+                       json::serialize(json::object{{"delta", delta}, {"reason", "product lines test"}}),
+                       with(as_admin, true));
+    REQUIRE_MESSAGE(r.status == 200, r.body);
+  };
+  adjust(2 - available);
+  auto g4 = new_guest_cart(c);
+  const headers guest4{{"X-Cart-Token", g4.token}};
+  auto greedy = c.request("POST", "/api/v1/carts/" + g4.id + "/items", json::serialize(item(p.id, 3)), with(guest4, true));
+  CHECK(greedy.status == 409);
+  CHECK(code_of(greedy) == "insufficient_stock");
+  add_line(c, g4.id, guest4, p.id, 2);
+  adjust(available - 2);  // as it was, for the other cases
+
+  // Archived: no longer sold, at once.
+  auto archived = c.request("DELETE", "/api/v1/products/" + p.id, {}, as_admin);
+  REQUIRE_MESSAGE(archived.status == 200, archived.body);
+  auto late = c.request("POST", "/api/v1/carts/" + g4.id + "/items", json::serialize(item(p.id, 1)), with(guest4, true));
+  CHECK(late.status == 404);
+  CHECK(code_of(late) == "not_found");
 }
 
 // Last: it starts a second node on the same database, which takes the shard leases of the first (the
