@@ -1,5 +1,7 @@
 #include "support/mixed_load.hpp"
 
+#include <algorithm>
+#include <chrono>
 #include <exception>
 #include <sstream>
 
@@ -97,6 +99,21 @@ void mixed_load::note(const std::string& op, const http_reply* r, bool expected_
   }
 }
 
+// A shopper told "not now" (503) waits as the answer's Retry-After says (at most a second here) before
+// the next add, as a storefront client should: without it, an outage of a few seconds made thousands of
+// refused adds, each to be settled afterwards with its key, more than settling can do in its time.
+static void back_off_after(const http_reply& r) {
+  if (r.status != 503) {
+    return;
+  }
+  long seconds = 1;
+  try {
+    seconds = std::stol(r.header("retry-after"));
+  } catch (const std::exception&) {
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(std::clamp(seconds, 0L, 1L) * 1000));
+}
+
 void mixed_load::add_loop(int t) {
   std::unique_ptr<http_client> c;
   std::uint16_t at = 0;
@@ -107,13 +124,15 @@ void mixed_load::add_loop(int t) {
     try {
       auto r = add_one(client_for(c, at), shoppers_[idx], carts_[idx], o_.plenty_product, key);
       note("add", &r);
-      std::lock_guard<std::mutex> lock{m_};
+      std::unique_lock<std::mutex> lock{m_};
       if (r.status == 200) {
         acked_keys_[idx].insert(key);
         ++acked_adds_;
       } else {
         pending_adds_.emplace_back(i, key);
       }
+      lock.unlock();
+      back_off_after(r);
     } catch (const std::exception&) {
       note("add", nullptr);
       {
