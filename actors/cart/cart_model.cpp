@@ -203,6 +203,29 @@ bool handle_claim_steps(protocol::entity_context<cart_model::state>& ctx, const 
 
 cart_model::state cart_model::empty(const std::string&) { return state{}; }
 
+namespace {
+
+// A stored line holds what the commands allow: a row read back from the database is input too, and the
+// totals multiply these (within them no sum can overflow: 1,000 lines x 999 x 10^10 < 2^63).
+constexpr std::int64_t max_stored_unit_price = 9'999'999'999;  // DECIMAL(10,2) in minor units
+constexpr std::size_t max_stored_lines = 10 * cart_model::max_lines;
+
+std::int64_t bounded(std::int64_t value, std::int64_t lo, std::int64_t hi, const char* what) {
+  if (value < lo || value > hi) {
+    throw std::invalid_argument(std::string("the snapshot's ") + what + " is out of range");
+  }
+  return value;
+}
+
+protocol::cart_line checked(protocol::cart_line line) {
+  bounded(line.quantity, 1, cart_model::max_quantity, "line quantity");
+  bounded(line.unit_price, 1, max_stored_unit_price, "line unit price");
+  bounded(line.previous_unit_price, 0, max_stored_unit_price, "line previous unit price");
+  return line;
+}
+
+}  // namespace
+
 cart_model::state cart_model::decode(const boost::json::value& v) {
   const auto& o = v.as_object();
   const auto schema = num(o, "schema");
@@ -212,8 +235,10 @@ cart_model::state cart_model::decode(const boost::json::value& v) {
     s.owner_user_id = str(o, "owner");
     for (const auto& l : o.at("lines").as_array()) {
       const auto& lo = l.as_object();
-      s.items.push_back({str(lo, "product"), str(lo, "sku"), str(lo, "name"),
-                         static_cast<std::int32_t>(num(lo, "qty")), num(lo, "price")});
+      s.items.push_back(checked({str(lo, "product"), str(lo, "sku"), str(lo, "name"),
+                                 static_cast<std::int32_t>(bounded(num(lo, "qty"), 1, max_quantity, "line quantity")),
+                                 num(lo, "price")}));
+      bounded(static_cast<std::int64_t>(s.items.size()), 0, max_stored_lines, "number of lines");
     }
     return s;
   }
@@ -235,11 +260,13 @@ cart_model::state cart_model::decode(const boost::json::value& v) {
   for (const auto& l : o.at("items").as_array()) {
     const auto& lo = l.as_object();
     protocol::cart_line line{str(lo, "product_id"), str(lo, "sku"), str(lo, "name"),
-                             static_cast<std::int32_t>(num(lo, "quantity")), num(lo, "unit_price"), 0};
+                             static_cast<std::int32_t>(bounded(num(lo, "quantity"), 1, max_quantity, "line quantity")),
+                             num(lo, "unit_price"), 0};
     if (lo.contains("previous_unit_price")) {
       line.previous_unit_price = num(lo, "previous_unit_price");
     }
-    s.items.push_back(std::move(line));
+    s.items.push_back(checked(std::move(line)));
+    bounded(static_cast<std::int64_t>(s.items.size()), 0, max_stored_lines, "number of lines");
   }
   return s;
 }

@@ -8,8 +8,10 @@
 
 #include <boost/json/parse.hpp>
 
+#include "actors/cart/cart_model.hpp"
 #include "actors/inventory/inventory_model.hpp"
 
+using mercato::actors::cart_model;
 using mercato::actors::inventory_model;
 
 TEST_CASE("inventory snapshot times: what format_time writes reads back; other eras and fields are refused") {
@@ -28,4 +30,28 @@ TEST_CASE("inventory snapshot times: what format_time writes reads back; other e
       R"("expires_at":"1013-09-21T12:00:00.00Z","reserved_at":"2026-09-21T11:50:00Z"}],"low":false,"settled":[],)"
       R"("updated_at":"2026-09-21T12:00:00Z"})";
   CHECK_THROWS_AS(inventory_model::decode(boost::json::parse(snapshot)), std::invalid_argument);
+}
+
+namespace {
+
+std::string cart_with_line(const std::string& quantity, const std::string& unit_price) {
+  return R"({"schema":2,"owner_user_id":"","token_hash":"","currency":"USD","status":"open","updated_at":"",)"
+         R"("merged_into":"","last_order_id":"","items":[{"product_id":"p","sku":"s","name":"n","quantity":)" +
+         quantity + R"(,"unit_price":)" + unit_price + "}]}";
+}
+
+}  // namespace
+
+TEST_CASE("cart snapshot lines: quantities and prices the commands allow read back; others are refused") {
+  const auto ok = cart_model::decode(boost::json::parse(cart_with_line("999", "9999999999")));
+  REQUIRE(ok.items.size() == 1);
+  CHECK(ok.items[0].quantity == 999);
+  CHECK(ok.items[0].unit_price == 9'999'999'999);
+  // A unit price of ~10^18 overflowed the cart's subtotal (UBSan: signed integer overflow; found by the
+  // snapshots fuzz target in the suite).
+  CHECK_THROWS_AS(cart_model::decode(boost::json::parse(cart_with_line("20", "999000000000000009"))),
+                  std::invalid_argument);
+  CHECK_THROWS_AS(cart_model::decode(boost::json::parse(cart_with_line("0", "100"))), std::invalid_argument);
+  CHECK_THROWS_AS(cart_model::decode(boost::json::parse(cart_with_line("4294967297", "100"))), std::invalid_argument);
+  CHECK_THROWS_AS(cart_model::decode(boost::json::parse(cart_with_line("1", "0"))), std::invalid_argument);
 }
