@@ -51,17 +51,24 @@ std::uint64_t io_watchdog::cut_offs() const {
 void io_watchdog::loop() {
   for (;;) {
     std::this_thread::sleep_for(tick);
-    std::lock_guard<std::mutex> lock{m_};
-    const auto now = clock::now();
-    for (auto it = armed_.begin(); it != armed_.end();) {
-      if (it->second.deadline > now) {
-        ++it;
-        continue;
+    int cut = 0;
+    {
+      std::lock_guard<std::mutex> lock{m_};
+      const auto now = clock::now();
+      for (auto it = armed_.begin(); it != armed_.end();) {
+        if (it->second.deadline > now) {
+          ++it;
+          continue;
+        }
+        // Still armed, so its owner has not closed the connection: the descriptor is still its socket.
+        ::shutdown(it->second.socket, SHUT_RDWR);
+        it = armed_.erase(it);
+        ++cut_offs_;
+        ++cut;
       }
-      // Still armed, so its owner has not closed the connection: the descriptor is still its socket.
-      ::shutdown(it->second.socket, SHUT_RDWR);
-      it = armed_.erase(it);
-      ++cut_offs_;
+    }
+    // Logged outside the lock: every database job arms and disarms under it.
+    for (int i = 0; i < cut; ++i) {
       telemetry::log_warn("postgresql connection cut off: no answer before its deadline");
     }
   }
