@@ -299,6 +299,10 @@ std::string suggestion(std::string_view wrong, const Names& candidates) {
   std::size_t best_distance = 3;  // more than two edits away is a different word, not a typo
   for (std::string_view candidate : candidates) {
     if (candidate.empty()) continue;
+    // The lengths alone bound the distance from below: a long unknown key costs nothing to turn down.
+    const auto length_gap = wrong.size() > candidate.size() ? wrong.size() - candidate.size()
+                                                            : candidate.size() - wrong.size();
+    if (length_gap >= best_distance) continue;
     auto d = edit_distance(wrong, candidate);
     if (d < best_distance) {
       best = candidate;
@@ -508,6 +512,37 @@ class toml_reader {
   std::vector<std::pair<toml::source_index, config_error>> found_;
 };
 
+// Parses TOML text into `target` key by key; every problem is added to `errors` (named by `source`).
+void read_toml(std::string_view text, const std::string& source, const std::string& path, settings& target,
+               std::vector<config_error>& errors) {
+#if TOML_EXCEPTIONS
+  toml::table table;
+  try {
+    table = toml::parse(text, path);
+  } catch (const toml::parse_error& e) {
+    const auto& where = e.source().begin;
+    errors.push_back({"", source,
+                      "invalid TOML at line " + std::to_string(where.line) + ", column " +
+                          std::to_string(where.column) + ": " + std::string{e.description()}});
+    return;
+  }
+#else
+  auto parsed = toml::parse(text, path);
+  if (!parsed) {
+    const auto& where = parsed.error().source().begin;
+    errors.push_back({"", source,
+                      "invalid TOML at line " + std::to_string(where.line) + ", column " +
+                          std::to_string(where.column) + ": " + std::string{parsed.error().description()}});
+    return;
+  }
+  toml::table table = std::move(parsed).table();
+#endif
+  toml_reader reader{target, source};
+  reader.read(table);
+  auto found = reader.errors();
+  errors.insert(errors.end(), found.begin(), found.end());
+}
+
 // Reads the file ourselves rather than with toml::parse_file so that "cannot open" carries the OS reason.
 void read_file(const std::string& path, const std::string& named_by, settings& target,
                std::vector<config_error>& errors) {
@@ -526,33 +561,7 @@ void read_file(const std::string& path, const std::string& named_by, settings& t
   content << in.rdbuf();
   if (in.bad()) return cannot_read("read error");
 
-  const std::string source = "file " + path;
-#if TOML_EXCEPTIONS
-  toml::table table;
-  try {
-    table = toml::parse(content.str(), path);
-  } catch (const toml::parse_error& e) {
-    const auto& where = e.source().begin;
-    errors.push_back({"", source,
-                      "invalid TOML at line " + std::to_string(where.line) + ", column " +
-                          std::to_string(where.column) + ": " + std::string{e.description()}});
-    return;
-  }
-#else
-  auto parsed = toml::parse(content.str(), path);
-  if (!parsed) {
-    const auto& where = parsed.error().source().begin;
-    errors.push_back({"", source,
-                      "invalid TOML at line " + std::to_string(where.line) + ", column " +
-                          std::to_string(where.column) + ": " + std::string{parsed.error().description()}});
-    return;
-  }
-  toml::table table = std::move(parsed).table();
-#endif
-  toml_reader reader{target, source};
-  reader.read(table);
-  auto found = reader.errors();
-  errors.insert(errors.end(), found.begin(), found.end());
+  read_toml(content.str(), "file " + path, path, target, errors);
 }
 
 bool allowed_variable(std::string_view name) {
@@ -637,6 +646,33 @@ void parse_command_line(int argc, const char* const* argv, command_line& cli, lo
   cli.parsed = true;
 }
 
+// Settings that only make sense together, checked once every source has been applied.
+void check_together(const settings& s, std::vector<config_error>& errors) {
+  const auto& c = s.cluster;
+  // TLS between nodes: all three files or none (caf_openssl would otherwise fall back to an anonymous
+  // cipher, or refuse every peer), and each one readable now rather than at the first connection.
+  const std::pair<const char*, const std::string*> tls_files[] = {
+      {"cluster.tls_certificate", &c.tls_certificate}, {"cluster.tls_key", &c.tls_key}, {"cluster.tls_ca", &c.tls_ca}};
+  const bool tls_some = !c.tls_certificate.empty() || !c.tls_key.empty() || !c.tls_ca.empty();
+  for (const auto& [key, file] : tls_files) {
+    if (file->empty()) {
+      if (tls_some) {
+        errors.push_back({key, "configuration",
+                          "TLS between nodes needs all of cluster.tls_certificate, cluster.tls_key and "
+                          "cluster.tls_ca (or none)"});
+      }
+    } else if (!std::ifstream(*file).good()) {
+      errors.push_back({key, "configuration", "cannot read " + quote(*file)});
+    }
+  }
+  if (c.lease_ttl < 3 * c.heartbeat) {
+    errors.push_back({"cluster.lease_ttl_ms", "configuration",
+                      "must be at least 3 heartbeats (cluster.heartbeat_ms), got " +
+                          std::to_string(c.lease_ttl.count()) + " with heartbeats of " +
+                          std::to_string(c.heartbeat.count())});
+  }
+}
+
 void load_into(load_result& result, int argc, const char* const* argv,
                const std::map<std::string, std::string>& env) {
   std::vector<config_error> cli_errors;
@@ -695,30 +731,7 @@ void load_into(load_result& result, int argc, const char* const* argv,
   // Reported in precedence order so the list reads like the loading did.
   for (auto* part : {&file_errors, &env_errors, &cli_errors})
     result.errors.insert(result.errors.end(), part->begin(), part->end());
-  // Settings that only make sense together.
-  const auto& c = s.cluster;
-  // TLS between nodes: all three files or none (caf_openssl would otherwise fall back to an anonymous
-  // cipher, or refuse every peer), and each one readable now rather than at the first connection.
-  const std::pair<const char*, const std::string*> tls_files[] = {
-      {"cluster.tls_certificate", &c.tls_certificate}, {"cluster.tls_key", &c.tls_key}, {"cluster.tls_ca", &c.tls_ca}};
-  const bool tls_some = !c.tls_certificate.empty() || !c.tls_key.empty() || !c.tls_ca.empty();
-  for (const auto& [key, file] : tls_files) {
-    if (file->empty()) {
-      if (tls_some) {
-        result.errors.push_back({key, "configuration",
-                                 "TLS between nodes needs all of cluster.tls_certificate, cluster.tls_key and "
-                                 "cluster.tls_ca (or none)"});
-      }
-    } else if (!std::ifstream(*file).good()) {
-      result.errors.push_back({key, "configuration", "cannot read " + quote(*file)});
-    }
-  }
-  if (c.lease_ttl < 3 * c.heartbeat) {
-    result.errors.push_back({"cluster.lease_ttl_ms", "configuration",
-                             "must be at least 3 heartbeats (cluster.heartbeat_ms), got " +
-                                 std::to_string(c.lease_ttl.count()) + " with heartbeats of " +
-                                 std::to_string(c.heartbeat.count())});
-  }
+  check_together(s, result.errors);
   if (result.errors.empty()) result.value = std::move(s);
 }
 
@@ -742,6 +755,20 @@ load_result load(int argc, const char* const* argv, const std::map<std::string, 
   } catch (...) {
     result.value.reset();
     result.errors.push_back({"", "configuration loader", "unexpected failure"});
+  }
+  return result;
+}
+
+load_result load_toml_text(std::string_view text, const std::string& name) {
+  load_result result;
+  try {
+    settings s;
+    read_toml(text, "file " + name, name, s, result.errors);
+    check_together(s, result.errors);
+    if (result.errors.empty()) result.value = std::move(s);
+  } catch (const std::exception& e) {
+    result.value.reset();
+    result.errors.push_back({"", "configuration loader", e.what()});
   }
   return result;
 }

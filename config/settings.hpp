@@ -179,6 +179,10 @@ struct load_result {
 // Loads settings from argv and an environment map (tests pass their own environment).
 load_result load(int argc, const char* const* argv, const std::map<std::string, std::string>& env);
 
+// The settings a TOML file's text gives on top of the defaults, with the same checks as `load` (no command
+// line, no environment, no file access): what the loader makes of a file, for tests and the fuzz target.
+load_result load_toml_text(std::string_view text, const std::string& name);
+
 // The process environment as a map (only MERCATO_* variables).
 std::map<std::string, std::string> process_environment();
 

@@ -611,6 +611,26 @@ TEST_CASE("malformed TOML is rejected with line and column") {
   }
 }
 
+TEST_CASE("load_toml_text reads text as the loader reads the same file") {
+  temp_dir dir;
+  const std::string good = "node_id = \"n7\"\n[http]\nport = 8123\n[cluster]\nheartbeat_ms = 500\n";
+  const auto from_text = cfg::load_toml_text(good, "inline.toml");
+  const auto from_file = run({"--config", dir.write("good.toml", good)});
+  CHECK(same(loaded(from_text), loaded(from_file)));
+  CHECK(loaded(from_text).http.port == 8123);
+
+  SUBCASE("the same errors, named by the given name") {
+    const std::string bad = "[http]\nport = 70000\n[cluster]\nlease_ttl_ms = 1000\nheartbeat_ms = 500\n";
+    const auto r = cfg::load_toml_text(bad, "inline.toml");
+    CHECK_FALSE(r.value.has_value());
+    REQUIRE(r.errors.size() == 2);
+    CHECK(r.errors[0].key == "http.port");
+    CHECK(r.errors[0].source == "file inline.toml");
+    CHECK(r.errors[1].key == "cluster.lease_ttl_ms");
+    CHECK(contains(all_errors(r), "at least 3 heartbeats"));
+  }
+}
+
 TEST_CASE("errors from all sources are collected, in precedence order") {
   temp_dir dir;
   auto file = dir.write("many.toml", "typo = 1\n[http]\nport = 0\n[log]\nformat = \"xml\"\n");
