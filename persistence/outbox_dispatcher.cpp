@@ -20,28 +20,31 @@ using steady = std::chrono::steady_clock;
 // Session advisory lock: one dispatcher per database. ("mercato" + 02; the migrations use 01.)
 constexpr long long dispatch_lock_key = 0x6d6572636174'6f02LL;
 
-// The oldest undispatched events (idx_outbox_pending). `lag` is measured by the server's clock against
-// the server's occurred_at, so the node's clock never skews it.
+// The oldest undispatched events: outbox_pending in seq order, each joined to its event (migration 0019); a
+// pending seq whose event is gone (the outbox emptied by hand) comes back with NULLs and is dropped from the
+// queue. `lag` is measured by the server's clock against the server's occurred_at, so the node's clock never
+// skews it.
 constexpr const char* select_name = "mercato_outbox_select";
 constexpr const char* select_sql =
-    "SELECT seq, id::text, aggregate_kind, aggregate_id, event_type, event_version, "
-    "  to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), data::text, metadata::text, "
-    "  EXTRACT(EPOCH FROM clock_timestamp() - occurred_at)::float8 "
-    "FROM outbox WHERE dispatched_at IS NULL ORDER BY seq LIMIT $1";
+    "SELECT o.seq, o.id::text, o.aggregate_kind, o.aggregate_id, o.event_type, o.event_version, "
+    "  to_char(o.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), o.data::text, "
+    "  o.metadata::text, EXTRACT(EPOCH FROM clock_timestamp() - o.occurred_at)::float8 "
+    "  , p.seq "
+    "FROM (SELECT seq FROM outbox_pending ORDER BY seq LIMIT $1) p LEFT JOIN outbox o ON o.seq = p.seq "
+    "ORDER BY p.seq";
 
-// `dispatched_at IS NULL`: a row marked already (by a dispatcher that lost the lock mid-batch) keeps its
-// first mark.
+// Delivered: the events leave the queue; the outbox rows themselves are never updated. Deleting a seq
+// that is gone already (a dispatcher that lost the lock mid-batch) is a no-op.
 constexpr const char* mark_name = "mercato_outbox_mark";
-constexpr const char* mark_sql =
-    "UPDATE outbox SET dispatched_at = now() WHERE seq = ANY($1::bigint[]) AND dispatched_at IS NULL";
+constexpr const char* mark_sql = "DELETE FROM outbox_pending WHERE seq = ANY($1::bigint[])";
 
 // The pending count is capped so that a huge backlog cannot make the gauge refresh itself slow.
 constexpr long long pending_cap = 1'000'000;
 constexpr const char* gauges_name = "mercato_outbox_gauges";
 constexpr const char* gauges_sql =
-    "SELECT (SELECT count(*) FROM (SELECT 1 FROM outbox WHERE dispatched_at IS NULL LIMIT 1000000) p), "
-    "  COALESCE((SELECT EXTRACT(EPOCH FROM clock_timestamp() - occurred_at)::float8 FROM outbox "
-    "            WHERE dispatched_at IS NULL ORDER BY seq LIMIT 1), 0)";
+    "SELECT (SELECT count(*) FROM (SELECT 1 FROM outbox_pending LIMIT 1000000) p), "
+    "  COALESCE((SELECT EXTRACT(EPOCH FROM clock_timestamp() - o.occurred_at)::float8 "
+    "            FROM (SELECT seq FROM outbox_pending ORDER BY seq LIMIT 1) p JOIN outbox o ON o.seq = p.seq), 0)";
 
 // Copies the events a subscriber gave up on into outbox_parked (migration 0014). Not prepared: it is rare, and
 // a database without the table must not stop the dispatcher from connecting. A repeat (the batch was parked
@@ -54,10 +57,12 @@ constexpr const char* park_sql =
     "ON CONFLICT (subscriber, event_id) DO UPDATE SET attempts = outbox_parked.attempts + EXCLUDED.attempts, "
     "  last_error = EXCLUDED.last_error, parked_at = now()";
 
-// Oldest first through idx_outbox_dispatched (migration 0009). `dispatched_at < ...` never matches NULL.
+// Events that occurred more than the retention ago and are no longer pending (the BRIN index on occurred_at
+// of migration 0019 finds the old part of the table; a pending event is never deleted).
 constexpr const char* purge_sql =
-    "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox "
-    "  WHERE dispatched_at < now() - $1::bigint * interval '1 second' ORDER BY dispatched_at LIMIT $2)";
+    "DELETE FROM outbox WHERE seq IN (SELECT o.seq FROM outbox o "
+    "  WHERE o.occurred_at < now() - $1::bigint * interval '1 second' "
+    "    AND NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.seq = o.seq) ORDER BY o.seq LIMIT $2)";
 
 std::size_t purge_once(pqxx::connection& conn, std::chrono::seconds retention, std::size_t batch) {
   pqxx::nontransaction tx{conn};
@@ -66,16 +71,25 @@ std::size_t purge_once(pqxx::connection& conn, std::chrono::seconds retention, s
   return static_cast<std::size_t>(r.affected_rows());
 }
 
-std::string seq_array(const std::vector<outbox_event>& batch) {
+std::string seq_array(const std::vector<std::int64_t>& seqs) {
   std::string s = "{";
-  for (const auto& e : batch) {
+  for (const auto seq : seqs) {
     if (s.size() > 1) {
       s.push_back(',');
     }
-    s += std::to_string(e.seq);
+    s += std::to_string(seq);
   }
   s.push_back('}');
   return s;
+}
+
+std::string seq_array(const std::vector<outbox_event>& batch) {
+  std::vector<std::int64_t> seqs;
+  seqs.reserve(batch.size());
+  for (const auto& e : batch) {
+    seqs.push_back(e.seq);
+  }
+  return seq_array(seqs);
 }
 
 bool contains(const std::vector<std::string>& list, const std::string& value) {
@@ -312,12 +326,17 @@ bool outbox_dispatcher::round(session& s) {
   }
   std::vector<outbox_event> batch;
   std::vector<double> lag;
+  std::vector<std::int64_t> orphans;
   {
     pqxx::nontransaction tx{*s.conn};
     const pqxx::result rows = tx.exec_prepared(select_name, static_cast<long long>(opts_.batch_size));
     batch.reserve(rows.size());
     lag.reserve(rows.size());
     for (const auto& r : rows) {
+      if (r[0].is_null()) {
+        orphans.push_back(r[10].as<std::int64_t>());
+        continue;
+      }
       outbox_event e;
       e.seq = r[0].as<std::int64_t>();
       e.id = r[1].c_str();
@@ -332,8 +351,12 @@ bool outbox_dispatcher::round(session& s) {
       batch.push_back(std::move(e));
     }
   }
+  if (!orphans.empty()) {
+    pqxx::nontransaction tx{*s.conn};
+    tx.exec_prepared(mark_name, seq_array(orphans));
+  }
   if (batch.empty()) {
-    return wait_until(steady::now() + opts_.poll_interval, true);
+    return orphans.empty() ? wait_until(steady::now() + opts_.poll_interval, true) : true;
   }
 
   const auto delivery_started = steady::now();

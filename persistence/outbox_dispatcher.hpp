@@ -2,12 +2,14 @@
 // Delivers the domain events committed to the outbox to subscribers inside the node, at least once,
 // in commit order per aggregate, and removes dispatched events after a retention period.
 //
-// The durable cursor is the outbox row's own `dispatched_at` mark, not a sequence number: a BIGSERIAL
-// is drawn at INSERT time, so a lower seq can commit after a higher one, and a "seq > last" cursor would
-// skip it. One thread with its own connection holds a PostgreSQL session advisory lock (one dispatcher
-// per database: the others wait and take over when its connection goes away), reads the oldest
-// undispatched rows in seq order, hands them to every subscriber, then marks them. A batch is marked
-// only after every subscriber took it, so a crash or a throwing subscriber means redelivery, never loss.
+// The durable cursor is the queue table `outbox_pending` (one seq per event not yet delivered, added by a
+// trigger in the statement that inserts the event), not a sequence number: a BIGSERIAL is drawn at INSERT
+// time, so a lower seq can commit after a higher one, and a "seq > last" cursor would skip it. The outbox
+// rows themselves are written once and never updated (migration 0019). One thread with its own connection
+// holds a PostgreSQL session advisory lock (one dispatcher per database: the others wait and take over
+// when its connection goes away), reads the oldest pending events in seq order, hands them to every
+// subscriber, then deletes their pending rows ("marks" them). A batch is marked only after every
+// subscriber took it, so a crash or a throwing subscriber means redelivery, never loss.
 // A subscriber that keeps throwing is retried with backoff `max_attempts` times; then the events it could
 // not take are parked for it (table outbox_parked, with the last error) and the batch is marked for the
 // others, so one broken subscriber delays the others by its retries at most and never stops them.
@@ -58,7 +60,7 @@ struct outbox_dispatcher_options {
   std::string dsn;
   std::chrono::milliseconds poll_interval{100};     // look for new events this often without notify()
   std::size_t batch_size = 500;                     // events read, delivered and marked per round
-  std::chrono::seconds retention{7 * 24 * 3600};    // dispatched events older than this are deleted
+  std::chrono::seconds retention{7 * 24 * 3600};    // dispatched events that occurred longer ago are deleted
   std::chrono::seconds retention_interval{60};      // how often the retention sweep runs
   std::size_t retention_batch = 1000;               // rows per DELETE statement of the sweep
   std::chrono::milliseconds lock_retry{1000};       // while another dispatcher holds the lock
@@ -148,8 +150,8 @@ class outbox_dispatcher {
       parked_{0};
 };
 
-// Deletes dispatched events whose dispatched_at is older than `retention`, `batch` rows per statement,
-// until none is left; never touches an undispatched event. Returns the rows deleted. Blocking.
+// Deletes dispatched events that occurred more than `retention` ago, `batch` rows per statement, until
+// none is left; never touches an undispatched event. Returns the rows deleted. Blocking.
 std::size_t purge_dispatched_outbox(pqxx::connection& conn, std::chrono::seconds retention, std::size_t batch);
 
 }  // namespace mercato::persistence

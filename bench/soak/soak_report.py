@@ -162,16 +162,16 @@ batch = int(e["SOAK_OUTBOX_BATCH"])
 past = max(s["outbox_past_retention"] for s in samples)
 check("outbox bounded by its retention",
       past == 0 and last["outbox_pending"] < 2 * batch,
-      f"{first['outbox']} → {last['outbox']} rows (+{outbox_rate:.0f}/min after warm-up); undispatched at the end "
+      f"~{first['outbox']} → ~{last['outbox']} rows (estimates; +{outbox_rate:.0f}/min after warm-up); undispatched at the end "
       f"{last['outbox_pending']} (max {max(s['outbox_pending'] for s in samples)}; limit {2 * batch}); rows "
-      f"dispatched more than retention ({retention_s} s) + 2 sweeps ago: {past}")
+      f"dispatched that occurred more than retention ({retention_s} s) + 2 sweeps ago: {past}")
 keys_sent = soak["idempotency_keys_sent"] + (closed["idempotency_keys_sent"] if closed else 0)
 idem_new = last["idem"] - first["idem"]
 idem_rate = (post[-1]["idem"] - post[0]["idem"]) / minutes_measured
 expired = max(s["idem_expired"] for s in samples)
 check("idempotency_keys bounded by their 24 h expiry",
       expired == 0 and idem_new <= keys_sent,
-      f"{first['idem']} → {last['idem']} rows (+{idem_rate:.0f}/min after warm-up); {idem_new} new rows for "
+      f"{idem_new} rows inserted (+{idem_rate:.0f}/min after warm-up) for "
       f"{keys_sent} Idempotency-Keys sent; rows past expiry + 2 housekeeping intervals: {expired}")
 
 node_rc = int(open(path("node.rc")).read().strip() or "1")
@@ -218,11 +218,11 @@ res_rows = [
      str(max(s["threads"] for s in post)), f"{post[-1]['threads'] - post[0]['threads']:+d}"),
     ("PostgreSQL connections", str(post[0]["db_conns"]), str(post[-1]["db_conns"]), str(min(db)), str(max(db)),
      f"{post[-1]['db_conns'] - post[0]['db_conns']:+d}"),
-    ("outbox rows", str(post[0]["outbox"]), str(post[-1]["outbox"]), str(min(s["outbox"] for s in post)),
+    ("outbox rows (estimate)", str(post[0]["outbox"]), str(post[-1]["outbox"]), str(min(s["outbox"] for s in post)),
      str(max(s["outbox"] for s in post)), f"+{outbox_rate:.0f}/min"),
     ("outbox undispatched", str(post[0]["outbox_pending"]), str(post[-1]["outbox_pending"]),
      str(min(s["outbox_pending"] for s in post)), str(max(s["outbox_pending"] for s in post)), ""),
-    ("idempotency_keys rows", str(post[0]["idem"]), str(post[-1]["idem"]), str(min(s["idem"] for s in post)),
+    ("idempotency_keys inserted", str(post[0]["idem"]), str(post[-1]["idem"]), str(min(s["idem"] for s in post)),
      str(max(s["idem"] for s in post)), f"+{idem_rate:.0f}/min"),
     ("node CPU % of a core", f"{post[0]['cpu_pct']:.0f}", f"{post[-1]['cpu_pct']:.0f}",
      f"{min(s['cpu_pct'] for s in post):.0f}", f"{max(s['cpu_pct'] for s in post):.0f}", ""),
@@ -231,8 +231,8 @@ res_rows = [
 ]
 # Over time: a handful of evenly spaced samples of the whole run (measurement and warm-up included).
 pick = sorted(set([0, len(samples) - 1] + [round(i * (len(samples) - 1) / 7) for i in range(8)]))
-time_header = ("t (s from soak start)", "RSS MB", "fds", "threads", "PG conns", "outbox", "undispatched",
-               "idempotency_keys", "node CPU %", "load 1m")
+time_header = ("t (s from soak start)", "RSS MB", "fds", "threads", "PG conns", "outbox (est.)", "undispatched",
+               "idempotency_keys inserted", "node CPU %", "load 1m")
 time_rows = [(f"{samples[i]['epoch'] - start:+.0f}", f"{samples[i]['rss_kb'] / 1024:.1f}", str(samples[i]["fds"]),
               str(samples[i]["threads"]), str(samples[i]["db_conns"]), str(samples[i]["outbox"]),
               str(samples[i]["outbox_pending"]), str(samples[i]["idem"]), f"{samples[i]['cpu_pct']:.0f}",
@@ -240,14 +240,14 @@ time_rows = [(f"{samples[i]['epoch'] - start:+.0f}", f"{samples[i]['rss_kb'] / 1
 
 # What the retention implies: with the current rates, the steady state once rows start being deleted.
 bound_lines = [
-    f"outbox: dispatched events are deleted {retention_s} s ({retention_s / 86400:g} days) after dispatch "
+    f"outbox: dispatched events are deleted {retention_s} s ({retention_s / 86400:g} days) after they occurred "
     f"(outbox.retention_s, swept every {os.environ.get('MERCATO_OUTBOX_RETENTION_INTERVAL_S', '60')} s); at "
     f"{outbox_rate:.0f} rows/min the table levels off near {outbox_rate * retention_s / 60:,.0f} rows, far beyond a "
     f"{e['SOAK_MINUTES']}-minute run: it can only grow here. Checked instead: nothing older than the retention is left, "
     f"and the dispatcher keeps up (undispatched rows stay below 2 × outbox.batch_size).",
     f"idempotency_keys: a key expires 24 h after its request (housekeeping deletes expired keys every 30 s); at "
     f"{idem_rate:.0f} keys/min the table levels off near {idem_rate * 1440:,.0f} rows. Within the run no key "
-    f"expires, so the bound is the keys sent: {idem_new} new rows ≤ {keys_sent} Idempotency-Keys sent (add-to-cart "
+    f"expires, so the bound is the keys sent: {idem_new} rows inserted ≤ {keys_sent} Idempotency-Keys sent (add-to-cart "
     f"and checkout).",
 ]
 

@@ -144,7 +144,7 @@ struct fixture {
     return o;
   }
 
-  std::int64_t pending() { return scalar(conn, "SELECT count(*) FROM outbox WHERE dispatched_at IS NULL"); }
+  std::int64_t pending() { return scalar(conn, "SELECT count(*) FROM outbox_pending"); }
 };
 
 // Per aggregate, the event numbers in delivery order must never skip ahead: each one is either a repeat
@@ -210,6 +210,67 @@ TEST_CASE("an event whose lower seq commits after a higher one is still delivere
   d.stop();
   CHECK(m.outbox_dispatched.Value() == 2);
   CHECK(m.outbox_dispatch_lag_seconds.Collect().histogram.sample_count == 2);
+}
+
+TEST_CASE("delivering never rewrites an event row: the pending queue row goes, the event stays as written") {
+  fixture f;
+  recorder rec;
+  std::vector<std::string> ids;
+  {
+    pqxx::work tx{f.conn};
+    for (int i = 0; i < 20; ++i) {
+      ids.push_back(insert_event(tx, "cart", "cart-w", i + 1).id);
+    }
+    tx.commit();
+  }
+  REQUIRE(f.pending() == 20);  // the trigger queued every event of the multi-row transaction
+  // The physical position of a row version: an UPDATE (the old dispatch mark) moves it, nothing else does.
+  const auto positions = [&] {
+    pqxx::nontransaction tx{f.conn};
+    std::map<std::string, std::string> at;
+    for (const auto& r : tx.exec("SELECT id::text, ctid::text, xmin::text FROM outbox")) {
+      at[r[0].c_str()] = std::string(r[1].c_str()) + "/" + r[2].c_str();
+    }
+    return at;
+  };
+  const auto before = positions();
+  persistence::outbox_dispatcher d{f.options(), nullptr};
+  d.subscribe("recorder", rec.fn());
+  d.start();
+  REQUIRE(rec.wait_for_ids(ids));
+  REQUIRE(eventually([&] { return f.pending() == 0; }));
+  d.stop();
+  CHECK(positions() == before);
+}
+
+TEST_CASE("a queued seq whose event was deleted by hand is dropped from the queue; later events still flow") {
+  fixture f;
+  recorder rec;
+  {
+    pqxx::work tx{f.conn};
+    for (int i = 0; i < 3; ++i) {
+      insert_event(tx, "cart", "gone", i + 1);
+    }
+    tx.exec("DELETE FROM outbox WHERE aggregate_id = 'gone'");  // outbox_pending keeps the 3 seqs
+    tx.commit();
+  }
+  REQUIRE(f.pending() == 3);
+  auto options = f.options();
+  options.batch_size = 2;  // the orphans alone fill the first batch
+  persistence::outbox_dispatcher d{options, nullptr};
+  d.subscribe("recorder", rec.fn());
+  d.start();
+  std::string later;
+  {
+    pqxx::work tx{f.conn};
+    later = insert_event(tx, "cart", "later", 1).id;
+    tx.commit();
+  }
+  d.notify();
+  REQUIRE(rec.wait_for_ids({later}));
+  CHECK(eventually([&] { return f.pending() == 0; }));
+  d.stop();
+  CHECK(rec.events().size() == 1);
 }
 
 TEST_CASE("concurrent transactions: every committed event delivered, in order per aggregate") {
@@ -283,7 +344,7 @@ TEST_CASE("concurrent transactions: every committed event delivered, in order pe
   CHECK(d.stats().dispatched == ids.size());
   CHECK(d.stats().subscriber_failures == 0);
   CHECK(m.outbox_dispatched.Value() == static_cast<double>(ids.size()));
-  CHECK(scalar(f.conn, "SELECT count(*) FROM outbox WHERE dispatched_at IS NOT NULL") ==
+  CHECK(scalar(f.conn, "SELECT count(*) FROM outbox WHERE NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.seq = outbox.seq)") ==
         static_cast<std::int64_t>(ids.size()));
 }
 
@@ -386,7 +447,7 @@ TEST_CASE("kill -9 mid-stream: a new dispatcher resumes from the durable mark") 
   std::set<std::string> marked;  // dispatched before the kill: no process dispatches now
   {
     pqxx::nontransaction tx{f.conn};
-    for (const auto& r : tx.exec("SELECT id::text FROM outbox WHERE dispatched_at IS NOT NULL")) {
+    for (const auto& r : tx.exec("SELECT id::text FROM outbox WHERE NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.seq = outbox.seq)")) {
       marked.insert(r[0].as<std::string>());
     }
   }
@@ -469,12 +530,13 @@ TEST_CASE("retention deletes dispatched events older than the retention, never u
     pqxx::work tx{f.conn};
     for (int i = 0; i < 10; ++i) {
       const auto e = insert_event(tx, "cart", "old", i + 1);
-      tx.exec_params("UPDATE outbox SET occurred_at = now() - interval '2 hours', "
-                     "dispatched_at = now() - interval '2 hours' WHERE seq = $1", e.seq);
+      tx.exec_params("UPDATE outbox SET occurred_at = now() - interval '2 hours' WHERE seq = $1", e.seq);
+      tx.exec_params("DELETE FROM outbox_pending WHERE seq = $1", e.seq);  // dispatched
     }
     for (int i = 0; i < 5; ++i) {
       const auto e = insert_event(tx, "cart", "recent", i + 1);
-      tx.exec_params("UPDATE outbox SET dispatched_at = now() - interval '10 seconds' WHERE seq = $1", e.seq);
+      tx.exec_params("UPDATE outbox SET occurred_at = now() - interval '10 seconds' WHERE seq = $1", e.seq);
+      tx.exec_params("DELETE FROM outbox_pending WHERE seq = $1", e.seq);  // dispatched
     }
     for (int i = 0; i < 5; ++i) {
       const auto e = insert_event(tx, "cart", "stuck", i + 1);
@@ -560,7 +622,7 @@ TEST_CASE("a subscriber that throws gets the batch again; the batch is marked on
       got.push_back(e.id);
     }
     flaky_calls.push_back(got);
-    dispatched_during_call.push_back(scalar(observer, "SELECT count(*) FROM outbox WHERE dispatched_at IS NOT NULL"));
+    dispatched_during_call.push_back(scalar(observer, "SELECT count(*) FROM outbox WHERE NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.seq = outbox.seq)"));
     if (flaky_calls.size() <= 2) {
       throw std::runtime_error("not yet");
     }

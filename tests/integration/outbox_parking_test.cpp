@@ -105,7 +105,7 @@ struct fixture {
     return o;
   }
 
-  std::int64_t pending() { return scalar(conn, "SELECT count(*) FROM outbox WHERE dispatched_at IS NULL"); }
+  std::int64_t pending() { return scalar(conn, "SELECT count(*) FROM outbox_pending"); }
 };
 
 }  // namespace
