@@ -5,11 +5,43 @@
 #include <iostream>
 
 #include <pthread.h>
+#include <sys/resource.h>
 
 #include "app/admin_command.hpp"
 #include "app/node.hpp"
 #include "config/settings.hpp"
 #include "telemetry/logging.hpp"
+
+namespace {
+
+// Every connection is a descriptor. Raise the soft open-files limit to the hard one (nginx's
+// worker_rlimit_nofile does the same by configuration), and say so when even that is below what the
+// connection limits allow: accepts would then fail (EMFILE) before http.max_connections answers 503.
+void raise_open_files_limit(const mercato::config::settings& s) {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) {
+    return;
+  }
+  if (lim.rlim_cur < lim.rlim_max) {
+    rlimit raised = lim;
+    raised.rlim_cur = lim.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) {
+      lim = raised;
+    }
+  }
+  // The listeners, the database pool, Redis, the cluster and logs: a margin of 256 covers them.
+  const auto wanted = static_cast<rlim_t>(s.http.max_connections + s.websocket.max_connections + 256);
+  if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < wanted) {
+    mercato::telemetry::log_warn(
+        "the open-files limit is below what http.max_connections and websocket.max_connections allow; raise it "
+        "(ulimit -n, LimitNOFILE=) or lower them",
+        {{"open_files_limit", static_cast<std::uint64_t>(lim.rlim_cur)},
+         {"http_max_connections", s.http.max_connections},
+         {"websocket_max_connections", s.websocket.max_connections}});
+  }
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   if (mercato::app::is_admin_command(argc, argv)) {
@@ -37,6 +69,7 @@ int main(int argc, char** argv) {
   }
   const auto settings = *loaded.value;
   mercato::telemetry::configure_logging(settings.log);
+  raise_open_files_limit(settings);
 
   mercato::app::node node{settings};
   try {

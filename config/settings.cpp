@@ -79,7 +79,7 @@ std::chrono::milliseconds as_ms(const typed_value& v) {
 
 // One table drives the TOML walk, the environment, the command line and the --help text, so a setting
 // cannot be reachable from one source and silently missing from another.
-const std::array<field_spec, 72> fields = {{
+const std::array<field_spec, 73> fields = {{
     {"node_id", "MERCATO_NODE_ID", "--node-id", "Node name, unique in the cluster", value_kind::identifier, 0, 0,
      [](settings& s, const typed_value& v) { s.node_id = as_text(v); }},
     {"scheduler_threads", "MERCATO_SCHEDULER_THREADS", "--scheduler-threads", "CAF worker threads (0 = cores)",
@@ -148,6 +148,8 @@ const std::array<field_spec, 72> fields = {{
      [](settings& s, const typed_value& v) { s.http.idle_timeout = as_ms(v); }},
     {"http.shutdown_grace_ms", "MERCATO_HTTP_SHUTDOWN_GRACE_MS", "", "", value_kind::milliseconds, 1,
      max_timeout_ms, [](settings& s, const typed_value& v) { s.http.shutdown_grace = as_ms(v); }},
+    {"http.max_connections", "MERCATO_HTTP_MAX_CONNECTIONS", "", "", value_kind::count, 1, 1'000'000,
+     [](settings& s, const typed_value& v) { s.http.max_connections = static_cast<std::size_t>(as_number(v)); }},
     {"http.static_dir", "MERCATO_HTTP_STATIC_DIR", "", "", value_kind::directory, 0, 0,
      [](settings& s, const typed_value& v) { s.http.static_dir = as_text(v); }},
     {"postgres.dsn", "MERCATO_PG_DSN", "--pg-dsn", "PostgreSQL connection string", value_kind::text, 0, 0,

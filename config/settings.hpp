@@ -24,6 +24,7 @@ struct http_settings {
   std::chrono::milliseconds read_timeout{10'000};
   std::chrono::milliseconds idle_timeout{60'000};
   std::chrono::milliseconds shutdown_grace{10'000};  // in-flight requests get this long on SIGTERM
+  std::size_t max_connections = 10'000;        // open HTTP connections per node; more are answered 503 and closed
   // The demo storefront's files (index.html, assets/...), read once at start-up and served at "/".
   // Empty: the repository's web/ directory, compiled in (no page when it is not there).
   std::string static_dir;

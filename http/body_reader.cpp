@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include <boost/url/parse.hpp>
 #include <simdjson.h>
 
 #include "http/request.hpp"
@@ -27,6 +28,20 @@ struct body_reader::impl {
 std::size_t utf8_length(std::string_view s) {
   return static_cast<std::size_t>(
       std::count_if(s.begin(), s.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
+}
+
+bool is_web_link(std::string_view v, bool absolute) {
+  auto parsed = boost::urls::parse_uri_reference(boost::core::string_view(v.data(), v.size()));
+  if (!parsed) {
+    return false;
+  }
+  const auto& u = *parsed;
+  if (!u.has_scheme()) {
+    return !absolute;
+  }
+  const auto scheme = u.scheme_id();
+  return (scheme == boost::urls::scheme::http || scheme == boost::urls::scheme::https) && u.has_authority() &&
+         !u.encoded_host().empty();
 }
 
 namespace {

@@ -51,4 +51,9 @@ class body_reader {
 
 std::size_t utf8_length(std::string_view s);
 
+// A URL the server stores for clients to render as a link or an image (product images, a shipment's label):
+// an RFC 3986 URI reference whose scheme, if it has one, is http or https, so a stored `javascript:` or
+// `data:` link cannot reach a storefront. `absolute` also requires the scheme and a host.
+bool is_web_link(std::string_view v, bool absolute);
+
 }  // namespace mercato::http

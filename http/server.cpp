@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <ctime>
+#include <sstream>
 #include <stdexcept>
 
 #include <boost/asio/dispatch.hpp>
@@ -323,7 +324,8 @@ server::server(const config::http_settings& settings, const pipeline& handler, t
       pipeline_(handler),
       metrics_(metrics),
       ioc_(static_cast<int>(settings.threads)),
-      acceptor_(net::make_strand(ioc_)) {}
+      acceptor_(net::make_strand(ioc_)),
+      accept_pause_(acceptor_.get_executor()) {}
 
 server::~server() { shutdown(std::chrono::milliseconds(0)); }
 
@@ -362,15 +364,62 @@ void server::do_accept() {
     if (ec == net::error::operation_aborted || !acceptor_.is_open()) {
       return;
     }
-    if (!ec && !draining()) {
-      beast::error_code opt_ec;
-      socket.set_option(tcp::no_delay(true), opt_ec);
-      auto s = std::make_shared<session>(std::move(socket), *this);
-      register_session(s);
-      s->start();
+    if (ec) {
+      // Out of descriptors or buffers (EMFILE, ENFILE, ENOBUFS): the connection stays queued and the next
+      // accept fails at once, so accepting again now would spin. Wait for connections to close.
+      if (accept_failures_++ % 100 == 0) {
+        telemetry::log_warn("accepting a connection failed; pausing accepts for 50 ms",
+                            {{"error", ec.message()}, {"failures", accept_failures_}});
+      }
+      accept_pause_.expires_after(std::chrono::milliseconds(50));
+      accept_pause_.async_wait([this](beast::error_code wait_ec) {
+        if (!wait_ec && acceptor_.is_open()) {
+          do_accept();
+        }
+      });
+      return;
+    }
+    if (!draining()) {
+      if (open_sessions() >= settings_.max_connections) {
+        refuse(std::move(socket));
+      } else {
+        beast::error_code opt_ec;
+        socket.set_option(tcp::no_delay(true), opt_ec);
+        auto s = std::make_shared<session>(std::move(socket), *this);
+        register_session(s);
+        s->start();
+      }
     }
     do_accept();
   });
+}
+
+// Over http.max_connections: a 503 problem written straight into the new socket (a fresh connection's send
+// buffer takes these few hundred bytes whole, so the write never waits) and the connection closed. No session,
+// no read: the refusal costs the node nothing it keeps. A client that had already sent its request may see a
+// reset instead of the answer (the kernel resets a connection closed with unread data); either way it is refused.
+void server::refuse(tcp::socket socket) {
+  if (metrics_) {
+    metrics_->http_connections_refused.Increment();
+  }
+  bhttp::response<bhttp::string_body> res{bhttp::status::service_unavailable, 11};
+  res.set(bhttp::field::server, "mercato");
+  res.set(bhttp::field::date, http_date());
+  res.set("X-Content-Type-Options", "nosniff");
+  res.set(bhttp::field::content_type, "application/problem+json");
+  res.set(bhttp::field::retry_after, "1");
+  res.keep_alive(false);
+  res.body() = service_unavailable("overloaded", "this node has as many connections open as it accepts; try again "
+                                                 "shortly").to_json();
+  res.prepare_payload();
+  std::ostringstream out;
+  out << res;
+  const auto bytes = out.str();
+  beast::error_code ec;
+  socket.non_blocking(true, ec);
+  socket.write_some(net::buffer(bytes), ec);
+  socket.shutdown(tcp::socket::shutdown_send, ec);
+  socket.close(ec);
 }
 
 void server::register_session(const std::shared_ptr<session>& s) {
@@ -403,6 +452,7 @@ std::size_t server::shutdown(std::chrono::milliseconds grace) {
   net::post(acceptor_.get_executor(), [this] {
     beast::error_code ec;
     acceptor_.close(ec);
+    accept_pause_.cancel();
   });
   auto live = [this] {
     std::vector<std::shared_ptr<session>> out;

@@ -16,6 +16,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include "config/settings.hpp"
 #include "http/pipeline.hpp"
@@ -71,6 +72,7 @@ class server {
 
  private:
   void do_accept();
+  void refuse(boost::asio::ip::tcp::socket socket);
 
   config::http_settings settings_;
   const pipeline& pipeline_;
@@ -82,6 +84,8 @@ class server {
   std::map<const session*, std::weak_ptr<session>> sessions_;
   boost::asio::io_context ioc_;
   boost::asio::ip::tcp::acceptor acceptor_;
+  boost::asio::steady_timer accept_pause_;  // after a failed accept (out of descriptors); on the acceptor's strand
+  std::uint64_t accept_failures_ = 0;       // acceptor's strand only
   // Keeps the io threads running while answers to in-flight requests are still on their way from
   // the database or an actor (during a drain, nothing else may be pending).
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;

@@ -32,6 +32,11 @@ metrics::metrics(std::shared_ptr<prometheus::Registry> reg)
                            .Help("Open HTTP connections")
                            .Register(*reg)
                            .Add({})),
+      http_connections_refused(prometheus::BuildCounter()
+                                   .Name("mercato_http_connections_refused_total")
+                                   .Help("Connections answered 503 and closed at once: http.max_connections were open")
+                                   .Register(*reg)
+                                   .Add({})),
       db_pool_size(prometheus::BuildGauge()
                        .Name("mercato_db_pool_size")
                        .Help("PostgreSQL connections the pool may hold")

@@ -66,6 +66,7 @@ class metrics {
 
   prometheus::Gauge& http_in_flight;
   prometheus::Gauge& http_connections;
+  prometheus::Counter& http_connections_refused;
   prometheus::Gauge& db_pool_size;
   prometheus::Gauge& db_pool_in_use;
   prometheus::Gauge& db_queue_depth;

@@ -568,6 +568,9 @@ void add_order_routes(router& routes, std::shared_ptr<order_routes_context> c) {
     auto carrier = body.text("carrier", false, 1, 100);
     auto tracking = body.text("tracking_number", false, 1, 100);
     auto label = body.text("label_url", false, 1, 2000);
+    if (label && !is_web_link(*label, true)) {
+      body.error("label_url", "must be an absolute http or https URL");
+    }
     if (!body.ok()) {
       respond(body.to_problem());
       return;

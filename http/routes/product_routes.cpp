@@ -185,6 +185,10 @@ class product_body {
           std::any_of(v.begin(), v.end(), [](char ch) { return static_cast<unsigned char>(ch) <= 0x20; })) {
         body_.error_at("/" + std::string(name) + "/" + std::to_string(i), "must be a URL of 1 to 2048 characters");
         ok = false;
+      } else if (!is_web_link(v, false)) {
+        body_.error_at("/" + std::string(name) + "/" + std::to_string(i),
+                       "must be an http or https URL, or a path (RFC 3986: percent-encode other characters)");
+        ok = false;
       }
       ++i;
     }

@@ -238,6 +238,12 @@ TEST_CASE("a vendor ships only orders with its own products") {
 
   auto foreign = post(c, "/api/v1/orders/" + order + "/ship", b, "{}");
   CHECK(foreign.status == 404);
+  // A label link a client would render must be http(s): a script link is refused and changes nothing.
+  auto script_label = post(c, "/api/v1/orders/" + order + "/ship", a,
+                           R"j({"carrier": "ups", "tracking_number": "1Z1", "label_url": "javascript:alert(1)"})j");
+  CHECK(script_label.status == 400);
+  CHECK(code_of(script_label) == "invalid_request");
+  CHECK(script_label.json().at("errors").as_array().at(0).at("pointer").as_string() == "/label_url");
   CHECK(db_count("SELECT COUNT(*) FROM orders WHERE id = $1::uuid AND status = 'paid'", order) == 1);
   auto own = post(c, "/api/v1/orders/" + order + "/ship", a, "{}");
   REQUIRE_MESSAGE(own.status == 200, own.body);

@@ -315,7 +315,7 @@ TEST_CASE("POST /products: every invalid field in one 400, unknown references, d
                    {"initial_stock", -1},
                    {"low_stock_threshold", 1.5},
                    {"category_id", "nope"},
-                   {"images", json::array{"ok.jpg", 3}},
+                   {"images", json::array{"ok.jpg", 3, "javascript:alert(document.cookie)", "https://img.example/1.png"}},
                    {"weight", -2},
                    {"attributes", "red"},
                    {"status", "archived"}});
@@ -323,7 +323,8 @@ TEST_CASE("POST /products: every invalid field in one 400, unknown references, d
   CHECK(code_of(r) == "invalid_request");
   const std::set<std::string> expected{"/sku",          "/name",           "/base_price",          "/current_price/amount",
                                        "/current_price/currency", "/initial_stock", "/low_stock_threshold",
-                                       "/category_id",  "/images/1",       "/weight",              "/attributes",
+                                       "/category_id",  "/images/1",       "/images/2",            "/weight",
+                                       "/attributes",
                                        "/status"};
   CHECK(pointers_of(r) == expected);
   CHECK(count("SELECT COUNT(*) FROM products WHERE sku LIKE $1", sku + "%") == 0);

@@ -5,15 +5,17 @@
 // UTF-8 and strict HTTP/1.1 at the edge, the MFA attempt cap, token lifetime and JOSE headers, the
 // per-account-and-address login back-off, and no build-machine path in the served openapi.yaml.
 // From the OWASP API Top 10 review (issue 15, docs/security.md): a request that stops halfway is cut
-// off after the read timeout on a fresh connection too, and the /auth routes never replay (or store)
-// an answer for an Idempotency-Key.
+// off after the read timeout on a fresh connection too, the /auth routes never replay (or store) an
+// answer for an Idempotency-Key, and a connection beyond http.max_connections is refused with a 503.
 
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <chrono>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <regex>
@@ -728,6 +730,64 @@ TEST_CASE("a header block over http.max_header_bytes is a 431 problem and the co
   CHECK(replies.front().header("connection") == "close");
   CHECK(c.raw("GET /healthz HTTP/1.1\r\nHost: a\r\nX-Fine: " + std::string(8000, 'a') + "\r\n\r\n", 1).front().status ==
         200);
+}
+
+// OWASP review (API4): a node holds at most http.max_connections HTTP connections; one more is answered 503
+// overloaded (Retry-After) and closed at once, without a session, and the slot is taken again once freed.
+TEST_CASE("a connection beyond http.max_connections is answered 503 overloaded and closed; a freed slot serves again") {
+  mercato::test::scratch_database own;
+  node_process n{{}, {{"MERCATO_PG_DSN", own.dsn()}, {"MERCATO_HTTP_MAX_CONNECTIONS", "3"}}};
+  require_ready(n);
+  // Fill the three slots with keep-alive connections, each proven served. (The readiness probe's connection
+  // may still hold a slot for a moment after it closed: a refusal then is retried until the deadline.)
+  auto served = [&](std::unique_ptr<http_client>& out, const std::string& path) {
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      try {
+        auto c = std::make_unique<http_client>(n.node_port());
+        if (c->get(path).status == 200) {
+          out = std::move(c);
+          return true;
+        }
+      } catch (const std::exception&) {
+        // refused and reset before the answer was read
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+    return false;
+  };
+  std::vector<std::unique_ptr<http_client>> held(3);
+  for (auto& h : held) {
+    REQUIRE(served(h, "/healthz"));
+  }
+  // The fourth: connected, sends nothing, and reads the refusal to the end (the node closes it).
+  namespace net = boost::asio;
+  net::io_context io;
+  net::ip::tcp::socket extra{io};
+  extra.connect({net::ip::make_address("127.0.0.1"), n.node_port()});
+  std::string answer;
+  char buf[1024];
+  boost::system::error_code ec;
+  while (!ec) {
+    answer.append(buf, extra.read_some(net::buffer(buf), ec));
+  }
+  CHECK(ec == net::error::eof);
+  REQUIRE_MESSAGE(answer.rfind("HTTP/1.1 503", 0) == 0, answer);
+  std::string lower = answer.substr(0, answer.find("\r\n\r\n"));
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char ch) { return std::tolower(ch); });
+  CHECK(lower.find("\r\ncontent-type: application/problem+json") != std::string::npos);
+  CHECK(lower.find("\r\nretry-after: 1") != std::string::npos);
+  CHECK(lower.find("\r\nconnection: close") != std::string::npos);
+  const auto body = json::parse(answer.substr(answer.find("\r\n\r\n") + 4));
+  CHECK(body.at("status").to_number<int>() == 503);
+  CHECK(body.at("code").as_string() == "overloaded");
+  // The held connections were not disturbed.
+  CHECK(held[1]->get("/healthz").status == 200);
+  // One closes; its slot serves a new connection, and the refusal was counted.
+  held[0].reset();
+  std::unique_ptr<http_client> next;
+  REQUIRE(served(next, "/metrics"));
+  CHECK(mercato::test::metric(*next, "mercato_http_connections_refused_total") >= 1);
 }
 
 // OWASP review (API3): the profile is written field by field (user_json); no credential travels with it.

@@ -78,3 +78,27 @@ TEST_CASE("control characters in text are refused; utf8_length counts code point
   CHECK(utf8_length("Zoë") == 3);
   CHECK(utf8_length("") == 0);
 }
+
+TEST_CASE("a stored link is an http(s) URL or a path: no other scheme reaches a client") {
+  // Paths and relative references are fine where a same-origin image may be meant.
+  CHECK(is_web_link("/static/demo/lap-0001-1.jpg", false));
+  CHECK(is_web_link("ok.jpg", false));
+  CHECK(is_web_link("https://img.example/a.png?w=200#top", false));
+  CHECK(is_web_link("HTTP://img.example/a.png", false));
+  CHECK(is_web_link("//cdn.example/a.png", false));
+  // Any other scheme, whatever its case, is refused, as is text that is not a URI reference.
+  CHECK_FALSE(is_web_link("javascript:alert(1)", false));
+  CHECK_FALSE(is_web_link("JaVaScRiPt:alert(1)", false));
+  CHECK_FALSE(is_web_link("data:image/svg+xml;base64,PHN2Zz4=", false));
+  CHECK_FALSE(is_web_link("vbscript:msgbox", false));
+  CHECK_FALSE(is_web_link("file:///etc/passwd", false));
+  CHECK_FALSE(is_web_link("https://img.example/a b.png", false));
+  CHECK_FALSE(is_web_link("https://img.example/caf\xc3\xa9.png", false));
+  CHECK_FALSE(is_web_link("http:", false));
+  // Absolute: the scheme and a host are required.
+  CHECK(is_web_link("https://carrier.example/labels/1Z999", true));
+  CHECK_FALSE(is_web_link("/labels/1Z999", true));
+  CHECK_FALSE(is_web_link("//carrier.example/labels/1Z999", true));
+  CHECK_FALSE(is_web_link("https:///labels", true));
+  CHECK_FALSE(is_web_link("javascript://carrier.example/%0aalert(1)", true));
+}
