@@ -53,6 +53,9 @@
 #   --rss-tolerance F  RSS band after warm-up (default 0.10)
 #   --keep-db          keep the database mercato_soak afterwards (default: dropped)
 #   --keep-services    leave PostgreSQL and Redis running even when this script started them
+#   --keep-files       leave the run's files (driver output, samples, the node's log) in the temp dir it names; the
+#                      report can be made again from them: (. DIR/report.env; SOAK_APPEND=0 python3
+#                      bench/soak/soak_report.py)
 #   --no-append        print the table only; do not append to bench/results.md
 #   --note TEXT        added to the results heading line
 #
@@ -87,6 +90,7 @@ p99_slack_ms=5
 rss_tolerance=0.10
 keep_db=0
 keep_services=0
+keep_tmp=0
 append=1
 note=""
 while (( $# )); do
@@ -107,6 +111,7 @@ while (( $# )); do
     --rss-tolerance) rss_tolerance="${2:?}"; shift 2 ;;
     --keep-db) keep_db=1; shift ;;
     --keep-services) keep_services=1; shift ;;
+    --keep-files) keep_tmp=1; shift ;;
     --no-append) append=0; shift ;;
     --note) note="${2:?}"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
@@ -196,7 +201,7 @@ cleanup() {
     log "stopping the PostgreSQL and Redis this run started"
     "$REPO_ROOT/scripts/services" stop --profile run >/dev/null 2>&1 || true
   fi
-  rm -rf "$TMP_DIR"
+  if (( keep_tmp )); then log "the run's files are left in $TMP_DIR"; else rm -rf "$TMP_DIR"; fi
   exit "$rc"
 }
 trap cleanup EXIT
@@ -275,7 +280,11 @@ log "prepared: $(cat "$TMP_DIR/setup.facts")"
 # --- the sampler: every interval, one TSV line ----------------------------------------------------------------
 # epoch, VmRSS kB, open fds, threads, database connections, outbox rows (estimate), outbox undispatched, outbox rows
 # past retention, idempotency keys inserted so far, idempotency rows past expiry (beyond two housekeeping
-# intervals), the machine's 1-minute load average, the node's CPU time so far (utime + stime, clock ticks)
+# intervals), the machine's 1-minute load average, the node's CPU time so far (utime + stime, clock ticks), then what
+# lines the latency up with the machine and the database: PostgreSQL's CPU time so far (every process of the server:
+# its live processes' utime + stime, and the postmaster's cutime + cstime for the exited ones), the machine's CPU
+# time so far (busy, iowait, all; /proc/stat), WAL bytes written (pg_stat_wal), checkpoints (timed + requested),
+# pages written by checkpoints and by backends themselves (pg_stat_bgwriter), autovacuum + autoanalyze runs
 SAMPLES="$TMP_DIR/samples.tsv"
 # The sample must stay cheap as the tables grow (a count(*) over a million outbox rows every 10 s was itself a
 # growing load): the outbox's size is the statistics' live-row estimate, the idempotency keys are counted as rows
@@ -288,20 +297,44 @@ sample_sql="SELECT (SELECT count(*) FROM pg_stat_activity WHERE datname = curren
   (SELECT count(*) FROM outbox o WHERE o.occurred_at < now() - make_interval(secs => $outbox_retention_s + 2 * $outbox_retention_interval_s)
      AND NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.seq = o.seq)),
   (SELECT n_tup_ins FROM pg_stat_user_tables WHERE relid = 'idempotency_keys'::regclass),
-  (SELECT count(*) FROM idempotency_keys WHERE expires_at < now() - make_interval(secs => 2 * $housekeeping_interval_s))"
+  (SELECT count(*) FROM idempotency_keys WHERE expires_at < now() - make_interval(secs => 2 * $housekeeping_interval_s)),
+  (SELECT wal_bytes::bigint FROM pg_stat_wal),
+  (SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter),
+  (SELECT buffers_checkpoint FROM pg_stat_bgwriter),
+  (SELECT buffers_backend FROM pg_stat_bgwriter),
+  (SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0) FROM pg_stat_user_tables),
+  (SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend'
+     AND pid <> pg_backend_pid() ORDER BY backend_start LIMIT 1)"
+postmaster_pid=""
 sample_once() {
-  local rss fds threads db cpu
+  local rss fds threads db cpu backend pg_cpu machine
   rss="$(sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$node_pid/status" 2>/dev/null)"
   threads="$(sed -n 's/^Threads:[[:space:]]*\([0-9]*\)/\1/p' "/proc/$node_pid/status" 2>/dev/null)"
   fds="$(ls "/proc/$node_pid/fd" 2>/dev/null | wc -l)"
   cpu="$(awk '{ print $14 + $15 }' "/proc/$node_pid/stat" 2>/dev/null)"
   db="$(psql -X -qtA -F $'\t' "$soak_dsn" -c "$sample_sql" 2>/dev/null || echo "")"
   [[ -n "$rss" && -n "$db" && -n "$cpu" ]] || return 0
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date +%s.%N | cut -c1-14)" "$rss" "$fds" "$threads" "$db" \
-    "$(cut -d' ' -f1 /proc/loadavg)" "$cpu" >>"$SAMPLES"
+  # The last column is one of the node's (long-lived) backends: its parent is the postmaster.
+  backend="${db##*$'\t'}"
+  db="${db%$'\t'*}"
+  if [[ -z "$postmaster_pid" && "$backend" =~ ^[0-9]+$ ]]; then
+    postmaster_pid="$(sed -n 's/^PPid:[[:space:]]*//p' "/proc/$backend/status" 2>/dev/null)"
+  fi
+  [[ -n "$postmaster_pid" ]] || return 0
+  # Field 2 of /proc/PID/stat is "(postgres)" for every server process, so the fields after it do not shift. (A
+  # process may exit between the glob and the read: cat then fails, which must not end the sampler under set -e.)
+  pg_cpu="$({ cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v pm="$postmaster_pid" '
+    $2 == "(postgres)" && $4 == pm { t += $14 + $15 }
+    $1 == pm { t += $14 + $15 + $16 + $17 }
+    END { print t + 0 }')"
+  machine="$(awk '$1 == "cpu" { all = 0; for (i = 2; i <= NF; i++) all += $i
+    print $2 + $3 + $4 + $7 + $8 + $9 "\t" $6 "\t" all; exit }' /proc/stat)"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date +%s.%N | cut -c1-14)" "$rss" "$fds" "$threads" "$db" \
+    "$(cut -d' ' -f1 /proc/loadavg)" "$cpu" "$pg_cpu" "$machine" >>"$SAMPLES"
 }
 : >"$SAMPLES"
-( nap=""; trap '[[ -z "$nap" ]] || kill "$nap" 2>/dev/null; exit 0' TERM
+( set +e  # a failed read skips one sample; it must not end the sampler
+  nap=""; trap '[[ -z "$nap" ]] || kill "$nap" 2>/dev/null; exit 0' TERM
   while true; do sample_once; sleep "$interval_s" & nap=$!; wait "$nap"; nap=""; done ) &
 sampler_pid=$!
 
@@ -403,4 +436,5 @@ export SOAK_TMP="$TMP_DIR" SOAK_STARTED="$started_at" SOAK_REV="$git_rev" SOAK_N
   SOAK_RSS_TOL="$rss_tolerance" SOAK_INTERVAL="$interval_s" SOAK_BUDGET="$BUDGET" SOAK_WS="$ws_clients" SOAK_WS_LIFETIME="$ws_lifetime_s" \
   SOAK_CONNECTIONS="$connections" SOAK_OUTBOX_RETENTION="$outbox_retention_s" \
   SOAK_OUTBOX_BATCH="$outbox_batch_size" SOAK_NODE_LOG="$NODE_LOG" SOAK_CLK_TCK="$(getconf CLK_TCK)"
+export -p | grep '^declare -x SOAK_' >"$TMP_DIR/report.env" || true
 python3 "$SOAK_DIR/soak_report.py"

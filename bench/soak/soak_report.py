@@ -31,13 +31,14 @@ if soak is None:
 
 # --- samples ---------------------------------------------------------------------------------------------------
 COLS = ("epoch", "rss_kb", "fds", "threads", "db_conns", "outbox", "outbox_pending", "outbox_past_retention",
-        "idem", "idem_expired", "load1", "cpu_ticks")
+        "idem", "idem_expired", "wal_bytes", "checkpoints", "buf_checkpoint", "buf_backend", "autovacuums", "load1",
+        "cpu_ticks", "pg_ticks", "machine_busy", "machine_iowait", "machine_all")
+FLOATS = ("epoch", "load1")
 samples = []
 for line in open(path("samples.tsv")):
     parts = line.split()
     if len(parts) == len(COLS):
-        samples.append(dict(zip(COLS, [float(parts[0])] + [int(x) for x in parts[1:-2]] + [float(parts[-2]),
-                                                                                            int(parts[-1])])))
+        samples.append({k: (float(v) if k in FLOATS else int(v)) for k, v in zip(COLS, parts)})
 # The node's CPU use between one sample and the previous one, in % of one core.
 tck = float(e.get("SOAK_CLK_TCK", "100"))
 for prev, cur in zip(samples, samples[1:]):
@@ -238,6 +239,67 @@ time_rows = [(f"{samples[i]['epoch'] - start:+.0f}", f"{samples[i]['rss_kb'] / 1
               str(samples[i]["outbox_pending"]), str(samples[i]["idem"]), f"{samples[i]['cpu_pct']:.0f}",
               f"{samples[i]['load1']:.2f}") for i in pick]
 
+nproc = int(e.get("SOAK_NPROC", "1"))
+
+
+# Minute by minute (measurement and soak): the worst 10-s p99 of any route beside what the machine and the database
+# did in that minute, to line latency spikes up with CPU saturation, I/O wait, checkpoints, backend writes and
+# autovacuum.
+def minute_rows():
+    rows = []
+    intervals = []
+    for phase, ivs in (("maximum", closed_intervals), ("soak", soak_intervals)):
+        prev_sent, prev_epoch = 0, None
+        for d in ivs:
+            # "sent" counts from the start of the phase; the first interval's length is the driver's --interval.
+            span = d["epoch"] - prev_epoch if prev_epoch is not None else float(e["SOAK_INTERVAL"])
+            d = dict(d, sent_delta=d["sent"] - prev_sent, span=span)
+            prev_sent, prev_epoch = d["sent"], d["epoch"]
+            intervals.append((phase if d["routes"] or phase == "maximum" else "warm-up", d))
+    if not intervals or len(samples) < 2:
+        return rows
+    t0 = min(d["epoch"] for _, d in intervals) - 10
+    t_end = max(d["epoch"] for _, d in intervals)
+    n_min = int((t_end - t0) // 60) + 1
+    page_mb = 8192 / 1e6
+    for k in range(n_min):
+        lo, hi = t0 + 60 * k, t0 + 60 * (k + 1)
+        ivs = [(phase, d) for phase, d in intervals if lo < d["epoch"] <= hi]
+        a = next((s for s in samples if s["epoch"] >= lo), None)
+        b = next((s for s in reversed(samples) if s["epoch"] <= hi), None)
+        if not ivs or a is None or b is None or b["epoch"] - a["epoch"] < 5:
+            continue
+        dt = b["epoch"] - a["epoch"]
+        worst, worst_route = 0.0, ""
+        for _, d in ivs:
+            for name, r in d["routes"].items():
+                if r["p99_ms"] > worst:
+                    worst, worst_route = r["p99_ms"], name
+        get_p99 = max((d["routes"].get("GET /products/{id}", {}).get("p99_ms", 0.0) for _, d in ivs), default=0.0)
+        sent = sum(d["sent_delta"] for _, d in ivs)
+        span = sum(d["span"] for _, d in ivs)
+        all_ticks = max(1, b["machine_all"] - a["machine_all"])
+        busy = (b["machine_busy"] - a["machine_busy"]) / all_ticks
+        node_cpu = (b["cpu_ticks"] - a["cpu_ticks"]) / tck / dt
+        pg_cpu = (b["pg_ticks"] - a["pg_ticks"]) / tck / dt
+        phases = "/".join(dict.fromkeys(phase for phase, _ in ivs))
+        rows.append((f"{lo - start:+.0f}", phases, f"{sent / span:.0f}", f"{worst:.0f}" if worst_route else "—",
+                     worst_route or "—", f"{get_p99:.0f}" if worst_route else "—", f"{100 * busy:.0f}",
+                     f"{100 * (b['machine_iowait'] - a['machine_iowait']) / all_ticks:.0f}",
+                     f"{100 * node_cpu:.0f}", f"{100 * pg_cpu:.0f}", f"{100 * (busy * nproc - node_cpu - pg_cpu):.0f}",
+                     f"{(b['wal_bytes'] - a['wal_bytes']) / 1e6 * 60 / dt:.0f}",
+                     str(b["checkpoints"] - a["checkpoints"]),
+                     f"{(b['buf_checkpoint'] - a['buf_checkpoint']) * page_mb * 60 / dt:.0f}",
+                     f"{(b['buf_backend'] - a['buf_backend']) * page_mb * 60 / dt:.0f}",
+                     str(b["autovacuums"] - a["autovacuums"])))
+    return rows
+
+
+minute_header = ("t (min start, s)", "phase", "req/s", "worst 10-s p99 ms", "route", "GET /products/{id} p99 ms",
+                 "machine busy %", "iowait %", "node CPU %", "PostgreSQL CPU %", "other CPU %", "WAL MB/min", "checkpoints",
+                 "checkpoint writes MB/min", "backend writes MB/min", "autovacuum/analyze runs")
+minute_table = minute_rows()
+
 # What the retention implies: with the current rates, the steady state once rows start being deleted.
 bound_lines = [
     f"outbox: dispatched events are deleted {retention_s} s ({retention_s / 86400:g} days) after they occurred "
@@ -283,6 +345,12 @@ print(table(res_header, res_rows))
 print()
 print(table(time_header, time_rows))
 print()
+MINUTE_NOTE = ("machine busy and iowait: % of all cores; CPU of the node, PostgreSQL (all its processes) and the "
+               "rest (the driver, Redis, anything else): % of one core; req/s: requests sent; p99: none in the "
+               "soak's warm-up, which the driver does not measure")
+print("minute by minute (" + MINUTE_NOTE + ")")
+print(table(minute_header, minute_table, left=(0, 1, 4)))
+print()
 for f in facts:
     print(f)
 for b in bound_lines:
@@ -303,6 +371,8 @@ if e["SOAK_APPEND"] == "1":
         out.write(md_table(route_header, route_rows) + "\n\n")
         out.write(md_table(res_header, res_rows) + "\n\n")
         out.write(md_table(time_header, time_rows) + "\n\n")
+        out.write("Minute by minute (" + MINUTE_NOTE + "):\n\n")
+        out.write(md_table(minute_header, minute_table, left=(0, 1, 4)) + "\n\n")
         out.write("".join(f"- {b}\n" for b in bound_lines) + "\n")
         out.write("".join(f"- **{'PASS' if ok else 'FAIL'}** {name}: {detail}\n" for name, ok, detail in checks))
         out.write(f"\nResult: {'FAILED (' + str(len(failed)) + ' checks)' if failed else 'all checks passed'}.\n")
