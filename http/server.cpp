@@ -47,6 +47,20 @@ const std::string& http_date() {
   return cached;
 }
 
+// A problem+json answer that closes its connection: the headers every answer of the node carries. Used where
+// no request was routed (a malformed request, a connection refused at the limit).
+bhttp::response<bhttp::string_body> closing_problem_response(const problem& p) {
+  bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(p.status), 11};
+  res.set(bhttp::field::server, "mercato");
+  res.set(bhttp::field::date, http_date());
+  res.set("X-Content-Type-Options", "nosniff");
+  res.set(bhttp::field::content_type, "application/problem+json");
+  res.keep_alive(false);
+  res.body() = p.to_json();
+  res.prepare_payload();
+  return res;
+}
+
 }  // namespace
 
 class session : public std::enable_shared_from_this<session> {
@@ -252,16 +266,9 @@ class session : public std::enable_shared_from_this<session> {
   }
 
   void write_error_and_close(const problem& p) {
-    auto res = std::make_shared<bhttp::response<bhttp::string_body>>(static_cast<bhttp::status>(p.status), 11);
-    res->set(bhttp::field::server, "mercato");
-    res->set(bhttp::field::date, http_date());
-    res->set("X-Content-Type-Options", "nosniff");
-    res->set(bhttp::field::content_type, "application/problem+json");
+    auto res = std::make_shared<bhttp::response<bhttp::string_body>>(closing_problem_response(p));
     res->set("X-Request-Id", generate_request_id());
     res->set("traceparent", "00-" + random_hex(32) + "-" + random_hex(16) + "-01");
-    res->keep_alive(false);
-    res->body() = p.to_json();
-    res->prepare_payload();
     if (owner_.metrics()) {
       owner_.metrics()->observe_http_request("unmatched", "UNKNOWN", p.status, 0.0);
     }
@@ -402,16 +409,9 @@ void server::refuse(tcp::socket socket) {
   if (metrics_) {
     metrics_->http_connections_refused.Increment();
   }
-  bhttp::response<bhttp::string_body> res{bhttp::status::service_unavailable, 11};
-  res.set(bhttp::field::server, "mercato");
-  res.set(bhttp::field::date, http_date());
-  res.set("X-Content-Type-Options", "nosniff");
-  res.set(bhttp::field::content_type, "application/problem+json");
+  auto res = closing_problem_response(service_unavailable(
+      "overloaded", "this node has as many connections open as it accepts; try again shortly"));
   res.set(bhttp::field::retry_after, "1");
-  res.keep_alive(false);
-  res.body() = service_unavailable("overloaded", "this node has as many connections open as it accepts; try again "
-                                                 "shortly").to_json();
-  res.prepare_payload();
   std::ostringstream out;
   out << res;
   const auto bytes = out.str();
