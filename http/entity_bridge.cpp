@@ -1,11 +1,10 @@
 #include "http/entity_bridge.hpp"
 
-#include <boost/uuid/random_generator.hpp>
-#include <boost/uuid/uuid_io.hpp>
 #include <caf/sec.hpp>
 
 #include "actors/protocol/errors.hpp"
 #include "http/problem.hpp"
+#include "persistence/uuid.hpp"
 #include "security/jwt.hpp"
 
 namespace mercato::http {
@@ -29,10 +28,7 @@ response unavailable(std::string code, std::string detail, bool retry_safe, int 
 
 }  // namespace
 
-std::string new_uuid() {
-  thread_local boost::uuids::random_generator gen;
-  return boost::uuids::to_string(gen());
-}
+std::string new_uuid() { return persistence::time_ordered_uuid(); }
 
 protocol::command_meta command_meta_for(const request_context& ctx, std::string_view operation,
                                         const std::string& resource_id) {

@@ -61,7 +61,7 @@ class entity_bridge {
 // once), else a fresh UUID. If-Match is the caller's to set (expected_version).
 protocol::command_meta command_meta_for(const request_context& ctx, std::string_view operation,
                                         const std::string& resource_id);
-// A random (version 4) UUID.
+// A new id (cart, command): a time-ordered version-7 UUID (persistence/uuid.hpp).
 std::string new_uuid();
 
 // What a client sees of an entity's error: the status and stable code of API.md, with Retry-After on

@@ -1,7 +1,6 @@
 #include "persistence/snapshot_writer.hpp"
 
 #include <algorithm>
-#include <random>
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
@@ -11,6 +10,7 @@
 #include "persistence/db_error.hpp"
 #include "persistence/io_watchdog.hpp"
 #include "persistence/pg_pool.hpp"
+#include "persistence/uuid.hpp"
 #include "telemetry/logging.hpp"
 #include "telemetry/metrics.hpp"
 
@@ -142,24 +142,6 @@ std::uint64_t fnv1a(std::string_view a, std::string_view b) {
   return h;
 }
 
-std::string new_uuid() {
-  thread_local std::mt19937_64 gen{std::random_device{}()};
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string out(36, '-');
-  std::uint64_t parts[2] = {gen(), gen()};
-  parts[0] = (parts[0] & ~0xF000ULL) | 0x4000ULL;                // version 4
-  parts[1] = (parts[1] & ~(0xCULL << 60)) | (0x8ULL << 60);      // variant 10xx
-  int pos = 0;
-  for (auto part : parts) {
-    for (int i = 15; i >= 0; --i) {
-      if (pos == 8 || pos == 13 || pos == 18 || pos == 23) {
-        ++pos;
-      }
-      out[static_cast<std::size_t>(pos++)] = hex[(part >> (i * 4)) & 0xF];
-    }
-  }
-  return out;
-}
 
 std::string_view json_or_empty_object(const std::string& s) { return s.empty() ? std::string_view("{}") : s; }
 
@@ -722,11 +704,11 @@ write_outcome snapshot_writer::enqueue(pending_write w) {
     metrics_->snapshot_queue_depth.Increment();
   }
   if (w.snap.write_id.empty()) {
-    w.snap.write_id = new_uuid();
+    w.snap.write_id = time_ordered_uuid();
   }
   for (auto& e : w.events) {
     if (e.id.empty()) {
-      e.id = new_uuid();
+      e.id = time_ordered_uuid();
     }
   }
   lane& l = *lanes_[fnv1a(w.snap.kind, w.snap.id) % lanes_.size()];

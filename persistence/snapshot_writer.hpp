@@ -41,7 +41,7 @@ struct snapshot {
   // only if that is the stored version: compare-and-set, so nothing built on a failed or foreign
   // write can be stored.
   std::int64_t base_version = 0;
-  // Unique per write ("" = the writer assigns a random UUID). Stored with the row; an in-doubt
+  // Unique per write ("" = the writer assigns a time-ordered UUID). Stored with the row; an in-doubt
   // COMMIT is resolved by looking for it.
   std::string write_id;
   // Command ids the entity has applied, space separated, newest last (stored with the row so a
