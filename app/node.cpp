@@ -114,6 +114,7 @@ struct node::parts {
     };
     o.scheduler_threads = s.scheduler_threads > 0 ? static_cast<std::size_t>(s.scheduler_threads) : 0;
     o.outbox.poll_interval = s.outbox.poll_interval;
+    o.outbox.min_round_interval = s.outbox.min_round_interval;
     o.outbox.batch_size = s.outbox.batch_size;
     o.outbox.retention = s.outbox.retention;
     o.outbox.retention_interval = s.outbox.retention_interval;

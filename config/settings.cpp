@@ -79,7 +79,7 @@ std::chrono::milliseconds as_ms(const typed_value& v) {
 
 // One table drives the TOML walk, the environment, the command line and the --help text, so a setting
 // cannot be reachable from one source and silently missing from another.
-const std::array<field_spec, 73> fields = {{
+const std::array<field_spec, 74> fields = {{
     {"node_id", "MERCATO_NODE_ID", "--node-id", "Node name, unique in the cluster", value_kind::identifier, 0, 0,
      [](settings& s, const typed_value& v) { s.node_id = as_text(v); }},
     {"scheduler_threads", "MERCATO_SCHEDULER_THREADS", "--scheduler-threads", "CAF worker threads (0 = cores)",
@@ -162,6 +162,8 @@ const std::array<field_spec, 73> fields = {{
      [](settings& s, const typed_value& v) { s.postgres.queue_limit = static_cast<std::size_t>(as_number(v)); }},
     {"outbox.poll_interval_ms", "MERCATO_OUTBOX_POLL_INTERVAL_MS", "", "", value_kind::milliseconds, 1, 60'000,
      [](settings& s, const typed_value& v) { s.outbox.poll_interval = as_ms(v); }},
+    {"outbox.min_round_interval_ms", "MERCATO_OUTBOX_MIN_ROUND_INTERVAL_MS", "", "", value_kind::milliseconds, 0, 1000,
+     [](settings& s, const typed_value& v) { s.outbox.min_round_interval = as_ms(v); }},
     {"outbox.batch_size", "MERCATO_OUTBOX_BATCH_SIZE", "", "", value_kind::count, 1, 100'000,
      [](settings& s, const typed_value& v) { s.outbox.batch_size = static_cast<std::size_t>(as_number(v)); }},
     {"outbox.retention_s", "MERCATO_OUTBOX_RETENTION_S", "", "", value_kind::seconds, 1, 3650ull * 86'400,

@@ -79,6 +79,7 @@ struct auth_settings {
 // The outbox dispatcher (persistence/outbox_dispatcher): delivery of committed domain events.
 struct outbox_settings {
   std::chrono::milliseconds poll_interval{100};  // look for new events this often (commits also wake it)
+  std::chrono::milliseconds min_round_interval{20};  // a drained round is followed no sooner than this
   std::size_t batch_size = 500;                  // events delivered and marked per round
   std::chrono::seconds retention{7 * 24 * 3600}; // dispatched events are deleted after this long
   std::chrono::seconds retention_interval{60};   // how often the retention sweep runs

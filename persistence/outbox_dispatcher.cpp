@@ -138,6 +138,7 @@ outbox_dispatcher::outbox_dispatcher(outbox_dispatcher_options opts, telemetry::
   opts_.batch_size = std::max<std::size_t>(opts_.batch_size, 1);
   opts_.retention_batch = std::max<std::size_t>(opts_.retention_batch, 1);
   opts_.poll_interval = std::max(opts_.poll_interval, std::chrono::milliseconds(1));
+  opts_.min_round_interval = std::max(opts_.min_round_interval, std::chrono::milliseconds(0));
   opts_.lock_retry = std::max(opts_.lock_retry, std::chrono::milliseconds(1));
   opts_.retry_backoff = std::max(opts_.retry_backoff, std::chrono::milliseconds(1));
   opts_.max_retry_backoff = std::max(opts_.max_retry_backoff, opts_.retry_backoff);
@@ -206,6 +207,15 @@ bool outbox_dispatcher::wait_until(steady::time_point until, bool wake_on_notify
   std::unique_lock<std::mutex> lock{mutex_};
   cv_.wait_until(lock, until, [&] { return stopping_ || (wake_on_notify && notified_); });
   return !stopping_;
+}
+
+bool outbox_dispatcher::wait_idle(steady::time_point round_started) {
+  // A notify() during the gap is kept (notified_ stays set) and ends the second wait at once.
+  const auto earliest = round_started + opts_.min_round_interval;
+  if (steady::now() < earliest && !wait_until(earliest, false)) {
+    return false;
+  }
+  return wait_until(steady::now() + opts_.poll_interval, true);
 }
 
 void outbox_dispatcher::run() {
@@ -320,6 +330,7 @@ bool outbox_dispatcher::round(session& s) {
     s.next_refresh = now + opts_.pending_refresh;
   }
 
+  const auto round_started = steady::now();
   {
     std::lock_guard<std::mutex> lock{mutex_};
     notified_ = false;  // a notify() from here on wakes the next wait
@@ -356,7 +367,7 @@ bool outbox_dispatcher::round(session& s) {
     tx.exec_prepared(mark_name, seq_array(orphans));
   }
   if (batch.empty()) {
-    return orphans.empty() ? wait_until(steady::now() + opts_.poll_interval, true) : true;
+    return orphans.empty() ? wait_idle(round_started) : true;
   }
 
   const auto delivery_started = steady::now();
@@ -439,7 +450,7 @@ bool outbox_dispatcher::round(session& s) {
   if (batch.size() >= opts_.batch_size) {
     return true;  // more may be waiting: go again at once
   }
-  return wait_until(steady::now() + opts_.poll_interval, true);
+  return wait_idle(round_started);
 }
 
 void outbox_dispatcher::park(session& s, const subscriber& sub, const std::vector<outbox_event>& events,

@@ -59,6 +59,11 @@ struct outbox_filter {
 struct outbox_dispatcher_options {
   std::string dsn;
   std::chrono::milliseconds poll_interval{100};     // look for new events this often without notify()
+  // After a round that emptied the queue, the next one starts no sooner than this after it started, however
+  // often notify() is called: under load every commit of the snapshot writer notifies (hundreds a second),
+  // and a round per commit costs PostgreSQL a read and a delete for a handful of events each. Bounds the
+  // rounds to 1000 / interval a second at the price of up to this much delivery latency; 0: a round per notify.
+  std::chrono::milliseconds min_round_interval{20};
   std::size_t batch_size = 500;                     // events read, delivered and marked per round
   std::chrono::seconds retention{7 * 24 * 3600};    // dispatched events that occurred longer ago are deleted
   std::chrono::seconds retention_interval{60};      // how often the retention sweep runs
@@ -132,6 +137,9 @@ class outbox_dispatcher {
   void sweep(session& s);
   // Waits until `until`, stop() or (when `wake_on_notify`) notify(). False when stopping.
   bool wait_until(std::chrono::steady_clock::time_point until, bool wake_on_notify);
+  // Between rounds when the queue is drained: min_round_interval after `round_started`, then until the poll
+  // interval or notify(). False when stopping.
+  bool wait_idle(std::chrono::steady_clock::time_point round_started);
 
   outbox_dispatcher_options opts_;
   telemetry::metrics* metrics_;

@@ -243,6 +243,60 @@ TEST_CASE("delivering never rewrites an event row: the pending queue row goes, t
   CHECK(positions() == before);
 }
 
+TEST_CASE("commits that each wake the dispatcher are delivered in rounds at least min_round_interval apart") {
+  fixture f;
+  telemetry::metrics m;
+  auto o = f.options();
+  o.min_round_interval = 1000ms;
+  o.poll_interval = 60s;  // only notify() starts a round here
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<steady::time_point> rounds;  // one per subscriber call (every event matches)
+  std::size_t delivered = 0;
+  persistence::outbox_dispatcher d{o, &m};
+  d.subscribe("timer", [&](const std::vector<outbox_event>& batch) {
+    std::lock_guard<std::mutex> lock{mu};
+    rounds.push_back(steady::now());
+    delivered += batch.size();
+    cv.notify_all();
+  });
+  d.start();
+  auto wait_delivered = [&](std::size_t n) {
+    std::unique_lock<std::mutex> lock{mu};
+    return cv.wait_for(lock, 30s, [&] { return delivered >= n; });
+  };
+
+  // A first event starts a round at once; the next 30 are committed one by one, each with its notify(),
+  // while the gap after that round runs.
+  {
+    pqxx::work tx{f.conn};
+    insert_event(tx, "cart", "gap-0", 1);
+    tx.commit();
+  }
+  d.notify();
+  REQUIRE(wait_delivered(1));
+  constexpr int commits = 30;
+  for (int i = 1; i <= commits; ++i) {
+    pqxx::work tx{f.conn};
+    insert_event(tx, "cart", "gap-" + std::to_string(i), 1);
+    tx.commit();
+    d.notify();
+  }
+  REQUIRE(wait_delivered(1 + commits));
+  CHECK(eventually([&] { return f.pending() == 0; }));  // marked right after the subscriber took them
+
+  std::lock_guard<std::mutex> lock{mu};
+  CAPTURE(rounds.size());
+  // Thirty wake-ups became a few rounds (at one round per wake-up there would be 31)...
+  CHECK(rounds.size() < 10);
+  // ...and no round followed the one before it sooner than the interval (a subscriber is called one read
+  // after its round started, so the calls are the interval apart give or take that read: half is margin).
+  for (std::size_t i = 1; i < rounds.size(); ++i) {
+    CAPTURE(i);
+    CHECK(rounds[i] - rounds[i - 1] >= 500ms);
+  }
+}
+
 TEST_CASE("a queued seq whose event was deleted by hand is dropped from the queue; later events still flow") {
   fixture f;
   recorder rec;

@@ -65,6 +65,7 @@ bool same(const cfg::settings& a, const cfg::settings& b) {
          a.log.level == b.log.level && a.log.format == b.log.format && a.rate_limits.enabled == b.rate_limits.enabled && a.rate_limits.login == b.rate_limits.login &&
          a.rate_limits.node_credit == b.rate_limits.node_credit &&
          a.load_demo_catalog == b.load_demo_catalog && a.outbox.poll_interval == b.outbox.poll_interval &&
+         a.outbox.min_round_interval == b.outbox.min_round_interval &&
          a.outbox.batch_size == b.outbox.batch_size && a.outbox.retention == b.outbox.retention &&
          a.outbox.retention_interval == b.outbox.retention_interval && a.outbox.max_attempts == b.outbox.max_attempts &&
          a.cart.default_tax_bp == b.cart.default_tax_bp && a.cart.tax_bp_by_country == b.cart.tax_bp_by_country &&
@@ -721,6 +722,7 @@ TEST_CASE("auth settings: token lifetimes are bounded, the admin comes from MERC
 TEST_CASE("outbox settings: defaults, file, environment, ranges") {
   const auto d = loaded(run({}));
   CHECK(d.outbox.poll_interval == std::chrono::milliseconds(100));
+  CHECK(d.outbox.min_round_interval == std::chrono::milliseconds(20));
   CHECK(d.outbox.batch_size == 500);
   CHECK(d.outbox.retention == std::chrono::hours(24 * 7));
   CHECK(d.outbox.retention_interval == std::chrono::seconds(60));
@@ -728,21 +730,24 @@ TEST_CASE("outbox settings: defaults, file, environment, ranges") {
 
   temp_dir dir;
   auto file = dir.write("outbox.toml",
-                        "[outbox]\npoll_interval_ms = 250\nbatch_size = 64\nretention_s = 5\nretention_interval_s = 2\n"
+                        "[outbox]\npoll_interval_ms = 250\nmin_round_interval_ms = 0\nbatch_size = 64\nretention_s = 5\nretention_interval_s = 2\n"
                         "max_attempts = 0\n");
   const auto f = loaded(run({"--config", file}));
   CHECK(f.outbox.poll_interval == std::chrono::milliseconds(250));
+  CHECK(f.outbox.min_round_interval == std::chrono::milliseconds(0));
   CHECK(f.outbox.batch_size == 64);
   CHECK(f.outbox.retention == std::chrono::seconds(5));
   CHECK(f.outbox.retention_interval == std::chrono::seconds(2));
   CHECK(f.outbox.max_attempts == 0);
 
   const auto e = loaded(run({"--config", file}, {{"MERCATO_OUTBOX_POLL_INTERVAL_MS", "7"},
+                                                 {"MERCATO_OUTBOX_MIN_ROUND_INTERVAL_MS", "12"},
                                                  {"MERCATO_OUTBOX_BATCH_SIZE", "8"},
                                                  {"MERCATO_OUTBOX_RETENTION_S", "9"},
                                                  {"MERCATO_OUTBOX_RETENTION_INTERVAL_S", "10"},
                                                  {"MERCATO_OUTBOX_MAX_ATTEMPTS", "11"}}));
   CHECK(e.outbox.poll_interval == std::chrono::milliseconds(7));
+  CHECK(e.outbox.min_round_interval == std::chrono::milliseconds(12));
   CHECK(e.outbox.batch_size == 8);
   CHECK(e.outbox.retention == std::chrono::seconds(9));
   CHECK(e.outbox.retention_interval == std::chrono::seconds(10));
@@ -751,6 +756,8 @@ TEST_CASE("outbox settings: defaults, file, environment, ranges") {
   for (const auto& [variable, value] : std::vector<std::pair<std::string, std::string>>{
            {"MERCATO_OUTBOX_POLL_INTERVAL_MS", "0"},
            {"MERCATO_OUTBOX_POLL_INTERVAL_MS", "60001"},
+           {"MERCATO_OUTBOX_MIN_ROUND_INTERVAL_MS", "-1"},
+           {"MERCATO_OUTBOX_MIN_ROUND_INTERVAL_MS", "1001"},
            {"MERCATO_OUTBOX_BATCH_SIZE", "0"},
            {"MERCATO_OUTBOX_BATCH_SIZE", "100001"},
            {"MERCATO_OUTBOX_RETENTION_S", "0"},
