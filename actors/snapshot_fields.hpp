@@ -40,7 +40,8 @@ inline std::int64_t int_field_or(const boost::json::object& o, const char* key, 
 // Minor units as text for a DECIMAL(12,2) column: 12345 -> "123.45".
 inline std::string minor_to_decimal(std::int64_t minor) {
   const bool negative = minor < 0;
-  const auto abs = negative ? -minor : minor;
+  // The magnitude as unsigned: -INT64_MIN does not fit an int64 (a stored snapshot is input; the fuzzer found it).
+  const std::uint64_t abs = negative ? 0 - static_cast<std::uint64_t>(minor) : static_cast<std::uint64_t>(minor);
   auto cents = std::to_string(abs % 100);
   if (cents.size() < 2) {
     cents.insert(cents.begin(), '0');

@@ -3,6 +3,8 @@
 
 #include <doctest/doctest.h>
 
+#include <cstdint>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -10,6 +12,7 @@
 
 #include "actors/cart/cart_model.hpp"
 #include "actors/inventory/inventory_model.hpp"
+#include "actors/snapshot_fields.hpp"
 
 using mercato::actors::cart_model;
 using mercato::actors::inventory_model;
@@ -54,4 +57,15 @@ TEST_CASE("cart snapshot lines: quantities and prices the commands allow read ba
   CHECK_THROWS_AS(cart_model::decode(boost::json::parse(cart_with_line("0", "100"))), std::invalid_argument);
   CHECK_THROWS_AS(cart_model::decode(boost::json::parse(cart_with_line("4294967297", "100"))), std::invalid_argument);
   CHECK_THROWS_AS(cart_model::decode(boost::json::parse(cart_with_line("1", "0"))), std::invalid_argument);
+}
+
+TEST_CASE("minor units as a decimal column: signs, small amounts and the extremes of int64") {
+  using mercato::actors::minor_to_decimal;
+  CHECK(minor_to_decimal(12345) == "123.45");
+  CHECK(minor_to_decimal(5) == "0.05");
+  CHECK(minor_to_decimal(0) == "0.00");
+  CHECK(minor_to_decimal(-705) == "-7.05");
+  // A stored snapshot is input: the fuzzer found INT64_MIN, whose negation overflowed.
+  CHECK(minor_to_decimal(std::numeric_limits<std::int64_t>::min()) == "-92233720368547758.08");
+  CHECK(minor_to_decimal(std::numeric_limits<std::int64_t>::max()) == "92233720368547758.07");
 }
