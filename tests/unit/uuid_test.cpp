@@ -1,27 +1,22 @@
 // Time-ordered ids (persistence/uuid.hpp): RFC 9562 version 7, ordered by their millisecond, random below it.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <set>
 #include <string>
 
+#include "http/codec.hpp"
 #include "persistence/uuid.hpp"
 
 using mercato::persistence::time_ordered_uuid;
 
 namespace {
 
+// The text form the API's id checks accept (http::is_uuid), in lower case as Boost writes it.
 bool canonical(const std::string& s) {
-  if (s.size() != 36) {
-    return false;
-  }
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-    if (dash ? s[i] != '-' : !((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) {
-      return false;
-    }
-  }
-  return true;
+  return mercato::http::is_uuid(s) &&
+         std::none_of(s.begin(), s.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
 }
 
 }  // namespace
