@@ -316,7 +316,8 @@ void node::start() {
   p.runtime->start_outbox();
   p.runtime->start_cluster();
   http::add_ops_routes(p.routes, {&p.pool, &p.metrics, [&p] { return p.bootstrap.done(); },
-                                  [&p] { return p.runtime->leases_held(); }, settings_.node_id, p.redis, p.cache});
+                                  [&p] { return p.runtime->leases_held(); }, settings_.node_id, p.redis, p.cache,
+                                  settings_.metrics.token});
   http::add_catalog_routes(p.routes, p.pool, p.cache);
   http::add_catalog_admin_routes(p.routes, p.pool, p.workers, p.cache);
   http::add_product_routes(p.routes, p.pool, p.workers, p.cache);
@@ -426,7 +427,18 @@ void node::start() {
   live_opts.handshake_timeout = settings_.websocket.handshake_timeout;
   live_opts.max_bad_messages = settings_.websocket.max_bad_messages;
   p.server.attach_live_updates(p.live, live_opts);
+  // The route table, at debug (tests/e2e/openapi_routes_test.cpp checks it against openapi.yaml).
+  for (const auto* r : p.routes.routes()) {
+    telemetry::log_debug("route",
+                         {{"method", std::string(boost::beast::http::to_string(r->method))}, {"pattern", r->pattern}});
+  }
   p.server.start();
+  const auto& address = settings_.http.bind_address;
+  if (!settings_.metrics.token && address != "127.0.0.1" && address != "::1" && address != "localhost") {
+    telemetry::log_warn("GET /metrics answers anyone who reaches this address; set metrics.token "
+                        "(MERCATO_METRICS_TOKEN) or keep the port private",
+                        {{"address", address}});
+  }
   telemetry::log_info("listening", {{"node_id", settings_.node_id},
                                     {"address", settings_.http.bind_address},
                                     {"port", p.server.port()},

@@ -55,6 +55,7 @@ enum class value_kind {
   seconds,        // unsigned integer within [min, max]
   tax_rates,      // "US=725,DE=1900"
   directory,      // empty (the default) or an existing directory
+  secret,         // empty (not configured) or at least `min` bytes; never echoed in an error
 };
 
 // What survived checking; the field's apply function knows which alternative its kind produces.
@@ -79,7 +80,7 @@ std::chrono::milliseconds as_ms(const typed_value& v) {
 
 // One table drives the TOML walk, the environment, the command line and the --help text, so a setting
 // cannot be reachable from one source and silently missing from another.
-const std::array<field_spec, 74> fields = {{
+const std::array<field_spec, 75> fields = {{
     {"node_id", "MERCATO_NODE_ID", "--node-id", "Node name, unique in the cluster", value_kind::identifier, 0, 0,
      [](settings& s, const typed_value& v) { s.node_id = as_text(v); }},
     {"scheduler_threads", "MERCATO_SCHEDULER_THREADS", "--scheduler-threads", "CAF worker threads (0 = cores)",
@@ -246,6 +247,11 @@ const std::array<field_spec, 74> fields = {{
      [](settings& s, const typed_value& v) {
        s.log.format = as_text(v) == "json" ? log_format::json : log_format::text;
      }},
+    {"metrics.token", "MERCATO_METRICS_TOKEN", "", "", value_kind::secret, 16, 0,
+     [](settings& s, const typed_value& v) {
+       const auto& t = as_text(v);
+       s.metrics.token = t.empty() ? std::nullopt : std::optional<std::string>{t};
+     }},
 }};
 
 bool starts_with(std::string_view s, std::string_view prefix) {
@@ -347,6 +353,10 @@ checked check_text(const field_spec& f, const std::string& text) {
       return {typed_value{text}, {}};
     case value_kind::optional_text:
       return {typed_value{text}, {}};
+    case value_kind::secret:
+      if (text.empty() || text.size() >= f.min) return {typed_value{text}, {}};
+      return fail("must be at least " + std::to_string(f.min) + " bytes (or empty), got " +
+                  std::to_string(text.size()));
     case value_kind::directory: {
       if (text.empty()) return {typed_value{text}, {}};
       std::error_code ec;
@@ -431,6 +441,7 @@ checked check_node(const field_spec& f, const toml::node& node) {
     case value_kind::identifier:
     case value_kind::text:
     case value_kind::optional_text:
+    case value_kind::secret:
     case value_kind::directory:
     case value_kind::log_level:
     case value_kind::log_format:

@@ -113,6 +113,13 @@ struct housekeeping_settings {
   std::size_t batch_size = 1000;                            // rows deleted / entities nudged per round
 };
 
+// The scrape endpoint. With a token, GET /metrics answers only "Authorization: Bearer <token>" (Prometheus:
+// `authorization: { credentials_file: ... }`), so a node whose HTTP port is reachable from outside does not
+// publish its business figures and latencies to anyone; without one it is open, as for a loopback-only node.
+struct metrics_settings {
+  std::optional<std::string> token;             // >= 16 bytes when set
+};
+
 struct log_settings {
   std::string level = "info";                   // trace, debug, info, warn, error, critical, off
   log_format format = log_format::text;
@@ -152,6 +159,7 @@ struct settings {
   postgres_settings postgres;
   redis_settings redis;
   log_settings log;
+  metrics_settings metrics;
   rate_limit_settings rate_limits;
   auth_settings auth;
   outbox_settings outbox;

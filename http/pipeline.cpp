@@ -296,9 +296,12 @@ void pipeline::dispatch(std::shared_ptr<request_context> ctx, done_fn done) cons
   ctx->matched = m.matched;
   ctx->path_params = std::move(m.params);
 
-  if (auto refused = authenticate(*ctx, opts_.jwt)) {
-    finish(with_challenge(*refused, true));
-    return;
+  // A route with a credential of its own (route_options::access_token) reads Authorization itself.
+  if (m.matched->options.access_token) {
+    if (auto refused = authenticate(*ctx, opts_.jwt)) {
+      finish(with_challenge(*refused, true));
+      return;
+    }
   }
   const route& matched = *m.matched;
   if (opts_.limits != nullptr && opts_.limits->enabled() && matched.options.rate_limited) {

@@ -154,7 +154,9 @@ std::vector<rate_limit_charge> rate_gate::charges_of(const request_context& ctx)
     charges.push_back({&rules_.login, ip_key});
   } else if (method == bhttp::verb::post && ctx.route == "/api/v1/auth/register") {
     charges.push_back({&rules_.register_account, ip_key});
-  } else if (starts_with(ctx.route, "/api/v1/orders")) {
+  } else if (starts_with(ctx.route, "/api/v1/orders") ||
+             (method == bhttp::verb::post && ctx.route == "/api/v1/carts/{id}/checkout")) {
+    // A checkout places an order (the seed's POST /api/orders), so it spends the orders budget too.
     charges.push_back({&rules_.orders, caller_key});
   } else if (ctx.route == "/api/v1/products" && method == bhttp::verb::get) {
     if (const auto* q = ctx.query_param("q"); q != nullptr && !q->empty()) {

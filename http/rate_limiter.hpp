@@ -64,7 +64,8 @@ struct login_backoff_options {
 // `enabled` to false). Which request is charged to which rule is the edge's business:
 //  - global: every request, keyed by client IP (seed: 1000 per 15 min)
 //  - login / register / orders / search: POST /api/v1/auth/login, POST /api/v1/auth/register,
-//    /api/v1/orders*, product listing with a `q` search; keyed by client IP (or caller)
+//    /api/v1/orders* and POST /api/v1/carts/{id}/checkout (it places an order), product listing with a
+//    `q` search; keyed by client IP (or caller)
 //  - authenticated / anonymous: every request, keyed by user id / client IP
 struct rate_limit_rules {
   bool enabled = true;

@@ -36,6 +36,9 @@ struct route_options {
   // whose answers carry credentials (tokens, TOTP secrets, recovery codes): those are never stored in
   // clear, and a repeat runs again (a used refresh token is then reuse, not a replay of the new pair).
   bool replay_idempotency = true;
+  // false: the pipeline does not read Authorization as an access token; the handler checks its own
+  // credential there (the scrape token of /metrics).
+  bool access_token = true;
 };
 
 // Shorthands for route registration.

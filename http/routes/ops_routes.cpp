@@ -1,12 +1,18 @@
 #include "http/routes/ops_routes.hpp"
 
+#include <algorithm>
+#include <cctype>
+#include <string_view>
+
 #include <boost/json/object.hpp>
 #include <pqxx/pqxx>
 
 #include "config/embedded_file.hpp"
 #include "http/catalog_cache.hpp"
+#include "http/problem.hpp"
 #include "http/product_lines.hpp"
 #include "persistence/redis_client.hpp"
+#include "security/jwt.hpp"
 #include "telemetry/metrics.hpp"
 
 namespace mercato {
@@ -44,6 +50,17 @@ const char* redis_state_live(const std::shared_ptr<persistence::redis_client>& r
 }
 
 // `redis` is detail only: it does not take part in `ready`.
+// "Bearer <token>" (scheme case-insensitive) naming exactly `token`.
+bool scrape_authorised(std::string_view header, const std::string& token) {
+  constexpr std::string_view scheme = "bearer ";
+  if (header.size() <= scheme.size() ||
+      !std::equal(scheme.begin(), scheme.end(), header.begin(),
+                  [](char a, char b) { return a == std::tolower(static_cast<unsigned char>(b)); })) {
+    return false;
+  }
+  return security::constant_time_equal(header.substr(scheme.size()), token);
+}
+
 response readiness(bool postgres_ok, checks c, const std::string& node_id, const char* redis) {
   const bool ready = postgres_ok && c.schema && c.leases;
   boost::json::object body{
@@ -89,7 +106,18 @@ void add_ops_routes(router& routes, ops_dependencies deps) {
     }
   }, probe);
 
-  routes.add(bhttp::verb::get, "/metrics", [metrics = deps.metrics, cache = deps.cache](auto, responder respond) {
+  // The scrape: open, or with metrics.token only for its bearer (compared in constant time). The pipeline
+  // leaves Authorization alone here (access_token = false): the scrape token is not an access token.
+  route_options scrape = probe;
+  scrape.access_token = false;
+  routes.add(bhttp::verb::get, "/metrics", [metrics = deps.metrics, cache = deps.cache,
+                                            token = deps.metrics_token](auto ctx, responder respond) {
+    if (token && !scrape_authorised(ctx->header(bhttp::field::authorization), *token)) {
+      respond(response::from(problem{401, "unauthenticated", "Unauthorized",
+                                     "/metrics needs \"Authorization: Bearer <metrics.token>\"", {}})
+                  .with_header("WWW-Authenticate", "Bearer realm=\"metrics\""));
+      return;
+    }
     if (cache) {
       // Non-blocking: atomics and the L1 shard mutexes only.
       const auto s = cache->stats();
@@ -116,7 +144,7 @@ void add_ops_routes(router& routes, ops_dependencies deps) {
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
     r.body = metrics->scrape();
     respond(std::move(r));
-  }, probe);
+  }, scrape);
 
   routes.add(bhttp::verb::get, "/api/v1/openapi.yaml", [](auto, responder respond) {
     response r;

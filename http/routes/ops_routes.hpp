@@ -3,6 +3,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "http/router.hpp"
@@ -31,6 +32,8 @@ struct ops_dependencies {
   std::shared_ptr<persistence::redis_client> redis;
   // Optional: its counters go into /metrics (mercato_cache_*) at each scrape.
   std::shared_ptr<catalog_cache> cache;
+  // Optional (metrics.token): /metrics then answers only "Authorization: Bearer <token>", else 401.
+  std::optional<std::string> metrics_token;
 };
 
 void add_ops_routes(router& routes, ops_dependencies deps);

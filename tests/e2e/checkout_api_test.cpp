@@ -130,6 +130,59 @@ TEST_CASE("checkout: the order is paid, the stock sold, the cart emptied; a repl
   CHECK(c.get("/api/v1/orders/" + order_id).status == 401);
 }
 
+// API6 (docs/security.md): a checkout places an order, so it spends the caller's orders budget, like the
+// seed's POST /api/orders; past the budget the checkout is refused before anything is reserved or charged.
+TEST_CASE("checkout spends the orders budget: past it a 429 rate_limited problem, no order, nothing reserved") {
+  // A node of its own with rate limits on (this file's node runs without them) and its own database: a
+  // second node on that database would join its cluster and leave shards unserved once it stops.
+  mercato::test::scratch_database own;
+  node_process n{{"--demo"},
+                 {{"MERCATO_PG_DSN", own.dsn()},
+                  {"MERCATO_RATE_LIMITS", "on"},
+                  {"MERCATO_RATE_LIMIT_ORDERS", "2/15m"},
+                  {"MERCATO_REDIS_KEY_PREFIX", "orders-budget-" + std::to_string(std::random_device{}()) + ":"}}};
+  REQUIRE_MESSAGE(n.wait_ready(60s), "mercatod did not become ready; its log:\n" << n.log());
+  http_client c{n.port()};
+  customer ada;
+  const auto p = mercato::test::shop::product_with_stock(c, own.dsn(), 0, 10);
+
+  const auto first_cart = new_cart(c, ada);
+  add(c, ada, first_cart, p, 1);
+  auto first = checkout(c, ada, first_cart, "tok_ok", "budget-1");
+  REQUIRE_MESSAGE(first.status == 201, first.body);
+  auto listed = c.get("/api/v1/orders", bearer(ada.token));  // the budget's second request
+  REQUIRE_MESSAGE(listed.status == 200, listed.body);
+
+  const auto second_cart = new_cart(c, ada);
+  add(c, ada, second_cart, p, 2);
+  auto refused = checkout(c, ada, second_cart, "tok_ok", "budget-2");
+  REQUIRE_MESSAGE(refused.status == 429, refused.body);
+  CHECK(code_of(refused) == "rate_limited");
+  CHECK(refused.header("content-type") == "application/problem+json");
+  CHECK(refused.body.find("orders budget") != std::string::npos);
+  CHECK(refused.header("ratelimit-limit") == "2");
+  CHECK(refused.header("ratelimit-remaining") == "0");
+  CHECK(std::stoi(refused.header("retry-after")) > 0);
+
+  // Nothing happened: one order, one unit sold, nothing reserved, the second cart as it was.
+  const auto orders = [&] {
+    return mercato::test::shop::scalar(own.dsn(), "SELECT COUNT(*) FROM orders WHERE customer_id = $1::uuid", ada.id);
+  };
+  CHECK(orders() == 1);
+  CHECK(available_of(c, p) == 9);
+  CHECK(reserved_of(c, p) == 0);
+  auto cart = c.get("/api/v1/carts/" + second_cart, bearer(ada.token));
+  REQUIRE_MESSAGE(cart.status == 200, cart.body);
+  CHECK(quantity_in(cart.json()) == 2);
+  // Another customer's budget is their own.
+  customer bo;
+  const auto bos_cart = new_cart(c, bo);
+  add(c, bo, bos_cart, p, 1);
+  auto theirs = checkout(c, bo, bos_cart, "tok_ok", "budget-3");
+  CHECK_MESSAGE(theirs.status == 201, theirs.body);
+  CHECK(orders() == 1);
+}
+
 TEST_CASE("checkout: bad requests change nothing (no key, bad body, guest cart, empty cart, someone else's cart)") {
   http_client c{node().port()};
   customer ada;

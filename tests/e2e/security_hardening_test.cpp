@@ -853,3 +853,42 @@ TEST_CASE("a cart line's quantity is bounded: 0, 1000, 10^12 and 1.5 are 400 nam
   REQUIRE(read.status == 200);
   CHECK(read.json().at("items").as_array().empty());
 }
+
+// API8: with metrics.token set, the scrape answers only its bearer; probes and the API are unchanged.
+TEST_CASE("metrics.token: /metrics only for its bearer (not for an access token), probes and the API as before") {
+  mercato::test::scratch_database own;
+  const std::string token = "scrape-" + std::to_string(std::random_device{}()) + "-0123456789abcdef";
+  node_process n{{"--demo"}, {{"MERCATO_PG_DSN", own.dsn()}, {"MERCATO_METRICS_TOKEN", token}}};
+  require_ready(n);
+  http_client c{n.port()};
+
+  const auto refused = [&](const http_reply& r, const char* what) {
+    CAPTURE(what);
+    CHECK(r.status == 401);
+    CHECK(r.header("content-type") == "application/problem+json");
+    CHECK(code_of(r) == "unauthenticated");
+    CHECK(r.header("www-authenticate") == "Bearer realm=\"metrics\"");
+    CHECK(r.body.find("mercato_http_requests_total") == std::string::npos);
+  };
+  refused(c.get("/metrics"), "no credentials");
+  refused(c.get("/metrics", {{"Authorization", "Bearer " + token + "x"}}), "a longer token");
+  refused(c.get("/metrics", {{"Authorization", "Bearer " + token.substr(0, token.size() - 1)}}), "a shorter token");
+  refused(c.get("/metrics", {{"Authorization", "Basic " + token}}), "another scheme");
+  const auto admin = mercato::test::shop::token_for(mercato::test::shop::random_uuid(), {"admin"});
+  refused(c.get("/metrics", {{"Authorization", "Bearer " + admin}}), "an admin's access token");
+
+  auto ok = c.get("/metrics", {{"Authorization", "Bearer " + token}});
+  REQUIRE_MESSAGE(ok.status == 200, ok.body);
+  CHECK(ok.body.find("mercato_http_requests_total") != std::string::npos);
+  // The scheme in any case (RFC 9110); straight to the node: the contract proxy only knows "Bearer".
+  http_client direct{n.node_port()};
+  CHECK(direct.get("/metrics", {{"Authorization", "bearer " + token}}).status == 200);
+
+  CHECK(c.get("/healthz").status == 200);
+  CHECK(c.get("/readyz").status == 200);
+  CHECK(c.get("/api/v1/categories").status == 200);
+  // An access token still works on the API, and a bad one is still refused there.
+  const auto customer = mercato::test::shop::token_for(mercato::test::shop::random_uuid());
+  CHECK(c.get("/api/v1/orders", {{"Authorization", "Bearer " + customer}}).status == 200);
+  CHECK(c.get("/api/v1/categories", {{"Authorization", "Bearer " + token}}).status == 401);
+}

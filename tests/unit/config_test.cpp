@@ -62,7 +62,8 @@ bool same(const cfg::settings& a, const cfg::settings& b) {
          a.postgres.dsn == b.postgres.dsn && a.postgres.pool_size == b.postgres.pool_size &&
          a.postgres.statement_timeout == b.postgres.statement_timeout &&
          a.postgres.queue_limit == b.postgres.queue_limit && a.redis.url == b.redis.url &&
-         a.log.level == b.log.level && a.log.format == b.log.format && a.rate_limits.enabled == b.rate_limits.enabled && a.rate_limits.login == b.rate_limits.login &&
+         a.log.level == b.log.level && a.log.format == b.log.format && a.metrics.token == b.metrics.token &&
+         a.rate_limits.enabled == b.rate_limits.enabled && a.rate_limits.login == b.rate_limits.login &&
          a.rate_limits.node_credit == b.rate_limits.node_credit &&
          a.load_demo_catalog == b.load_demo_catalog && a.outbox.poll_interval == b.outbox.poll_interval &&
          a.outbox.min_round_interval == b.outbox.min_round_interval &&
@@ -794,6 +795,26 @@ TEST_CASE("http.static_dir: empty means the built-in web/ directory; anything el
   CHECK(not_dir.key == "http.static_dir");
   CHECK(contains(not_dir.message, "existing directory"));
   CHECK(contains(not_dir.message, "line 2"));
+}
+
+TEST_CASE("metrics.token: unset by default; from the file or the environment; under 16 bytes refused, not echoed") {
+  temp_dir dir;
+  CHECK_FALSE(loaded(run({})).metrics.token.has_value());
+  const std::string token = "scrape-token-0123456789";
+  CHECK(loaded(run({}, {{"MERCATO_METRICS_TOKEN", token}})).metrics.token == token);
+  CHECK(loaded(run({"--config", dir.write("m.toml", "[metrics]\ntoken = \"" + token + "\"\n")})).metrics.token ==
+        token);
+  CHECK_FALSE(loaded(run({}, {{"MERCATO_METRICS_TOKEN", ""}})).metrics.token.has_value());
+
+  const auto short_env = only_error(run({}, {{"MERCATO_METRICS_TOKEN", "short-secret"}}));
+  CHECK(short_env.key == "metrics.token");
+  CHECK(contains(short_env.source, "MERCATO_METRICS_TOKEN"));
+  CHECK(contains(short_env.message, "at least 16 bytes"));
+  CHECK_FALSE(contains(short_env.message, "short-secret"));
+  const auto short_file = only_error(run({"--config", dir.write("s.toml", "[metrics]\ntoken = \"short-secret\"\n")}));
+  CHECK(short_file.key == "metrics.token");
+  CHECK(contains(short_file.message, "line 2"));
+  CHECK_FALSE(contains(short_file.message, "short-secret"));
 }
 
 TEST_CASE("cluster settings: read from every source; a lease must outlast three heartbeats") {
