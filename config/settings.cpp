@@ -1,5 +1,7 @@
 #include "settings.hpp"
 
+#include "config/network_list.hpp"
+
 #include <CLI/CLI.hpp>
 #include <toml++/toml.h>
 
@@ -56,6 +58,7 @@ enum class value_kind {
   tax_rates,      // "US=725,DE=1900"
   directory,      // empty (the default) or an existing directory
   secret,         // empty (not configured) or at least `min` bytes; never echoed in an error
+  address_list,   // empty or comma-separated IP addresses and CIDR networks
 };
 
 // What survived checking; the field's apply function knows which alternative its kind produces.
@@ -80,7 +83,7 @@ std::chrono::milliseconds as_ms(const typed_value& v) {
 
 // One table drives the TOML walk, the environment, the command line and the --help text, so a setting
 // cannot be reachable from one source and silently missing from another.
-const std::array<field_spec, 75> fields = {{
+const std::array<field_spec, 76> fields = {{
     {"node_id", "MERCATO_NODE_ID", "--node-id", "Node name, unique in the cluster", value_kind::identifier, 0, 0,
      [](settings& s, const typed_value& v) { s.node_id = as_text(v); }},
     {"scheduler_threads", "MERCATO_SCHEDULER_THREADS", "--scheduler-threads", "CAF worker threads (0 = cores)",
@@ -153,6 +156,8 @@ const std::array<field_spec, 75> fields = {{
      [](settings& s, const typed_value& v) { s.http.max_connections = static_cast<std::size_t>(as_number(v)); }},
     {"http.static_dir", "MERCATO_HTTP_STATIC_DIR", "", "", value_kind::directory, 0, 0,
      [](settings& s, const typed_value& v) { s.http.static_dir = as_text(v); }},
+    {"http.trusted_proxies", "MERCATO_HTTP_TRUSTED_PROXIES", "", "", value_kind::address_list, 0, 0,
+     [](settings& s, const typed_value& v) { s.http.trusted_proxies = as_text(v); }},
     {"postgres.dsn", "MERCATO_PG_DSN", "--pg-dsn", "PostgreSQL connection string", value_kind::text, 0, 0,
      [](settings& s, const typed_value& v) { s.postgres.dsn = as_text(v); }},
     {"postgres.pool_size", "MERCATO_PG_POOL_SIZE", "--pg-pool-size", "PostgreSQL connections", value_kind::count, 1,
@@ -357,6 +362,11 @@ checked check_text(const field_spec& f, const std::string& text) {
       if (text.empty() || text.size() >= f.min) return {typed_value{text}, {}};
       return fail("must be at least " + std::to_string(f.min) + " bytes (or empty), got " +
                   std::to_string(text.size()));
+    case value_kind::address_list: {
+      std::string bad;
+      if (network_list::parse(text, &bad)) return {typed_value{text}, {}};
+      return fail("must be IP addresses or CIDR networks separated by commas, got " + quote(bad));
+    }
     case value_kind::directory: {
       if (text.empty()) return {typed_value{text}, {}};
       std::error_code ec;
@@ -442,6 +452,7 @@ checked check_node(const field_spec& f, const toml::node& node) {
     case value_kind::text:
     case value_kind::optional_text:
     case value_kind::secret:
+    case value_kind::address_list:
     case value_kind::directory:
     case value_kind::log_level:
     case value_kind::log_format:

@@ -28,6 +28,9 @@ struct http_settings {
   // The demo storefront's files (index.html, assets/...), read once at start-up and served at "/".
   // Empty: the repository's web/ directory, compiled in (no page when it is not there).
   std::string static_dir;
+  // Reverse proxies whose X-Forwarded-For is believed (http/client_address.hpp): addresses and CIDR
+  // networks, comma-separated. Empty: none; the client is the TCP peer.
+  std::string trusted_proxies;
 };
 
 struct postgres_settings {

@@ -66,7 +66,7 @@ struct request_context {
   std::string request_id;  // X-Request-Id, echoed or generated
   std::string trace_id;    // from traceparent, or generated: 32 lowercase hex
   std::string span_id;     // this request's span: 16 lowercase hex
-  std::string client_ip;   // the TCP peer address (proxies are not trusted)
+  std::string client_ip;   // the TCP peer, or behind a trusted proxy the client it names (http/client_address.hpp)
   std::chrono::steady_clock::time_point received_at;
   std::chrono::steady_clock::time_point handler_at;  // when the pipeline called the handler (stage timing)
   const http::route* matched = nullptr;  // the route ctx->route names (null when unmatched), for its metric series

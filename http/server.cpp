@@ -1,5 +1,7 @@
 #include "http/server.hpp"
 
+#include "http/client_address.hpp"
+
 #include <algorithm>
 #include <ctime>
 #include <sstream>
@@ -199,6 +201,17 @@ class session : public std::enable_shared_from_this<session> {
     head_ = ctx->raw.method() == bhttp::verb::head;
     version_ = ctx->raw.version();
     ctx->client_ip = client_ip_;
+    if (!owner_.trusted_proxies().empty()) {
+      std::string forwarded_for;
+      const auto headers = ctx->raw.base().equal_range("X-Forwarded-For");
+      for (auto it = headers.first; it != headers.second; ++it) {
+        if (!forwarded_for.empty()) {
+          forwarded_for.push_back(',');
+        }
+        forwarded_for.append(it->value().data(), it->value().size());
+      }
+      ctx->client_ip = client_address(owner_.trusted_proxies(), client_ip_, forwarded_for);
+    }
     auto self = shared_from_this();
     // A WebSocket upgrade the live-updates route accepts (101) leaves HTTP: the request and the caller the
     // pipeline authenticated go with the connection.
@@ -326,8 +339,22 @@ class session : public std::enable_shared_from_this<session> {
   bool upgraded_ = false;
 };
 
+namespace {
+
+config::network_list parsed_proxies(const std::string& list) {
+  std::string bad;
+  auto parsed = config::network_list::parse(list, &bad);
+  if (!parsed) {
+    throw std::invalid_argument("http.trusted_proxies: not an IP address or CIDR network: " + bad);
+  }
+  return *parsed;
+}
+
+}  // namespace
+
 server::server(const config::http_settings& settings, const pipeline& handler, telemetry::metrics* metrics)
     : settings_(settings),
+      trusted_proxies_(parsed_proxies(settings.trusted_proxies)),
       pipeline_(handler),
       metrics_(metrics),
       ioc_(static_cast<int>(settings.threads)),

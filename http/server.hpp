@@ -18,6 +18,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "config/network_list.hpp"
 #include "config/settings.hpp"
 #include "http/pipeline.hpp"
 #include "http/ws/ws_session.hpp"
@@ -67,6 +68,7 @@ class server {
   void unregister_session(const session* s);
   bool draining() const { return draining_.load(std::memory_order_acquire); }
   const config::http_settings& settings() const { return settings_; }
+  const config::network_list& trusted_proxies() const { return trusted_proxies_; }
   const pipeline& handler() const { return pipeline_; }
   telemetry::metrics* metrics() const { return metrics_; }
 
@@ -75,6 +77,7 @@ class server {
   void refuse(boost::asio::ip::tcp::socket socket);
 
   config::http_settings settings_;
+  config::network_list trusted_proxies_;  // http.trusted_proxies, parsed
   const pipeline& pipeline_;
   telemetry::metrics* metrics_;
   ws::hub* live_ = nullptr;

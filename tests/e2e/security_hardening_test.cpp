@@ -892,3 +892,38 @@ TEST_CASE("metrics.token: /metrics only for its bearer (not for an access token)
   CHECK(c.get("/api/v1/orders", {{"Authorization", "Bearer " + customer}}).status == 200);
   CHECK(c.get("/api/v1/categories", {{"Authorization", "Bearer " + token}}).status == 401);
 }
+
+// API2/API4: behind a trusted reverse proxy the client is the address the proxy names; anyone else's
+// X-Forwarded-For is ignored. Shown with the anonymous budget (3 per 15 min, per client address). Straight
+// to the node: the test's source addresses are the point (the contract proxy would be everyone's peer).
+TEST_CASE("http.trusted_proxies: X-Forwarded-For names the client only when a trusted proxy sends it") {
+  mercato::test::scratch_database own;
+  node_process n{{"--demo"},
+                 {{"MERCATO_PG_DSN", own.dsn()},
+                  {"MERCATO_RATE_LIMITS", "on"},
+                  {"MERCATO_RATE_LIMIT_ANONYMOUS", "3/15m"},
+                  {"MERCATO_HTTP_TRUSTED_PROXIES", "127.0.0.2"},
+                  {"MERCATO_REDIS_KEY_PREFIX", "xff-" + std::to_string(std::random_device{}()) + ":"}}};
+  require_ready(n);
+  http_client proxy{n.node_port(), "127.0.0.1", "127.0.0.2"};
+  http_client stranger{n.node_port(), "127.0.0.1", "127.0.0.3"};
+  const auto as = [](const std::string& client) {
+    return std::vector<std::pair<std::string, std::string>>{{"X-Forwarded-For", client}};
+  };
+
+  // Client A, through the proxy, spends its budget (a forged entry left of the proxy's changes nothing).
+  for (int i = 0; i < 3; ++i) {
+    CHECK(proxy.get("/api/v1/categories", as("198.51.100.99, 203.0.113.7")).status == 200);
+  }
+  auto spent = proxy.get("/api/v1/categories", as("203.0.113.7"));
+  CHECK(spent.status == 429);
+  CHECK(code_of(spent) == "rate_limited");
+  // Client B, through the same proxy, has a budget of its own: the proxy's address is not the key.
+  CHECK(proxy.get("/api/v1/categories", as("203.0.113.8")).status == 200);
+  // A direct client cannot borrow or spend another's budget by naming it: its header is ignored.
+  for (int i = 0; i < 3; ++i) {
+    CHECK(stranger.get("/api/v1/categories", as("203.0.113.8")).status == 200);
+  }
+  CHECK(stranger.get("/api/v1/categories", as("203.0.113.9")).status == 429);  // its own address, spent
+  CHECK(proxy.get("/api/v1/categories", as("203.0.113.8")).status == 200);    // B still has budget left
+}

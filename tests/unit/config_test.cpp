@@ -58,7 +58,7 @@ bool same(const cfg::settings& a, const cfg::settings& b) {
          a.http.threads == b.http.threads && a.http.max_body_bytes == b.http.max_body_bytes &&
          a.http.max_header_bytes == b.http.max_header_bytes && a.http.read_timeout == b.http.read_timeout &&
          a.http.idle_timeout == b.http.idle_timeout && a.http.shutdown_grace == b.http.shutdown_grace &&
-         a.http.static_dir == b.http.static_dir &&
+         a.http.static_dir == b.http.static_dir && a.http.trusted_proxies == b.http.trusted_proxies &&
          a.postgres.dsn == b.postgres.dsn && a.postgres.pool_size == b.postgres.pool_size &&
          a.postgres.statement_timeout == b.postgres.statement_timeout &&
          a.postgres.queue_limit == b.postgres.queue_limit && a.redis.url == b.redis.url &&
@@ -815,6 +815,18 @@ TEST_CASE("metrics.token: unset by default; from the file or the environment; un
   CHECK(short_file.key == "metrics.token");
   CHECK(contains(short_file.message, "line 2"));
   CHECK_FALSE(contains(short_file.message, "short-secret"));
+}
+
+TEST_CASE("http.trusted_proxies: empty by default; addresses and networks from any source; a bad entry is named") {
+  temp_dir dir;
+  CHECK(loaded(run({})).http.trusted_proxies.empty());
+  CHECK(loaded(run({}, {{"MERCATO_HTTP_TRUSTED_PROXIES", "10.0.0.0/8, ::1"}})).http.trusted_proxies ==
+        "10.0.0.0/8, ::1");
+  CHECK(loaded(run({"--config", dir.write("p.toml", "[http]\ntrusted_proxies = \"192.0.2.7\"\n")}))
+            .http.trusted_proxies == "192.0.2.7");
+  const auto bad = only_error(run({}, {{"MERCATO_HTTP_TRUSTED_PROXIES", "10.0.0.0/8, lb.internal"}}));
+  CHECK(bad.key == "http.trusted_proxies");
+  CHECK(contains(bad.message, "\"lb.internal\""));
 }
 
 TEST_CASE("cluster settings: read from every source; a lease must outlast three heartbeats") {
