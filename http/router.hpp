@@ -42,13 +42,15 @@ struct route_options {
 };
 
 // Shorthands for route registration.
-inline route_options json_route() { return route_options{true, false, {}, true, false, true}; }
-inline route_options signed_in_route(bool json = false) { return route_options{json, true, {}, true, false, true}; }
+inline route_options json_route() { return route_options{true, false, {}, true, false, true, true}; }
+inline route_options signed_in_route(bool json = false) {
+  return route_options{json, true, {}, true, false, true, true};
+}
 // Signed in and live_caller: changes of credentials (MFA).
-inline route_options live_route(bool json = false) { return route_options{json, true, {}, true, true, true}; }
+inline route_options live_route(bool json = false) { return route_options{json, true, {}, true, true, true, true}; }
 // Every role-restricted route is privileged, so live_caller too.
 inline route_options role_route(std::vector<std::string> roles, bool json = false) {
-  return route_options{json, true, std::move(roles), true, true, true};
+  return route_options{json, true, std::move(roles), true, true, true, true};
 }
 
 // Confirms the caller of a live_caller route against current state. Calls `done` once, from any thread:

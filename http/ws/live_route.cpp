@@ -45,7 +45,7 @@ void add_live_updates_route(router& routes, const hub& live, const security::jwt
         }
         respond(response::empty(101));
       },
-      route_options{false, false, {}, true, false, true});
+      route_options{false, false, {}, true, false, true, true});
 }
 
 }  // namespace mercato::http::ws

@@ -64,7 +64,7 @@ struct edge {
     jwt.secret = "fuzz-secret-fuzz-secret-fuzz-secret-0123";
     jwt.kid = "fuzz";
     http::add_ops_routes(routes, {&pool, &metrics, [] { return true; }, [] { return true; }, "fuzz-node", nullptr,
-                                  nullptr});
+                                  nullptr, std::nullopt});
     http::add_catalog_routes(routes, pool, nullptr);
     http::add_catalog_admin_routes(routes, pool, workers, nullptr);
     http::add_product_routes(routes, pool, workers, nullptr);

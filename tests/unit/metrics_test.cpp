@@ -46,7 +46,7 @@ TEST_CASE("per-route series give the same /metrics as per-request lookups, HEAD 
   };
   routes.add(bhttp::verb::get, "/api/v1/products/{id}", answer);
   routes.add(bhttp::verb::post, "/api/v1/carts/{id}/items", answer);
-  routes.add(bhttp::verb::get, "/healthz", answer, route_options{false, false, {}, false, false, true});
+  routes.add(bhttp::verb::get, "/healthz", answer, route_options{false, false, {}, false, false, true, true});
 
   const std::vector<call> calls = {
       {bhttp::verb::get, "/api/v1/products/a", 200},          {bhttp::verb::get, "/api/v1/products/b?status=404", 404},
