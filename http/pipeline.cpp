@@ -146,22 +146,14 @@ std::optional<problem> authenticate(request_context& ctx, const security::jwt_se
   if (header.empty()) {
     return std::nullopt;
   }
-  constexpr std::string_view scheme = "bearer ";
-  const bool bearer = header.size() > scheme.size() &&
-                      std::equal(scheme.begin(), scheme.end(), header.begin(), [](char a, char b) {
-                        return a == std::tolower(static_cast<unsigned char>(b));
-                      });
-  if (!bearer) {
+  const auto token = bearer_credential(header);
+  if (!token) {
     return unauthenticated("invalid_token", "the Authorization header must be \"Bearer <access token>\"");
   }
   if (jwt == nullptr) {
     return unauthenticated("invalid_token", "this node does not accept access tokens");
   }
-  auto token = header.substr(scheme.size());
-  while (!token.empty() && token.front() == ' ') {
-    token.remove_prefix(1);
-  }
-  auto verified = security::verify_access_token(token, *jwt);
+  auto verified = security::verify_access_token(*token, *jwt);
   if (!verified) {
     const auto why = verified.error();
     return unauthenticated("invalid_token", why == security::jwt_error::expired

@@ -1,5 +1,8 @@
 #include "http/request.hpp"
 
+#include <algorithm>
+#include <cctype>
+
 #include <boost/json/serialize.hpp>
 #include <simdjson.h>
 
@@ -102,6 +105,23 @@ void responder::operator()(response r) const {
     return;
   }
   st_->out(std::move(r));
+}
+
+std::optional<std::string_view> bearer_credential(std::string_view authorization) {
+  constexpr std::string_view scheme = "bearer ";
+  if (authorization.size() <= scheme.size() ||
+      !std::equal(scheme.begin(), scheme.end(), authorization.begin(),
+                  [](char a, char b) { return a == std::tolower(static_cast<unsigned char>(b)); })) {
+    return std::nullopt;
+  }
+  auto credential = authorization.substr(scheme.size());
+  while (!credential.empty() && credential.front() == ' ') {
+    credential.remove_prefix(1);
+  }
+  if (credential.empty()) {
+    return std::nullopt;
+  }
+  return credential;
 }
 
 }  // namespace mercato::http

@@ -92,6 +92,10 @@ struct request_context {
   const std::string* query_param(std::string_view name) const;
 };
 
+// The credential of "Authorization: Bearer <credential>" (the scheme in any case, spaces after it
+// skipped); nullopt when the header names another scheme or no credential.
+std::optional<std::string_view> bearer_credential(std::string_view authorization);
+
 class responder {
  public:
   using sink = std::function<void(response)>;

@@ -78,6 +78,8 @@ class session : public std::enable_shared_from_this<session> {
         addr = net::ip::make_address_v4(net::ip::v4_mapped, addr.to_v6());
       }
       client_ip_ = addr.to_string();
+      // Decided once per connection: only a trusted proxy's requests read X-Forwarded-For.
+      peer_is_proxy_ = owner_.trusted_proxies().contains(addr);
     }
   }
 
@@ -201,7 +203,7 @@ class session : public std::enable_shared_from_this<session> {
     head_ = ctx->raw.method() == bhttp::verb::head;
     version_ = ctx->raw.version();
     ctx->client_ip = client_ip_;
-    if (!owner_.trusted_proxies().empty()) {
+    if (peer_is_proxy_) {
       std::string forwarded_for;
       const auto headers = ctx->raw.base().equal_range("X-Forwarded-For");
       for (auto it = headers.first; it != headers.second; ++it) {
@@ -335,6 +337,7 @@ class session : public std::enable_shared_from_this<session> {
   bool head_ = false;
   bool reading_ = false;
   std::string client_ip_;  // the peer address, for rate limits and logs
+  bool peer_is_proxy_ = false;  // the peer is one of http.trusted_proxies
   bool closing_ = false;
   bool upgraded_ = false;
 };

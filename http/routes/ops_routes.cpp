@@ -1,9 +1,5 @@
 #include "http/routes/ops_routes.hpp"
 
-#include <algorithm>
-#include <cctype>
-#include <string_view>
-
 #include <boost/json/object.hpp>
 #include <pqxx/pqxx>
 
@@ -50,17 +46,6 @@ const char* redis_state_live(const std::shared_ptr<persistence::redis_client>& r
 }
 
 // `redis` is detail only: it does not take part in `ready`.
-// "Bearer <token>" (scheme case-insensitive) naming exactly `token`.
-bool scrape_authorised(std::string_view header, const std::string& token) {
-  constexpr std::string_view scheme = "bearer ";
-  if (header.size() <= scheme.size() ||
-      !std::equal(scheme.begin(), scheme.end(), header.begin(),
-                  [](char a, char b) { return a == std::tolower(static_cast<unsigned char>(b)); })) {
-    return false;
-  }
-  return security::constant_time_equal(header.substr(scheme.size()), token);
-}
-
 response readiness(bool postgres_ok, checks c, const std::string& node_id, const char* redis) {
   const bool ready = postgres_ok && c.schema && c.leases;
   boost::json::object body{
@@ -112,7 +97,8 @@ void add_ops_routes(router& routes, ops_dependencies deps) {
   scrape.access_token = false;
   routes.add(bhttp::verb::get, "/metrics", [metrics = deps.metrics, cache = deps.cache,
                                             token = deps.metrics_token](auto ctx, responder respond) {
-    if (token && !scrape_authorised(ctx->header(bhttp::field::authorization), *token)) {
+    const auto presented = bearer_credential(ctx->header(bhttp::field::authorization));
+    if (token && !(presented && security::constant_time_equal(*presented, *token))) {
       respond(response::from(problem{401, "unauthenticated", "Unauthorized",
                                      "/metrics needs \"Authorization: Bearer <metrics.token>\"", {}})
                   .with_header("WWW-Authenticate", "Bearer realm=\"metrics\""));
