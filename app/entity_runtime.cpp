@@ -1,5 +1,6 @@
 #include "app/entity_runtime.hpp"
 
+#include <algorithm>
 #include <mutex>
 #include <stdexcept>
 
@@ -133,6 +134,11 @@ struct entity_runtime::impl {
     env->writer = writer.get();
     env->metrics = metrics;
     env->limits = opts.limits;
+    // The node's cap on parked states, per kind, is shared by the kind's hosts (ids spread evenly).
+    if (opts.limits.max_parked > 0) {
+      const auto n = static_cast<std::size_t>(std::max(hosts, 1));
+      env->limits.max_parked = std::max<std::size_t>(1, (opts.limits.max_parked + n - 1) / n);
+    }
     if (metrics) {
       // Create the kind's series now, so dashboards see zeros rather than nothing.
       metrics->entities_active(kind);

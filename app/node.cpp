@@ -113,6 +113,9 @@ struct node::parts {
       }
     };
     o.scheduler_threads = s.scheduler_threads > 0 ? static_cast<std::size_t>(s.scheduler_threads) : 0;
+    o.limits.park_after = s.entities.park_after;
+    o.limits.keep_parked = s.entities.keep_parked;
+    o.limits.max_parked = s.entities.max_parked;
     o.outbox.poll_interval = s.outbox.poll_interval;
     o.outbox.min_round_interval = s.outbox.min_round_interval;
     o.outbox.batch_size = s.outbox.batch_size;

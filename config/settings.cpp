@@ -83,10 +83,10 @@ std::chrono::milliseconds as_ms(const typed_value& v) {
 
 // One table drives the TOML walk, the environment, the command line and the --help text, so a setting
 // cannot be reachable from one source and silently missing from another.
-const std::array<field_spec, 76> fields = {{
+const std::array<field_spec, 79> fields = {{
     {"node_id", "MERCATO_NODE_ID", "--node-id", "Node name, unique in the cluster", value_kind::identifier, 0, 0,
      [](settings& s, const typed_value& v) { s.node_id = as_text(v); }},
-    {"scheduler_threads", "MERCATO_SCHEDULER_THREADS", "--scheduler-threads", "CAF worker threads (0 = cores)",
+    {"scheduler_threads", "MERCATO_SCHEDULER_THREADS", "--scheduler-threads", "CAF worker threads (0 = one per core, at least 4)",
      value_kind::count, 0, max_threads,
      [](settings& s, const typed_value& v) { s.scheduler_threads = static_cast<unsigned>(as_number(v)); }},
     {"rate_limits", "MERCATO_RATE_LIMITS", "--rate-limits", "Rate limiting on|off", value_kind::boolean, 0, 0,
@@ -197,6 +197,12 @@ const std::array<field_spec, 76> fields = {{
      300'000, [](settings& s, const typed_value& v) { s.checkout.provider_timeout = as_ms(v); }},
     {"checkout.fault_crash_after", "MERCATO_CHECKOUT_FAULT_CRASH_AFTER", "", "", value_kind::optional_text, 0, 0,
      [](settings& s, const typed_value& v) { s.checkout.fault_crash_after = as_text(v); }},
+    {"entities.park_after_ms", "MERCATO_ENTITIES_PARK_AFTER_MS", "", "", value_kind::milliseconds, 0, 3'600'000,
+     [](settings& s, const typed_value& v) { s.entities.park_after = as_ms(v); }},
+    {"entities.keep_parked_ms", "MERCATO_ENTITIES_KEEP_PARKED_MS", "", "", value_kind::milliseconds, 1'000,
+     7ull * 86'400'000, [](settings& s, const typed_value& v) { s.entities.keep_parked = as_ms(v); }},
+    {"entities.max_parked", "MERCATO_ENTITIES_MAX_PARKED", "", "", value_kind::count, 1, 100'000'000,
+     [](settings& s, const typed_value& v) { s.entities.max_parked = static_cast<std::size_t>(as_number(v)); }},
     {"housekeeping.interval_s", "MERCATO_HOUSEKEEPING_INTERVAL_S", "", "", value_kind::seconds, 1, 86'400,
      [](settings& s, const typed_value& v) { s.housekeeping.interval = std::chrono::seconds(as_number(v)); }},
     {"housekeeping.batch_size", "MERCATO_HOUSEKEEPING_BATCH_SIZE", "", "", value_kind::count, 1, 1'000'000,

@@ -110,6 +110,16 @@ struct checkout_settings {
   std::string fault_crash_after;
 };
 
+// Entities in memory (supervisors/entity_host). An entity quiet for park_after stops its actor and
+// keeps only its committed state (a few hundred bytes, no database read to come back); a parked state
+// is dropped after keep_parked, or earlier, least recently used first, while the node holds more than
+// max_parked of one kind. 0 for park_after: no parking (an actor per entity until it passivates).
+struct entity_settings {
+  std::chrono::milliseconds park_after{5'000};
+  std::chrono::milliseconds keep_parked{30 * 60'000};
+  std::size_t max_parked = 1'000'000;  // per kind and node; ~270 MB of carts at the cap
+};
+
 // Periodic housekeeping (app/housekeeping): expired reservations, idempotency keys, business gauges.
 struct housekeeping_settings {
   std::chrono::seconds interval{30};
@@ -157,7 +167,7 @@ struct cluster_settings {
 
 struct settings {
   std::string node_id = "node-1";
-  unsigned scheduler_threads = 0;               // CAF workers; 0 = number of cores
+  unsigned scheduler_threads = 0;               // CAF workers; 0 = one per core, at least 4 (CAF's default)
   http_settings http;
   postgres_settings postgres;
   redis_settings redis;
@@ -168,6 +178,7 @@ struct settings {
   outbox_settings outbox;
   cart_settings cart;
   checkout_settings checkout;
+  entity_settings entities;
   housekeeping_settings housekeeping;
   websocket_settings websocket;
   cluster_settings cluster;

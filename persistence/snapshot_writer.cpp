@@ -996,11 +996,15 @@ void snapshot_writer::finish(batch_item& item, write_outcome o) {
 }
 
 std::optional<snapshot> load_snapshot(pqxx::connection& conn, const std::string& kind, const std::string& id) {
+  // A named statement, so an activation does not parse and plan the query again: libpqxx registers it
+  // with the server on first use on each connection, and declaring it again with the same text is a
+  // lookup (an activation that missed the parked states runs this once per entity).
+  static const std::string load_name = "mercato_snapshot_load";
+  static const std::string load_sql =
+      "SELECT version, owner_epoch, state::text, recent_commands FROM entity_snapshots WHERE kind = $1 AND id = $2";
+  conn.prepare(load_name, load_sql);
   pqxx::nontransaction tx{conn};
-  const pqxx::result r =
-      tx.exec_params("SELECT version, owner_epoch, state::text, recent_commands FROM entity_snapshots "
-                     "WHERE kind = $1 AND id = $2",
-                     kind, id);
+  const pqxx::result r = tx.exec_prepared(load_name, kind, id);
   if (r.empty()) {
     return std::nullopt;
   }

@@ -30,6 +30,13 @@ struct runtime_limits {
   // without a database read. 0 turns parking off (an actor per entity until passivation).
   std::chrono::milliseconds park_after{5'000};
   std::chrono::milliseconds park_scan_interval{1'000}; // how often a host looks for entities to park
+  // A parked entity's state (a few hundred bytes) is dropped once it has been idle this long, or
+  // earlier, oldest first, while a host holds more than max_parked of them (0: no cap; the entity
+  // runtime takes max_parked per node and kind and gives each host its share). Until then the entity
+  // comes back without a database read. Carts are the common case: a shopper's next add usually comes
+  // minutes after the last one, well past passivate_after.
+  std::chrono::milliseconds keep_parked{30 * 60'000};
+  std::size_t max_parked = 0;
   int poison_attempts = 3;                             // K: crashes of one message before it is dropped
   int restart_intensity = 20;                          // N restarts ...
   std::chrono::milliseconds restart_window{10'000};    // ... within T escalate to the host's supervisor

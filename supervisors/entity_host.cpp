@@ -403,9 +403,32 @@ caf::behavior entity_host(caf::event_based_actor* self, std::shared_ptr<const en
     }
   };
 
-  // Passivates the entities idle at least `idle_for`: live ones are asked to stop, parked ones are
-  // dropped at once (their state is committed), parking ones stop once their state is here.
-  auto scan_idle = [self, st](caf::timespan idle_for) {
+  // Drops the least recently used parked states while the host holds more than its share of
+  // max_parked (they are committed; the entity's next message reads its snapshot again).
+  auto trim_parked = [st] {
+    const auto cap = st->env->limits.max_parked;
+    if (cap == 0) {
+      return;
+    }
+    for (slot* s = st->parked.head; s && st->parked_count > cap;) {
+      slot* next = s->second.next;
+      if (s->second.ph == phase::parked) {
+        st->parked.unlink(s);
+        --st->parked_count;
+        set_active_gauge(*st, -1);
+        if (st->env->metrics) {
+          st->env->metrics->entity_passivations(st->env->kind).Increment();
+        }
+        st->entities.erase(s->first);
+      }
+      s = next;
+    }
+  };
+
+  // Passivates the live entities idle at least `idle_for` (they are asked to stop) and the parked ones
+  // idle at least `parked_idle_for`: those are dropped at once (their state is committed); parking ones
+  // stop once their state is here.
+  auto scan_idle = [self, st](caf::timespan idle_for, caf::timespan parked_idle_for) {
     const auto now = clock::now();
     const auto& env = *st->env;
     std::uint64_t asked = 0;
@@ -417,7 +440,7 @@ caf::behavior entity_host(caf::event_based_actor* self, std::shared_ptr<const en
       self->send(e.handle, protocol::passivate_atom::value);
       ++asked;
     }
-    for (slot* s = st->parked.head; s && now - s->second.last_used >= idle_for;) {
+    for (slot* s = st->parked.head; s && now - s->second.last_used >= parked_idle_for;) {
       slot* next = s->second.next;
       auto& e = s->second;
       if (e.ph == phase::parked) {
@@ -618,13 +641,16 @@ caf::behavior entity_host(caf::event_based_actor* self, std::shared_ptr<const en
         }
         return rp;
       },
-      [scan_idle](protocol::idle_atom, caf::timespan idle_for) { return static_cast<std::uint64_t>(scan_idle(idle_for)); },
+      [scan_idle](protocol::idle_atom, caf::timespan idle_for) {
+        return static_cast<std::uint64_t>(scan_idle(idle_for, idle_for));
+      },
       [self, st, scan_idle](protocol::tick_atom) {
-        scan_idle(st->env->limits.passivate_after);
+        scan_idle(st->env->limits.passivate_after, st->env->limits.keep_parked);
         self->delayed_send(self, st->env->limits.idle_scan_interval, protocol::tick_atom::value);
       },
-      [self, st, scan_park](park_tick_atom) {
+      [self, st, scan_park, trim_parked](park_tick_atom) {
         scan_park();
+        trim_parked();
         self->delayed_send(self, st->env->limits.park_scan_interval, park_tick_atom::value);
       },
       [st](protocol::stats_atom) {

@@ -166,3 +166,65 @@ TEST_CASE_FIXTURE(fixture, "passivation asked while parking completes; many enti
     CHECK(rt.stats().first == 300);
   }
 }
+
+TEST_CASE_FIXTURE(fixture, "a parked state outlives passivate_after and is dropped after keep_parked") {
+  auto limits = fast_parking();
+  limits.passivate_after = 200ms;  // a live entity idle this long would stop and forget its state
+  limits.idle_scan_interval = 5ms;
+  limits.keep_parked = 1h;
+  {
+    cart_runtime rt{{db.dsn(), "test-node", limits, 1}};
+    REQUIRE(rt.ask("p1", open_cmd()));
+    wait_parked(rt, 1);
+    REQUIRE(park_stats(rt)[1] == 1);
+    // Three times passivate_after, scanned every 5 ms: still parked, and back without a database read.
+    std::this_thread::sleep_for(600ms);
+    CHECK(park_stats(rt)[1] == 1);
+    CHECK(rt.counter("mercato_entity_passivations_total") == 0);
+    auto r = rt.ask("p1", add_cmd(1, 2));
+    REQUIRE(r);
+    CHECK(r->version == 2);
+    CHECK(rt.counter("mercato_entity_activations_total") == 1);
+  }
+  limits.keep_parked = 50ms;
+  cart_runtime rt{{db.dsn(), "test-node", limits, 1}};
+  REQUIRE(rt.ask("p2", open_cmd()));
+  wait_parked(rt, 1);
+  // Dropped by the idle scan once keep_parked has passed: the next command reads the snapshot.
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (rt.stats().first != 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(2ms);
+  CHECK(rt.stats().first == 0);
+  CHECK(park_stats(rt)[1] == 0);
+  CHECK(rt.counter("mercato_entity_passivations_total") == 1);
+  auto back = rt.ask("p2", add_cmd(1, 1));
+  REQUIRE(back);
+  CHECK(back->version == 2);
+  CHECK(rt.counter("mercato_entity_activations_total") == 2);
+}
+
+TEST_CASE_FIXTURE(fixture, "beyond max_parked the least recently used parked states are dropped") {
+  auto limits = fast_parking();
+  limits.max_parked = 2;
+  cart_runtime rt{{db.dsn(), "test-node", limits, 1}};  // one host: its share is the whole cap
+  // Parked one after another, so c1 is the least recently used.
+  for (const char* id : {"c1", "c2", "c3"}) {
+    REQUIRE(rt.ask(id, open_cmd()));
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (rt.stats().first != park_stats(rt)[1] && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(2ms);
+    }
+  }
+  wait_parked(rt, 2);
+  CHECK(park_stats(rt)[1] == 2);
+  CHECK(rt.stats().first == 2);
+  CHECK(rt.counter("mercato_entity_passivations_total") == 1);
+  CHECK(rt.counter("mercato_entities_active") == 2);
+  CHECK(rt.counter("mercato_entity_activations_total") == 3);
+  // c3 was kept: back from memory. c1 was dropped: back from its snapshot, with its state.
+  REQUIRE(rt.ask("c3", add_cmd(1, 1)));
+  CHECK(rt.counter("mercato_entity_activations_total") == 3);
+  auto c1 = rt.ask("c1", add_cmd(2, 3));
+  REQUIRE(c1);
+  CHECK(c1->version == 2);
+  CHECK(rt.counter("mercato_entity_activations_total") == 4);
+}

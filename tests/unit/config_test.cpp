@@ -74,6 +74,8 @@ bool same(const cfg::settings& a, const cfg::settings& b) {
          a.cart.free_shipping_threshold == b.cart.free_shipping_threshold &&
          a.cart.abandoned_after == b.cart.abandoned_after && a.housekeeping.interval == b.housekeeping.interval &&
          a.housekeeping.batch_size == b.housekeeping.batch_size &&
+         a.entities.park_after == b.entities.park_after && a.entities.keep_parked == b.entities.keep_parked &&
+         a.entities.max_parked == b.entities.max_parked &&
          a.checkout.reservation_ttl == b.checkout.reservation_ttl &&
          a.checkout.provider_timeout == b.checkout.provider_timeout &&
          a.checkout.fault_crash_after == b.checkout.fault_crash_after &&
@@ -174,6 +176,10 @@ abandoned_after_s = 120
 [housekeeping]
 interval_s = 5
 batch_size = 50
+[entities]
+park_after_ms = 0
+keep_parked_ms = 60000
+max_parked = 77
 [websocket]
 max_connections = 31
 max_subscriptions = 32
@@ -213,6 +219,9 @@ max_initial_orders = 39
   CHECK(s.cart.abandoned_after == std::chrono::seconds{120});
   CHECK(s.housekeeping.interval == std::chrono::seconds{5});
   CHECK(s.housekeeping.batch_size == 50);
+  CHECK(s.entities.park_after == std::chrono::milliseconds{0});
+  CHECK(s.entities.keep_parked == std::chrono::milliseconds{60000});
+  CHECK(s.entities.max_parked == 77);
   CHECK(s.websocket.max_connections == 31);
   CHECK(s.websocket.max_subscriptions == 32);
   CHECK(s.websocket.max_message_bytes == 333);
@@ -266,6 +275,9 @@ TEST_CASE("every MERCATO_* variable is read from the environment") {
                                   {"MERCATO_CART_ABANDONED_AFTER_S", "4"},
                                   {"MERCATO_HOUSEKEEPING_INTERVAL_S", "5"},
                                   {"MERCATO_HOUSEKEEPING_BATCH_SIZE", "6"},
+                                  {"MERCATO_ENTITIES_PARK_AFTER_MS", "7"},
+                                  {"MERCATO_ENTITIES_KEEP_PARKED_MS", "8000"},
+                                  {"MERCATO_ENTITIES_MAX_PARKED", "9"},
                                   {"MERCATO_WS_MAX_CONNECTIONS", "41"},
                                   {"MERCATO_WS_MAX_SUBSCRIPTIONS", "42"},
                                   {"MERCATO_WS_MAX_MESSAGE_BYTES", "430"},
@@ -301,6 +313,9 @@ TEST_CASE("every MERCATO_* variable is read from the environment") {
   CHECK(s.cart.abandoned_after == std::chrono::seconds{4});
   CHECK(s.housekeeping.interval == std::chrono::seconds{5});
   CHECK(s.housekeeping.batch_size == 6);
+  CHECK(s.entities.park_after == std::chrono::milliseconds{7});
+  CHECK(s.entities.keep_parked == std::chrono::milliseconds{8000});
+  CHECK(s.entities.max_parked == 9);
   CHECK(s.websocket.max_connections == 41);
   CHECK(s.websocket.max_subscriptions == 42);
   CHECK(s.websocket.max_message_bytes == 430);
@@ -518,6 +533,11 @@ TEST_CASE("thread counts, pool size, sizes and timeouts are range-checked") {
     CAPTURE(timeout);
     CHECK(contains(only_error(run({}, {{timeout, "0"}})).message, "must be between 1 and"));
   }
+  // A parked state kept less than a second would be dropped by the next scan anyway; no cap of 0.
+  const auto keep = only_error(run({}, {{"MERCATO_ENTITIES_KEEP_PARKED_MS", "999"}}));
+  CHECK(keep.key == "entities.keep_parked_ms");
+  CHECK(contains(keep.message, "between 1000 and"));
+  CHECK(only_error(run({}, {{"MERCATO_ENTITIES_MAX_PARKED", "0"}})).key == "entities.max_parked");
 }
 
 TEST_CASE("text settings must not be empty and the node id must be a plain name") {
