@@ -119,6 +119,17 @@ void set_active_gauge(host_state& st, std::int64_t delta) {
   }
 }
 
+// Forgets a parked entity (its state is committed): its next message reads the snapshot again.
+void drop_parked(host_state& st, slot* s) {
+  st.parked.unlink(s);
+  --st.parked_count;
+  set_active_gauge(st, -1);
+  if (st.env->metrics) {
+    st.env->metrics->entity_passivations(st.env->kind).Increment();
+  }
+  st.entities.erase(s->first);
+}
+
 entry_extra& extra_of(entry& e) {
   if (!e.extra) {
     e.extra = std::make_unique<entry_extra>();
@@ -413,13 +424,7 @@ caf::behavior entity_host(caf::event_based_actor* self, std::shared_ptr<const en
     for (slot* s = st->parked.head; s && st->parked_count > cap;) {
       slot* next = s->second.next;
       if (s->second.ph == phase::parked) {
-        st->parked.unlink(s);
-        --st->parked_count;
-        set_active_gauge(*st, -1);
-        if (st->env->metrics) {
-          st->env->metrics->entity_passivations(st->env->kind).Increment();
-        }
-        st->entities.erase(s->first);
+        drop_parked(*st, s);
       }
       s = next;
     }
@@ -430,7 +435,6 @@ caf::behavior entity_host(caf::event_based_actor* self, std::shared_ptr<const en
   // stop once their state is here.
   auto scan_idle = [self, st](caf::timespan idle_for, caf::timespan parked_idle_for) {
     const auto now = clock::now();
-    const auto& env = *st->env;
     std::uint64_t asked = 0;
     while (st->live.head && now - st->live.head->second.last_used >= idle_for) {
       slot* s = st->live.head;
@@ -444,13 +448,7 @@ caf::behavior entity_host(caf::event_based_actor* self, std::shared_ptr<const en
       slot* next = s->second.next;
       auto& e = s->second;
       if (e.ph == phase::parked) {
-        st->parked.unlink(s);
-        --st->parked_count;
-        set_active_gauge(*st, -1);
-        if (env.metrics) {
-          env.metrics->entity_passivations(env.kind).Increment();
-        }
-        st->entities.erase(s->first);
+        drop_parked(*st, s);
         ++asked;
       } else if (!e.passivate_when_parked) {
         e.passivate_when_parked = true;
