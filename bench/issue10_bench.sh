@@ -27,6 +27,9 @@
 #   --only LIST           comma-separated subset of carts,search,baseline (default all three)
 #   --fresh-catalog       drop and regenerate the search catalog database even if it is complete
 #   --keep-catalog-db / --drop-catalog-db   keep (default) or drop the search database at the end
+#   --rate-limits on|off  the nodes' rate limits (default off). on: the defaults' rules with the global,
+#                         anonymous and authenticated budgets raised so that nothing is refused (as
+#                         issue14_bench.sh runs the GET), so admission's cost is in the figures
 #   --no-append           print the table only; do not append to bench/results.md
 #   --note TEXT           added to the results heading line
 #
@@ -60,6 +63,7 @@ duration=10
 warmup=3
 threads=1
 only="carts,search,baseline"
+rate_limits=off
 fresh_catalog=0
 drop_catalog=0
 append=1
@@ -67,6 +71,7 @@ note=""
 while (( $# )); do
   case "$1" in
     --carts) carts="${2:?}"; shift 2 ;;
+    --rate-limits) rate_limits="${2:?}"; shift 2 ;;
     --cart-connections) cart_connections="${2:?}"; shift 2 ;;
     --rate-fraction) rate_fraction="${2:?}"; shift 2 ;;
     --cart-rate) cart_rate="${2:?}"; shift 2 ;;
@@ -96,6 +101,7 @@ done
 [[ -z "$open_connections" ]] || is_uint "$open_connections" || die "--open-connections needs a positive whole number"
 [[ "$cart_connections" =~ ^[0-9]+(,[0-9]+)*$ ]] || die "--cart-connections needs a list like 32,128"
 [[ "$duration" =~ ^[0-9]+(\.[0-9]+)?$ && "$warmup" =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "--duration/--warmup need seconds"
+[[ "$rate_limits" == on || "$rate_limits" == off ]] || die "--rate-limits needs on or off, got '$rate_limits'"
 [[ "$rate_fraction" =~ ^0?\.[0-9]+$|^1(\.0*)?$ ]] || die "--rate-fraction needs a number in (0, 1]"
 want() { [[ ",$only," == *",$1,"* ]]; }
 for part in ${only//,/ }; do
@@ -195,7 +201,9 @@ start_mercatod() {
   env -u MERCATO_URL -u MERCATO_LOADGEN -u MERCATO_START_TIMEOUT -u MERCATO_PG_PORT -u MERCATO_REDIS_PORT \
     -u MERCATO_SERVICES_TIMEOUT \
     MERCATO_PG_DSN="$dsn" MERCATO_REDIS_URL="$redis_url" MERCATO_REDIS_KEY_PREFIX="$REDIS_PREFIX" \
-    MERCATO_RATE_LIMITS=off MERCATO_HTTP_ADDRESS=127.0.0.1 MERCATO_HTTP_PORT="$port" \
+    MERCATO_RATE_LIMITS="$rate_limits" MERCATO_RATE_LIMIT_GLOBAL=1000000000/h \
+    MERCATO_RATE_LIMIT_ANONYMOUS=1000000000/h MERCATO_RATE_LIMIT_AUTHENTICATED=1000000000/h \
+    MERCATO_HTTP_ADDRESS=127.0.0.1 MERCATO_HTTP_PORT="$port" \
     MERCATO_LOG_LEVEL="${MERCATO_LOG_LEVEL:-warn}" MERCATO_JWT_SECRET="$JWT_SECRET" \
     MERCATO_ADMIN_EMAIL="$BENCH_ADMIN_EMAIL" MERCATO_ADMIN_PASSWORD="$BENCH_ADMIN_PASSWORD" \
     "$MERCATOD" "$@" >"$MERCATOD_LOG" 2>&1 &
