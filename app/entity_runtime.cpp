@@ -115,6 +115,7 @@ struct entity_runtime::impl {
     if (opts.scheduler_threads > 0) {
       caf_config.set("scheduler.max-threads", opts.scheduler_threads);
     }
+    caf_config.set("work-stealing.moderate-sleep-duration", caf::timespan{opts.scheduler_poll_sleep});
     system = std::make_unique<caf::actor_system>(caf_config);
     if (metrics) {
       cluster_stats = std::make_unique<cluster::cluster_metrics>(metrics->registry());

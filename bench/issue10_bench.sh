@@ -288,7 +288,9 @@ if want carts; then
     # Enough connections that a slow reply does not hold the schedule back (latency counts from the schedule).
     open_conns="${open_connections:-$(python3 -c 'import sys; print(max(int(x) for x in sys.argv[1].split(",")) * 2)' "$cart_connections")}"
     runs+=(add_open)
-    run add_open "$MERCATO_URL" --requests-file "$TMP_DIR/adds.jsonl" --connections "$open_conns" --rate "$open_rate"
+    # --timeline: each second's p99 and max on stderr, to tell a steady tail from stalls.
+    run add_open "$MERCATO_URL" --requests-file "$TMP_DIR/adds.jsonl" --connections "$open_conns" --rate "$open_rate" \
+      --timeline
   fi
   # One cart after the runs: its lines and units (a sanity check that the adds landed).
   python3 - "$MERCATO_URL" "$TMP_DIR/carts_setup.json" >"$TMP_DIR/sample_cart.json" <<'PY' || log "WARNING: could not read the sample cart"

@@ -73,6 +73,7 @@ struct options {
   bool closed = false;
   int timeout_ms = 5000;
   bool json = false;
+  bool timeline = false;
   std::string label;
 };
 
@@ -104,6 +105,8 @@ options:
   --warmup S           seconds run but not measured, before the measurement (default 2)
   --timeout-ms MS      per-request timeout from send to complete reply (default 5000)
   --label NAME         name echoed in the output
+  --timeline           also report each measured second on its own (by scheduled or send time): ok, errors,
+                       p50, p99 and max, to tell a steady tail from stalls (a "timeline" array in --json)
   --json               print one JSON line on stdout (the human summary then goes to stderr)
   --help
 
@@ -177,6 +180,8 @@ options parse_options(int argc, char** argv) {
       o.label = value();
     } else if (arg == "--json") {
       o.json = true;
+    } else if (arg == "--timeline") {
+      o.timeline = true;
     } else {
       usage_error("unknown argument '" + arg + "'");
     }
@@ -361,11 +366,23 @@ request_plan plan_requests(const options& o) {
 
 // ---------------------------------------------------------------------------------------------- results
 
+// One measured second of --timeline: the requests scheduled (open model) or sent (closed loop) in it.
+struct second_bucket {
+  latency_histogram latency;  // successful requests only, as in results
+  std::uint64_t errors = 0;
+
+  void merge(const second_bucket& other) {
+    latency.merge(other.latency);
+    errors += other.errors;
+  }
+};
+
 struct results {
   latency_histogram latency;  // successful (2xx/3xx) requests only, so fast error replies cannot flatter it
   std::uint64_t ok = 0;
   std::uint64_t unsent = 0;  // open model: scheduled in the window but never sent (no free connection in time)
   std::map<std::string, std::uint64_t> errors;
+  std::vector<second_bucket> seconds;  // --timeline only; index = whole seconds since the end of the warm-up
 
   [[nodiscard]] std::uint64_t error_total() const {
     std::uint64_t n = 0;
@@ -378,6 +395,8 @@ struct results {
     ok += other.ok;
     unsent += other.unsent;
     for (const auto& [kind, count] : other.errors) errors[kind] += count;
+    if (seconds.size() < other.seconds.size()) seconds.resize(other.seconds.size());
+    for (std::size_t i = 0; i < other.seconds.size(); ++i) seconds[i].merge(other.seconds[i]);
   }
 };
 
@@ -467,11 +486,15 @@ class worker {
   void on_request_done(time_point intended, time_point finished, int status) {
     --in_flight_;
     if (intended >= timeline_.measure_from) {
+      second_bucket* second = bucket_of(intended);
       if (status >= 200 && status < 400) {
         ++results_.ok;
-        results_.latency.record(std::chrono::duration_cast<std::chrono::nanoseconds>(finished - intended).count());
+        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(finished - intended).count();
+        results_.latency.record(ns);
+        if (second != nullptr) second->latency.record(ns);
       } else {
         ++results_.errors["http_" + std::to_string(status)];
+        if (second != nullptr) ++second->errors;
       }
     }
     if (stopping_ && in_flight_ == 0) finish();
@@ -479,7 +502,10 @@ class worker {
 
   void on_request_failed(time_point intended, const std::string& kind) {
     --in_flight_;
-    if (intended >= timeline_.measure_from) ++results_.errors[kind];
+    if (intended >= timeline_.measure_from) {
+      ++results_.errors[kind];
+      if (second_bucket* second = bucket_of(intended)) ++second->errors;
+    }
     if (stopping_ && in_flight_ == 0) finish();
   }
 
@@ -491,6 +517,15 @@ class worker {
 
  private:
   [[nodiscard]] bool open_model() const { return options_.rate.has_value(); }
+
+  // The --timeline bucket of a measured request (nullptr without --timeline).
+  second_bucket* bucket_of(time_point intended) {
+    if (!options_.timeline) return nullptr;
+    const auto index = static_cast<std::size_t>(
+        std::chrono::duration_cast<std::chrono::seconds>(intended - timeline_.measure_from).count());
+    if (results_.seconds.size() <= index) results_.seconds.resize(index + 1);
+    return &results_.seconds[index];
+  }
 
   void send(connection& c, time_point intended) {
     ++in_flight_;
@@ -716,6 +751,16 @@ void report(const options& o, const request_plan& plan, const results& r, double
     for (const auto& [kind, count] : r.errors) human << ' ' << kind << '=' << count;
     human << "\n";
   }
+  if (o.timeline) {
+    human << "  second        ok  errors    p50 ms    p99 ms    max ms\n";
+    for (std::size_t i = 0; i < r.seconds.size(); ++i) {
+      const auto& b = r.seconds[i];
+      std::snprintf(line, sizeof line, "  %6zu  %8llu  %6llu  %8.3f  %8.3f  %8.3f\n", i,
+                    static_cast<unsigned long long>(b.latency.count()), static_cast<unsigned long long>(b.errors),
+                    ms(b.latency.percentile(50)), ms(b.latency.percentile(99)), ms(b.latency.max()));
+      human << line;
+    }
+  }
   if (r.unsent > 0) {
     human << "  WARNING    " << r.unsent
           << " scheduled requests were never sent (no free connection before the end): the target cannot sustain"
@@ -743,8 +788,18 @@ void report(const options& o, const request_plan& plan, const results& r, double
     }
     j << "},\"unsent\":" << r.unsent << ",\"rate\":" << rate << ",\"p50_ms\":" << ms(h.percentile(50))
       << ",\"p90_ms\":" << ms(h.percentile(90)) << ",\"p99_ms\":" << ms(h.percentile(99))
-      << ",\"p999_ms\":" << ms(h.percentile(99.9)) << ",\"max_ms\":" << ms(h.max()) << ",\"mean_ms\":" << h.mean() / 1e6
-      << "}";
+      << ",\"p999_ms\":" << ms(h.percentile(99.9)) << ",\"max_ms\":" << ms(h.max()) << ",\"mean_ms\":" << h.mean() / 1e6;
+    if (o.timeline) {
+      j << ",\"timeline\":[";
+      for (std::size_t i = 0; i < r.seconds.size(); ++i) {
+        const auto& b = r.seconds[i];
+        j << (i == 0 ? "" : ",") << "{\"second\":" << i << ",\"ok\":" << b.latency.count()
+          << ",\"errors\":" << b.errors << ",\"p50_ms\":" << ms(b.latency.percentile(50))
+          << ",\"p99_ms\":" << ms(b.latency.percentile(99)) << ",\"max_ms\":" << ms(b.latency.max()) << "}";
+      }
+      j << "]";
+    }
+    j << "}";
     std::cout << j.str() << std::endl;
   }
 }

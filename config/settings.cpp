@@ -83,12 +83,17 @@ std::chrono::milliseconds as_ms(const typed_value& v) {
 
 // One table drives the TOML walk, the environment, the command line and the --help text, so a setting
 // cannot be reachable from one source and silently missing from another.
-const std::array<field_spec, 79> fields = {{
+const std::array<field_spec, 80> fields = {{
     {"node_id", "MERCATO_NODE_ID", "--node-id", "Node name, unique in the cluster", value_kind::identifier, 0, 0,
      [](settings& s, const typed_value& v) { s.node_id = as_text(v); }},
     {"scheduler_threads", "MERCATO_SCHEDULER_THREADS", "--scheduler-threads", "CAF worker threads (0 = one per core, at least 4)",
      value_kind::count, 0, max_threads,
      [](settings& s, const typed_value& v) { s.scheduler_threads = static_cast<unsigned>(as_number(v)); }},
+    {"scheduler_poll_sleep_us", "MERCATO_SCHEDULER_POLL_SLEEP_US", "",
+     "Idle CAF worker's sleep between polls of its queue, in microseconds", value_kind::count, 0, 100'000,
+     [](settings& s, const typed_value& v) {
+       s.scheduler_poll_sleep = std::chrono::microseconds{static_cast<std::int64_t>(as_number(v))};
+     }},
     {"rate_limits", "MERCATO_RATE_LIMITS", "--rate-limits", "Rate limiting on|off", value_kind::boolean, 0, 0,
      [](settings& s, const typed_value& v) { s.rate_limits.enabled = std::get<bool>(v); }},
     {"rate_limit.global", "MERCATO_RATE_LIMIT_GLOBAL", "", "", value_kind::rate, 0, 0,

@@ -168,6 +168,9 @@ struct cluster_settings {
 struct settings {
   std::string node_id = "node-1";
   unsigned scheduler_threads = 0;               // CAF workers; 0 = one per core, at least 4 (CAF's default)
+  // How long an idle CAF worker sleeps between polls of its empty queue, in its second ("moderate") phase
+  // of polling (work-stealing.moderate-sleep-duration; CAF's default is 50 µs).
+  std::chrono::microseconds scheduler_poll_sleep{50};
   http_settings http;
   postgres_settings postgres;
   redis_settings redis;

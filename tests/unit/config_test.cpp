@@ -54,6 +54,7 @@ class temp_dir {
 
 bool same(const cfg::settings& a, const cfg::settings& b) {
   return a.node_id == b.node_id && a.scheduler_threads == b.scheduler_threads &&
+         a.scheduler_poll_sleep == b.scheduler_poll_sleep &&
          a.http.bind_address == b.http.bind_address && a.http.port == b.http.port &&
          a.http.threads == b.http.threads && a.http.max_body_bytes == b.http.max_body_bytes &&
          a.http.max_header_bytes == b.http.max_header_bytes && a.http.read_timeout == b.http.read_timeout &&
@@ -119,6 +120,7 @@ TEST_CASE("no file, environment or flags gives the documented defaults") {
   CHECK(same(s, cfg::settings{}));
   CHECK(s.node_id == "node-1");
   CHECK(s.scheduler_threads == 0);
+  CHECK(s.scheduler_poll_sleep == std::chrono::microseconds{50});
   CHECK(s.http.bind_address == "127.0.0.1");
   CHECK(s.http.port == 8080);
   CHECK(s.http.threads == 1);
@@ -145,6 +147,7 @@ TEST_CASE("every key is read from the file") {
   auto file = dir.write("all.toml", R"(
 node_id = "eu-2"
 scheduler_threads = 3
+scheduler_poll_sleep_us = 300
 rate_limits = false
 demo = true
 [http]
@@ -194,6 +197,7 @@ max_initial_orders = 39
   const auto s = loaded(run({"--config", file}));
   CHECK(s.node_id == "eu-2");
   CHECK(s.scheduler_threads == 3);
+  CHECK(s.scheduler_poll_sleep == std::chrono::microseconds{300});
   CHECK_FALSE(s.rate_limits.enabled);
   CHECK(s.load_demo_catalog);
   CHECK(s.http.bind_address == "0.0.0.0");
@@ -251,6 +255,7 @@ TEST_CASE("tax rates: COUNTRY=basis points pairs; anything else is refused with 
 TEST_CASE("every MERCATO_* variable is read from the environment") {
   const auto s = loaded(run({}, {{"MERCATO_NODE_ID", "n7"},
                                   {"MERCATO_SCHEDULER_THREADS", "2"},
+                                  {"MERCATO_SCHEDULER_POLL_SLEEP_US", "0"},
                                   {"MERCATO_RATE_LIMITS", "off"},
                                   {"MERCATO_DEMO", "1"},
                                   {"MERCATO_HTTP_ADDRESS", "::1"},
@@ -289,6 +294,7 @@ TEST_CASE("every MERCATO_* variable is read from the environment") {
                                   {"MERCATO_WS_MAX_INITIAL_ORDERS", "49"}}));
   CHECK(s.node_id == "n7");
   CHECK(s.scheduler_threads == 2);
+  CHECK(s.scheduler_poll_sleep == std::chrono::microseconds{0});
   CHECK_FALSE(s.rate_limits.enabled);
   CHECK(s.load_demo_catalog);
   CHECK(s.http.bind_address == "::1");
@@ -538,6 +544,9 @@ TEST_CASE("thread counts, pool size, sizes and timeouts are range-checked") {
   CHECK(keep.key == "entities.keep_parked_ms");
   CHECK(contains(keep.message, "between 1000 and"));
   CHECK(only_error(run({}, {{"MERCATO_ENTITIES_MAX_PARKED", "0"}})).key == "entities.max_parked");
+  const auto sleep = only_error(run({}, {{"MERCATO_SCHEDULER_POLL_SLEEP_US", "100001"}}));
+  CHECK(sleep.key == "scheduler_poll_sleep_us");
+  CHECK(contains(sleep.message, "between 0 and 100000"));
 }
 
 TEST_CASE("text settings must not be empty and the node id must be a plain name") {
