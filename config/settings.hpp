@@ -169,8 +169,9 @@ struct settings {
   std::string node_id = "node-1";
   unsigned scheduler_threads = 0;               // CAF workers; 0 = one per core, at least 4 (CAF's default)
   // How long an idle CAF worker sleeps between polls of its empty queue, in its second ("moderate") phase
-  // of polling (work-stealing.moderate-sleep-duration; CAF's default is 50 µs).
-  std::chrono::microseconds scheduler_poll_sleep{50};
+  // of polling (work-stealing.moderate-sleep-duration). CAF's default is 50 µs; 500 µs gave add-to-cart
+  // ~20 % more throughput on 2 cores with no worse latency (bench/results.md, 2026-12-01 14:27-14:53).
+  std::chrono::microseconds scheduler_poll_sleep{500};
   http_settings http;
   postgres_settings postgres;
   redis_settings redis;

@@ -120,7 +120,7 @@ TEST_CASE("no file, environment or flags gives the documented defaults") {
   CHECK(same(s, cfg::settings{}));
   CHECK(s.node_id == "node-1");
   CHECK(s.scheduler_threads == 0);
-  CHECK(s.scheduler_poll_sleep == std::chrono::microseconds{50});
+  CHECK(s.scheduler_poll_sleep == std::chrono::microseconds{500});
   CHECK(s.http.bind_address == "127.0.0.1");
   CHECK(s.http.port == 8080);
   CHECK(s.http.threads == 1);
