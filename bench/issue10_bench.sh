@@ -289,8 +289,39 @@ if want carts; then
     open_conns="${open_connections:-$(python3 -c 'import sys; print(max(int(x) for x in sys.argv[1].split(",")) * 2)' "$cart_connections")}"
     runs+=(add_open)
     # --timeline: each second's p99 and max on stderr, to tell a steady tail from stalls.
+    curl -fsS --max-time 5 "$MERCATO_URL/metrics" >"$TMP_DIR/metrics_before_open.txt" || true
     run add_open "$MERCATO_URL" --requests-file "$TMP_DIR/adds.jsonl" --connections "$open_conns" --rate "$open_rate" \
       --timeline
+    curl -fsS --max-time 5 "$MERCATO_URL/metrics" >"$TMP_DIR/metrics_after_open.txt" || true
+    # Where an add spent its time during the open run (warm-up included): mercato_stage_seconds, after - before.
+    python3 - "$TMP_DIR/metrics_before_open.txt" "$TMP_DIR/metrics_after_open.txt" >"$TMP_DIR/open_stages.txt" <<'PY' \
+      || log "WARNING: could not read the stage histograms"
+import re, sys
+def read(path):
+    out = {}
+    for line in open(path):
+        m = re.match(r'mercato_stage_seconds_(sum|count|bucket)\{([^}]*)\} (\S+)', line)
+        if not m:
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
+        out[(labels["stage"], m.group(1), labels.get("le"))] = float(m.group(3))
+    return out
+before, after = read(sys.argv[1]), read(sys.argv[2])
+def delta(key):
+    return after.get(key, 0.0) - before.get(key, 0.0)
+parts = []
+for stage in ("admission", "handler", "writer_queue", "writer_commit"):
+    n = delta((stage, "count", None))
+    if n <= 0:
+        continue
+    mean_ms = delta((stage, "sum", None)) / n * 1000
+    # p99: the smallest bucket bound holding 99 % of the run's observations
+    buckets = sorted((float(k[2]), k) for k in after if k[0] == stage and k[1] == "bucket" and k[2] != "+Inf")
+    p99 = next((le * 1000 for le, key in buckets if delta(key) >= 0.99 * n), None)
+    parts.append(f"{stage} {mean_ms:.1f}" + (f" (p99 <= {p99:g})" if p99 is not None else " (p99 > top bucket)"))
+print("; ".join(parts))
+PY
+    log "open run, mean ms per stage: $(cat "$TMP_DIR/open_stages.txt" 2>/dev/null)"
   fi
   # One cart after the runs: its lines and units (a sanity check that the adds landed).
   python3 - "$MERCATO_URL" "$TMP_DIR/carts_setup.json" >"$TMP_DIR/sample_cart.json" <<'PY' || log "WARNING: could not read the sample cart"
