@@ -15,6 +15,7 @@
 
 #include "cluster/coordinator.hpp"
 #include "cluster/shard_front.hpp"
+#include "config/settings.hpp"
 #include "persistence/outbox_dispatcher.hpp"
 #include "persistence/snapshot_writer.hpp"
 #include "supervisors/entity_env.hpp"
@@ -33,7 +34,7 @@ struct entity_runtime_options {
   std::string node_id = "node-1";
   int shards = 64;                     // per kind
   std::size_t scheduler_threads = 0;   // CAF workers; 0: CAF's default, one per core but at least 4
-  std::chrono::microseconds scheduler_poll_sleep{500};  // work-stealing.moderate-sleep-duration (CAF: 50)
+  std::chrono::microseconds scheduler_poll_sleep = config::default_scheduler_poll_sleep;
   int hosts_per_kind = 0;              // 0: one per scheduler worker
   supervisors::runtime_limits limits;
   persistence::snapshot_writer_options writer;  // dsn and node_id are taken from above

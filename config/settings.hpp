@@ -12,6 +12,12 @@
 
 namespace mercato::config {
 
+// How long an idle CAF worker sleeps between polls of its empty queue, in its second ("moderate") phase of
+// polling (work-stealing.moderate-sleep-duration). CAF's default is 50 µs; 500 µs gave add-to-cart ~20 %
+// more throughput on 2 cores with no worse latency (bench/results.md, 2026-12-01 14:27-14:53). One constant
+// for the node's settings and for app::entity_runtime_options, so tests and benchmarks run what nodes run.
+inline constexpr std::chrono::microseconds default_scheduler_poll_sleep{500};
+
 enum class log_format { text, json };
 
 struct http_settings {
@@ -168,10 +174,7 @@ struct cluster_settings {
 struct settings {
   std::string node_id = "node-1";
   unsigned scheduler_threads = 0;               // CAF workers; 0 = one per core, at least 4 (CAF's default)
-  // How long an idle CAF worker sleeps between polls of its empty queue, in its second ("moderate") phase
-  // of polling (work-stealing.moderate-sleep-duration). CAF's default is 50 µs; 500 µs gave add-to-cart
-  // ~20 % more throughput on 2 cores with no worse latency (bench/results.md, 2026-12-01 14:27-14:53).
-  std::chrono::microseconds scheduler_poll_sleep{500};
+  std::chrono::microseconds scheduler_poll_sleep = default_scheduler_poll_sleep;
   http_settings http;
   postgres_settings postgres;
   redis_settings redis;
