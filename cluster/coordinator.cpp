@@ -233,14 +233,17 @@ bool coordinator::drop(const shard_key& key, const char* why) {
 }
 
 // The counts the entity routers gave last time (asked again now, answered asynchronously: a busy
-// scheduler must not delay the heartbeat).
+// scheduler must not delay the heartbeat). Asked as (stats_atom, parked_atom), which each host answers
+// from its counters: plain stats_atom also sums the messages waiting per entity, a walk over every
+// resident entity (100,000 parked carts took 1.6 % of a 2-core box at one heartbeat a second).
 std::map<std::string, std::int64_t> coordinator::active_entities() {
   for (auto& k : kinds_) {
     sys_.spawn(
         [counts = active_counts_, kind = k.env->kind](caf::event_based_actor* self, caf::actor front) {
-          self->request(front, std::chrono::seconds(2), protocol::stats_atom::value)
+          self->request(front, std::chrono::seconds(2), protocol::stats_atom::value,
+                        supervisors::parked_atom::value)
               .then(
-                  [counts, kind](std::uint64_t active, std::uint64_t) {
+                  [counts, kind](std::uint64_t active, std::uint64_t /*parked*/, std::uint64_t /*unparks*/) {
                     std::lock_guard<std::mutex> lock{counts->mutex};
                     counts->by_kind[kind] = static_cast<std::int64_t>(active);
                   },
