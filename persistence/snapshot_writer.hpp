@@ -78,7 +78,8 @@ struct snapshot_writer_options {
   std::string node_id;                              // must match shard_leases.owner_node
   unsigned threads = 2;                             // writer threads, one connection each
   std::size_t max_batch = 1000;                     // writes per transaction
-  std::chrono::microseconds linger{2000};           // wait this long for a batch to fill
+  std::chrono::microseconds linger{2000};           // wait this long for a batch to fill, unless the
+                                                    // lane's last transaction had a single write
   std::size_t queue_limit = 100'000;                // pending writes (all threads) before overloaded
   std::chrono::milliseconds commit_deadline{5000};  // keep retrying an outage this long, then unavailable
   // Called on a writer thread after each committed transaction that appended events (the outbox

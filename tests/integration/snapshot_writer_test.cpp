@@ -802,3 +802,53 @@ TEST_CASE("a batch of many entities writes each projection table in one statemen
   CHECK(scalar(f.conn, "SELECT COUNT(*) FROM proj_latest_b WHERE version = 2") == static_cast<std::int64_t>(n - 1));
   CHECK(scalar(f.conn, "SELECT version FROM proj_latest_b WHERE id = 'e5'") == 42);
 }
+
+TEST_CASE("after a transaction of one write, the next write does not wait out the linger") {
+  fixture f;
+  auto opts = f.options();
+  opts.threads = 1;
+  opts.max_batch = 100;
+  opts.linger = std::chrono::hours(1);  // a write that waited it out would not commit during the test
+  // Declared before the writer, which may still call into them while it stops.
+  acks a{2};
+  std::mutex m;
+  std::condition_variable cv;
+  bool holding = false;
+  bool release = false;
+  persistence::snapshot_writer w{opts, nullptr};
+
+  // The lane is held inside a barrier's callback while a second barrier and one write queue behind
+  // it. A barrier at the front closes the batch at once, so that write commits alone.
+  w.after_pending("cart", "hold", [&] {
+    std::unique_lock<std::mutex> lock{m};
+    holding = true;
+    cv.notify_all();
+    cv.wait(lock, [&] { return release; });
+  });
+  {
+    std::unique_lock<std::mutex> lock{m};
+    REQUIRE(cv.wait_for(lock, 20s, [&] { return holding; }));
+  }
+  w.after_pending("cart", "alone", [] {});
+  auto alone = make_write("cart", "alone", 1, f.epoch);
+  alone.done = a.slot(0);
+  REQUIRE(w.enqueue(std::move(alone)) == write_outcome::committed);
+  {
+    std::lock_guard<std::mutex> lock{m};
+    release = true;
+  }
+  cv.notify_all();
+  REQUIRE(a.wait(1));
+  CHECK(a.at(0) == write_outcome::committed);
+  CHECK(w.stats().transactions == 1);
+
+  // The lane's last transaction found no company, so the next write starts at once instead of
+  // waiting the hour for a batch to fill.
+  auto next = make_write("cart", "next", 1, f.epoch);
+  next.done = a.slot(1);
+  REQUIRE(w.enqueue(std::move(next)) == write_outcome::committed);
+  REQUIRE(a.wait(2, 60s));
+  CHECK(a.at(1) == write_outcome::committed);
+  CHECK(w.stats().transactions == 2);
+  CHECK(scalar(f.conn, "SELECT COUNT(*) FROM entity_snapshots WHERE id IN ('alone', 'next')") == 2);
+}
