@@ -2,10 +2,16 @@
 
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
+#include <string>
 
 #include <pthread.h>
 #include <sys/resource.h>
+
+#ifdef MERCATO_WITH_MIMALLOC
+#include <mimalloc.h>
+#endif
 
 #include "app/admin_command.hpp"
 #include "app/node.hpp"
@@ -41,6 +47,28 @@ void raise_open_files_limit(const mercato::config::settings& s) {
   }
 }
 
+// Logs which malloc serves this process. A build with mimalloc checks that a malloc() really comes
+// from it (mimalloc must own the probe's block): linked into the executable it comes before the C
+// library's malloc, and a build where it did not would say so here.
+void report_allocator() {
+#ifdef MERCATO_WITH_MIMALLOC
+  void* volatile probe = std::malloc(64);
+  const bool ours = mi_is_in_heap_region(probe);
+  std::free(probe);
+  const int v = mi_version();  // e.g. 209 for 2.0.9
+  const std::string version = std::to_string(v / 100) + "." + std::to_string(v / 10 % 10) + "." + std::to_string(v % 10);
+  if (ours) {
+    mercato::telemetry::log_info("allocator", {{"malloc", "mimalloc"}, {"version", version}});
+  } else {
+    mercato::telemetry::log_warn("built with mimalloc, but malloc() does not go through it; running on the C "
+                                 "library's malloc",
+                                 {{"mimalloc_version", version}});
+  }
+#else
+  mercato::telemetry::log_info("allocator", {{"malloc", "system"}});
+#endif
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -69,6 +97,7 @@ int main(int argc, char** argv) {
   }
   const auto settings = *loaded.value;
   mercato::telemetry::configure_logging(settings.log);
+  report_allocator();
   raise_open_files_limit(settings);
 
   mercato::app::node node{settings};
