@@ -7,7 +7,6 @@
 #include <cstdint>
 #include <random>
 #include <regex>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -112,16 +111,9 @@ std::vector<std::string> demo_product_ids(std::size_t n) {
 // The JSON log lines of a node whose "msg" is "request" and whose request_id is `request_id`.
 std::vector<json::object> access_log_lines(const node_process& n, const std::string& request_id) {
   std::vector<json::object> out;
-  std::istringstream in{n.log()};
-  std::string line;
-  while (std::getline(in, line)) {
-    boost::system::error_code ec;
-    auto v = json::parse(line, ec);
-    if (ec || !v.is_object()) continue;
-    const auto& o = v.get_object();
-    if (o.contains("msg") && str(o.at("msg")) == "request" && o.contains("request_id") &&
-        str(o.at("request_id")) == request_id) {
-      out.push_back(o);
+  for (auto& o : n.log_entries("request")) {
+    if (o.contains("request_id") && str(o.at("request_id")) == request_id) {
+      out.push_back(std::move(o));
     }
   }
   return out;

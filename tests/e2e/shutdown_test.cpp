@@ -4,14 +4,12 @@
 
 #include <doctest/doctest.h>
 
-#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdint>
 #include <mutex>
 #include <string>
-#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -273,27 +271,12 @@ TEST_CASE("start-up: the node logs the malloc it was built with, and that malloc
   node_process n{{"--demo"}};
   REQUIRE_MESSAGE(n.wait_ready(), "mercatod did not become ready:\n" << n.log());
   const auto log = n.log();
-  std::string malloc_in_use;
-  std::size_t warnings = 0;
-  std::size_t at = 0;
-  while (at < log.size()) {  // one JSON object per line
-    const auto end = std::min(log.find('\n', at), log.size());
-    boost::system::error_code ec;
-    const auto line = boost::json::parse(std::string_view{log}.substr(at, end - at), ec);
-    at = end + 1;
-    if (ec || !line.is_object()) {
-      continue;
-    }
-    const auto& o = line.as_object();
-    const auto* msg = o.if_contains("msg");
-    if (msg && msg->is_string() && msg->as_string() == "allocator") {
-      malloc_in_use = boost::json::value_to<std::string>(o.at("malloc"));
-    } else if (msg && msg->is_string() && msg->as_string().find("does not go through it") != boost::json::string::npos) {
-      ++warnings;
-    }
-  }
+  const auto lines = n.log_entries("allocator");
+  REQUIRE_MESSAGE(lines.size() == 1, "expected one \"allocator\" log line; log:\n" << log);
+  const std::string malloc_in_use = boost::json::value_to<std::string>(lines.front().at("malloc"));
   CHECK_MESSAGE(malloc_in_use == MERCATOD_MALLOC, "allocator line says '" << malloc_in_use << "'; log:\n" << log);
-  CHECK_MESSAGE(warnings == 0, "the linked malloc is not the one in use:\n" << log);
+  CHECK_MESSAGE(log.find("does not go through it") == std::string::npos,
+                "the linked malloc is not the one in use:\n" << log);
   const int status = n.stop(SIGTERM, std::chrono::seconds(20));
   CHECK_MESSAGE(status == 0, "exit status " << status << " after SIGTERM; log:\n" << n.log());
 }

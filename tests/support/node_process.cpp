@@ -10,6 +10,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include <boost/json/parse.hpp>
+
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -240,6 +242,23 @@ std::string node_process::log() const {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+std::vector<boost::json::object> node_process::log_entries(std::string_view msg) const {
+  std::vector<boost::json::object> out;
+  std::ifstream in{log_path_};
+  for (std::string line; std::getline(in, line);) {
+    boost::system::error_code ec;
+    auto v = boost::json::parse(line, ec);
+    if (ec || !v.is_object()) {
+      continue;  // not a log line of the node (or cut short while it was being written)
+    }
+    const auto* m = v.as_object().if_contains("msg");
+    if (m && m->is_string() && m->as_string() == msg) {
+      out.push_back(std::move(v.as_object()));
+    }
+  }
+  return out;
 }
 
 }  // namespace mercato::test

@@ -7,7 +7,10 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include <boost/json/object.hpp>
 
 namespace mercato::test {
 
@@ -44,6 +47,8 @@ class node_process {
   int stop(int sig, std::chrono::milliseconds timeout = std::chrono::seconds(30));
   bool running();
   std::string log() const;  // everything it wrote to stderr and stdout so far
+  // Its log lines (JSON: node_process sets MERCATO_LOG_FORMAT=json) whose "msg" is `msg`, in order.
+  std::vector<boost::json::object> log_entries(std::string_view msg) const;
 
  private:
   int stop_node(int sig, std::chrono::milliseconds timeout);
