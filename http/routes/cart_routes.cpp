@@ -5,7 +5,6 @@
 
 #include <boost/json/object.hpp>
 #include <boost/json/parse.hpp>
-#include <boost/json/serialize.hpp>
 #include <caf/make_message.hpp>
 #include <pqxx/pqxx>
 
@@ -13,6 +12,7 @@
 #include "actors/protocol/type_ids.hpp"
 #include "http/body_reader.hpp"
 #include "http/codec.hpp"
+#include "http/json_writer.hpp"
 #include "http/routes/db_call.hpp"
 #include "persistence/catalog_store.hpp"
 #include "security/jwt.hpp"
@@ -22,62 +22,77 @@ namespace {
 
 constexpr const char* kind = "cart";
 
-boost::json::object money(std::int64_t amount, const std::string& currency) {
-  return {{"amount", amount}, {"currency", currency}};
+void money(json_writer& w, std::string_view name, std::int64_t amount, const std::string& currency) {
+  w.key(name).begin_object().member("amount", amount).member("currency", currency).end_object();
 }
 
-boost::json::object cart_json(const protocol::cart_view& v, const actors::pricing_rules& pricing) {
-  boost::json::array items;
+// Writes the cart's members, leaving the object open for what the caller adds (cart_token,
+// adjustments). Straight into the answer's string: this runs for every add (issue 14's profile had the
+// Boost.JSON tree it replaced, one object per money amount, at 7.6 % of the node at the maximum).
+void write_cart(json_writer& w, const protocol::cart_view& v, const actors::pricing_rules& pricing) {
+  w.begin_object().member("id", v.id).key("customer_id");
+  if (v.owner_user_id.empty()) {
+    w.null();
+  } else {
+    w.value(v.owner_user_id);
+  }
+  w.member("status", v.status).key("items").begin_array();
   for (const auto& l : v.items) {
-    boost::json::object line{{"product_id", l.product_id},
-                             {"sku", l.sku},
-                             {"name", l.name},
-                             {"quantity", l.quantity},
-                             {"unit_price", money(l.unit_price, v.currency)},
-                             {"line_total", money(l.unit_price * l.quantity, v.currency)}};
+    w.begin_object()
+        .member("product_id", l.product_id)
+        .member("sku", l.sku)
+        .member("name", l.name)
+        .member("quantity", l.quantity);
+    money(w, "unit_price", l.unit_price, v.currency);
+    money(w, "line_total", l.unit_price * l.quantity, v.currency);
     if (l.previous_unit_price != 0) {
       // The catalog changed the price since the shopper last changed this line: the cart now charges
       // the new price, and says so (never a silent charge at a price the shopper was not shown).
-      line["price_changed"] = boost::json::object{{"old_unit_price", money(l.previous_unit_price, v.currency)},
-                                                  {"new_unit_price", money(l.unit_price, v.currency)}};
+      w.key("price_changed").begin_object();
+      money(w, "old_unit_price", l.previous_unit_price, v.currency);
+      money(w, "new_unit_price", l.unit_price, v.currency);
+      w.end_object();
     }
-    items.push_back(std::move(line));
+    w.end_object();
   }
+  w.end_array();
   const auto t = actors::price_cart(v.items, pricing);
-  boost::json::object totals{{"subtotal", money(t.subtotal, v.currency)},
-                             {"tax", money(t.tax, v.currency)},
-                             {"shipping", money(t.shipping, v.currency)},
-                             {"discount", money(t.discount, v.currency)},
-                             {"total", money(t.total, v.currency)}};
-  boost::json::object o{{"id", v.id},
-                        {"customer_id", v.owner_user_id.empty() ? boost::json::value(nullptr)
-                                                                : boost::json::value(v.owner_user_id)},
-                        {"status", v.status},
-                        {"items", std::move(items)},
-                        {"totals", std::move(totals)},
-                        {"currency", v.currency},
-                        {"version", v.version}};
+  w.key("totals").begin_object();
+  money(w, "subtotal", t.subtotal, v.currency);
+  money(w, "tax", t.tax, v.currency);
+  money(w, "shipping", t.shipping, v.currency);
+  money(w, "discount", t.discount, v.currency);
+  money(w, "total", t.total, v.currency);
+  w.end_object();
+  w.member("currency", v.currency).member("version", v.version);
   if (!v.updated_at.empty()) {
-    o["updated_at"] = v.updated_at;
+    w.member("updated_at", v.updated_at);
   }
   if (!v.merged_into.empty()) {
-    o["merged_into"] = v.merged_into;
+    w.member("merged_into", v.merged_into);
   }
-  return o;
 }
 
 using pricing_ref = std::shared_ptr<const actors::pricing_rules>;
 
-response cart_response(unsigned status, const protocol::cart_view& v, const pricing_ref& pricing,
-                       const std::string& cart_token = {}) {
-  auto body = cart_json(v, *pricing);
-  if (!cart_token.empty()) {
-    body["cart_token"] = cart_token;
-  }
-  auto r = response::json(status, body);
+response cart_answer(unsigned status, const protocol::cart_view& v, std::string body) {
+  auto r = response::json_text(status, std::move(body));
   r.with_header("ETag", etag_for_version(v.version));
   r.with_header("Cache-Control", "no-store");
   return r;
+}
+
+response cart_response(unsigned status, const protocol::cart_view& v, const pricing_ref& pricing,
+                       const std::string& cart_token = {}) {
+  std::string body;
+  body.reserve(512 + 384 * v.items.size());
+  json_writer w(body);
+  write_cart(w, v, *pricing);
+  if (!cart_token.empty()) {
+    w.member("cart_token", cart_token);
+  }
+  w.end_object();
+  return cart_answer(status, v, std::move(body));
 }
 
 std::optional<std::int64_t> if_match(const request_context& ctx) {
@@ -187,23 +202,22 @@ struct claim_job {
   protocol::command_meta close_meta;
 };
 
-boost::json::array adjustments_json(const std::vector<protocol::cart_adjustment>& adjustments) {
-  boost::json::array out;
-  for (const auto& a : adjustments) {
-    out.push_back(boost::json::object{
-        {"product_id", a.product_id}, {"requested", a.requested}, {"quantity", a.quantity}, {"reason", a.reason}});
-  }
-  return out;
-}
-
 // The answer to a claim: the user's cart now, and how the merge changed the guest cart's lines.
 response claimed(const claim_job& job, const protocol::cart_view& v) {
-  auto body = cart_json(v, *job.pricing);
-  body["adjustments"] = adjustments_json(v.adjustments);
-  auto r = response::json(200, body);
-  r.with_header("ETag", etag_for_version(v.version));
-  r.with_header("Cache-Control", "no-store");
-  return r;
+  std::string body;
+  json_writer w(body);
+  write_cart(w, v, *job.pricing);
+  w.key("adjustments").begin_array();
+  for (const auto& a : v.adjustments) {
+    w.begin_object()
+        .member("product_id", a.product_id)
+        .member("requested", a.requested)
+        .member("quantity", a.quantity)
+        .member("reason", a.reason)
+        .end_object();
+  }
+  w.end_array().end_object();
+  return cart_answer(200, v, std::move(body));
 }
 
 // Step 3: the guest cart is closed (merged). Its failure leaves it `merging`: a retried claim closes it.

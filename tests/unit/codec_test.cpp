@@ -1,6 +1,13 @@
 #include <doctest/doctest.h>
 
+#include <cstdint>
+#include <limits>
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
 #include "http/codec.hpp"
+#include "http/json_writer.hpp"
 #include "http/pipeline.hpp"
 
 using namespace mercato::http;
@@ -75,4 +82,65 @@ TEST_CASE("If-Match as the version an entity command must find") {
   CHECK_FALSE(if_match_version("\"x1\"").has_value());
   CHECK_FALSE(if_match_version("\"\"").has_value());
   CHECK_FALSE(if_match_version("\"99999999999999999999\"").has_value());
+}
+
+TEST_CASE("json_writer writes the bytes boost::json::serialize writes for the same document") {
+  // Strings that need escaping: quotes, backslashes, every kind of control character, a slash (not escaped),
+  // and multi-byte UTF-8 (passed through); numbers at the int64 limits.
+  const std::string tricky = std::string("a\"b\\c/d\n\r\t\b\f") + std::string(1, '\0') + "\x01\x1f caf\xc3\xa9 \xe2\x82\xac";
+  const std::int64_t lo = std::numeric_limits<std::int64_t>::min();
+  const std::int64_t hi = std::numeric_limits<std::int64_t>::max();
+  const std::string long_text(1000, '"');  // longer than the escaper's buffer, every byte escaped
+
+  std::string out;
+  json_writer w(out);
+  w.begin_object()
+      .member("s", tricky)
+      .key(tricky)
+      .value(std::int32_t{-7})
+      .key("n")
+      .null()
+      .member("t", true)
+      .member("f", false)
+      .key("empty_array")
+      .begin_array()
+      .end_array()
+      .key("empty_object")
+      .begin_object()
+      .end_object()
+      .key("list")
+      .begin_array()
+      .value(lo)
+      .value(hi)
+      .value(std::int64_t{0})
+      .begin_object()
+      .member("k", "v")
+      .end_object()
+      .begin_array()
+      .value("x")
+      .end_array()
+      .end_array()
+      .member("long", long_text)
+      .end_object();
+
+  boost::json::object expected{{"s", tricky},
+                               {tricky, -7},
+                               {"n", nullptr},
+                               {"t", true},
+                               {"f", false},
+                               {"empty_array", boost::json::array{}},
+                               {"empty_object", boost::json::object{}},
+                               {"list", boost::json::array{lo, hi, 0, boost::json::object{{"k", "v"}},
+                                                           boost::json::array{"x"}}},
+                               {"long", long_text}};
+  CHECK(out == boost::json::serialize(expected));
+  // And it parses back to the same document.
+  CHECK(boost::json::parse(out) == boost::json::value(expected));
+}
+
+TEST_CASE("json_writer appends to what the string holds and separates top-level values of an array") {
+  std::string out = "prefix:";
+  json_writer w(out);
+  w.begin_array().value(1).value("two").null().end_array();
+  CHECK(out == R"(prefix:[1,"two",null])");
 }
