@@ -466,6 +466,9 @@ void node::stop() {
   if (p.analytics) {
     p.analytics->stop();  // before the runtime waits for every actor
   }
+  if (p.bridge) {
+    p.bridge->stop();  // its actors too; the server took its last request above
+  }
   p.runtime->stop();
   p.limits.stop();  // requests waiting for a rate-limit round trip go on to the workers
   p.workers.stop();

@@ -1,5 +1,9 @@
 #include "http/entity_bridge.hpp"
 
+#include <algorithm>
+
+#include <caf/scheduler/abstract_coordinator.hpp>
+#include <caf/send.hpp>
 #include <caf/sec.hpp>
 
 #include "actors/protocol/errors.hpp"
@@ -26,7 +30,42 @@ response unavailable(std::string code, std::string detail, bool retry_safe, int 
   return r;
 }
 
+caf::behavior bridge_actor(caf::event_based_actor* self, std::chrono::milliseconds timeout) {
+  return {[self, timeout](const bridge_job_ptr& job) { job->start(self, timeout); }};
+}
+
 }  // namespace
+
+entity_bridge::entity_bridge(caf::actor_system& system, router_lookup routers, std::chrono::milliseconds timeout,
+                             std::size_t actors)
+    : system_(system), routers_(std::move(routers)), timeout_(timeout) {
+  if (actors == 0) {
+    actors = 2 * std::max<std::size_t>(1, system.scheduler().num_workers());
+  }
+  actors_.reserve(actors);
+  for (std::size_t i = 0; i < actors; ++i) {
+    actors_.push_back(system_.spawn(bridge_actor, timeout_));
+  }
+}
+
+entity_bridge::~entity_bridge() { stop(); }
+
+void entity_bridge::stop() {
+  if (stopped_.exchange(true)) {
+    return;
+  }
+  for (const auto& a : actors_) {
+    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  }
+}
+
+void entity_bridge::submit(bridge_job_ptr job) const {
+  if (stopped_.load(std::memory_order_relaxed)) {
+    return;  // stopped: no request is taken any more
+  }
+  const auto i = next_.fetch_add(1, std::memory_order_relaxed) % actors_.size();
+  caf::anon_send(actors_[i], std::move(job));
+}
 
 std::string new_uuid() { return persistence::time_ordered_uuid(); }
 
