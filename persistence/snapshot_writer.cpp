@@ -1,6 +1,7 @@
 #include "persistence/snapshot_writer.hpp"
 
 #include <algorithm>
+#include <optional>
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
@@ -197,16 +198,21 @@ struct connection_slot {
     c->prepare(write_ids_name, write_ids_sql);
     conn = std::move(c);
     projection_statements.clear();
+    batch_statements.clear();
   }
 
   // Projection upserts prepared on this connection, by shape (table and typed columns).
   std::unordered_map<std::string, std::string> projection_statements;
+  // One-statement batches prepared on this connection, by what they write (events or not, the
+  // projection shapes in order).
+  std::unordered_map<std::string, std::string> batch_statements;
 };
 
 struct attempt_result {
   std::vector<write_outcome> outcomes;  // one per write, in order
   std::size_t snapshot_rows = 0;
   std::size_t events = 0;
+  bool stepwise = false;  // committed by write_batch_stepwise
 };
 
 // Writes whose COMMIT may have happened although the client saw it fail: write id -> (entity key,
@@ -246,34 +252,49 @@ std::string projection_shape(const projection_row& r) {
   return k;
 }
 
-// INSERT INTO t AS t (k, a, b, version) SELECT * FROM unnest($1::text[], ...)
-// ON CONFLICT (k) DO UPDATE SET a = EXCLUDED.a, ... WHERE t.version < EXCLUDED.version
-std::string projection_sql(const projection_row& r) {
+// A projection's table and columns are identifiers (they go into statement text) and carry a version.
+void check_projection(const projection_row& r) {
   if (!sql_identifier(r.table) || r.columns.size() < 2) {
     throw std::invalid_argument("projection: bad table name or too few columns: " + r.table);
   }
   bool has_version = false;
-  std::string cols, params, sets;
-  for (std::size_t i = 0; i < r.columns.size(); ++i) {
-    const auto& c = r.columns[i];
+  for (const auto& c : r.columns) {
     if (!sql_identifier(c.name)) {
       throw std::invalid_argument("projection: bad column name in " + r.table);
     }
     has_version = has_version || c.name == "version";
-    if (i > 0) {
-      cols += ", ";
-      params += ", ";
-      sets += i > 1 ? ", " : "";
-      sets += c.name + " = EXCLUDED." + c.name;
-    }
-    cols += c.name;
-    params += "$" + std::to_string(i + 1) + "::" + sql_type(c.type) + "[]";
   }
   if (!has_version) {
     throw std::invalid_argument("projection: " + r.table + " rows need a version column");
   }
+}
+
+// "a = EXCLUDED.a, b = EXCLUDED.b" for every column but the key.
+std::string projection_sets(const projection_row& r) {
+  std::string sets;
+  for (std::size_t i = 1; i < r.columns.size(); ++i) {
+    sets += i > 1 ? ", " : "";
+    sets += r.columns[i].name + " = EXCLUDED." + r.columns[i].name;
+  }
+  return sets;
+}
+
+// INSERT INTO t AS t (k, a, b, version) SELECT * FROM unnest($1::text[], ...)
+// ON CONFLICT (k) DO UPDATE SET a = EXCLUDED.a, ... WHERE t.version < EXCLUDED.version
+std::string projection_sql(const projection_row& r) {
+  check_projection(r);
+  std::string cols, params;
+  for (std::size_t i = 0; i < r.columns.size(); ++i) {
+    const auto& c = r.columns[i];
+    if (i > 0) {
+      cols += ", ";
+      params += ", ";
+    }
+    cols += c.name;
+    params += "$" + std::to_string(i + 1) + "::" + sql_type(c.type) + "[]";
+  }
   return "INSERT INTO " + r.table + " AS t (" + cols + ") SELECT * FROM unnest(" + params + ") ON CONFLICT (" +
-         r.columns[0].name + ") DO UPDATE SET " + sets + " WHERE t.version < EXCLUDED.version";
+         r.columns[0].name + ") DO UPDATE SET " + projection_sets(r) + " WHERE t.version < EXCLUDED.version";
 }
 
 // Upserts the projection rows (newest state of each entity written now), one statement per shape.
@@ -337,6 +358,242 @@ void write_projections(pqxx::work& tx, connection_slot& slot, const std::vector<
   }
 }
 
+// The SQLSTATE of mercato_snapshot_row_missing() (migration 0020): a one-statement batch met a write built
+// on a stored version whose row is gone. The statement rolled back whole; the stepwise path handles it.
+constexpr const char* row_missing_sqlstate = "MS001";
+
+// What a one-statement batch carries for the writes of the entities that are written now: the
+// snapshot rows (as in the stepwise path), then every event of those writes and the projection rows of
+// each entity's newest write, each row naming the snapshot row (kind, id, version) it depends on.
+//
+//   WITH s AS (<the snapshot upsert> RETURNING kind, id, version, unmade),
+//   e AS (INSERT INTO outbox ... SELECT ... FROM unnest(...) WITH ORDINALITY v JOIN s ... ORDER BY v.ord),
+//   p0 AS (INSERT INTO <table> ... SELECT DISTINCT ON (key) ... JOIN s ... ORDER BY key, v.ord DESC
+//          ON CONFLICT (key) DO UPDATE ... WHERE t.version < EXCLUDED.version), p1 ...
+//   SELECT kind, id, version FROM s WHERE <unmade rows raise row_missing_sqlstate>
+//
+// Events and projections join the rows the upsert wrote, so those of a fenced entity are not written,
+// exactly as the stepwise path leaves them out; events keep their enqueue order (seq), and of two
+// projection rows with one key the later of the written ones stays, as there.
+std::string batch_sql(bool events, const std::vector<const projection_row*>& shapes) {
+  std::string sql =
+      "WITH s AS (INSERT INTO entity_snapshots AS s (kind, id, version, owner_epoch, state, prev_version, write_id, "
+      "  recent_commands) "
+      "SELECT i.kind, i.id, i.version, i.owner_epoch, i.state, i.prev_version, i.write_id, i.recent_commands "
+      "FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::int[], $6::jsonb[], $7::bigint[], "
+      "            $8::uuid[], $9::text[]) "
+      "  AS i(kind, id, version, owner_epoch, shard, state, prev_version, write_id, recent_commands) "
+      "CROSS JOIN LATERAL (SELECT 1 FROM shard_leases l WHERE l.kind = i.kind AND l.shard = i.shard "
+      "  AND l.epoch = i.owner_epoch AND l.owner_node = $10 AND l.expires_at > now() LIMIT 1) AS held "
+      "ON CONFLICT (kind, id) DO UPDATE SET version = EXCLUDED.version, owner_epoch = EXCLUDED.owner_epoch, "
+      "  state = EXCLUDED.state, prev_version = EXCLUDED.prev_version, write_id = EXCLUDED.write_id, "
+      "  recent_commands = EXCLUDED.recent_commands, updated_at = now() "
+      "WHERE s.version = EXCLUDED.prev_version "
+      "RETURNING s.kind, s.id, s.version, s.xmax = 0 AND s.prev_version > 0 AS unmade)";
+  int next = 11;
+  auto param = [&next](const char* type) { return "$" + std::to_string(next++) + "::" + type + "[]"; };
+  if (events) {
+    sql += ", e AS (INSERT INTO outbox (id, aggregate_kind, aggregate_id, event_type, event_version, data, metadata) "
+           "SELECT v.id, v.kind, v.agg_id, v.type, v.ver, v.data, v.metadata FROM unnest(";
+    const char* sep = "";
+    for (const char* type : {"uuid", "text", "text", "text", "text", "jsonb", "jsonb", "bigint"}) {
+      sql += sep + param(type);  // one at a time: the numbers follow the columns
+      sep = ", ";
+    }
+    sql += ") WITH ORDINALITY AS v(id, kind, agg_id, type, ver, data, metadata, head, ord) "
+           "JOIN s ON s.kind = v.kind AND s.id = v.agg_id AND s.version = v.head AND NOT s.unmade ORDER BY v.ord)";
+  }
+  for (std::size_t k = 0; k < shapes.size(); ++k) {
+    const auto& r = *shapes[k];
+    check_projection(r);
+    std::string cols, picks, params, aliases;
+    for (std::size_t i = 0; i < r.columns.size(); ++i) {
+      const std::string sep = i > 0 ? ", " : "";
+      cols += sep + r.columns[i].name;
+      picks += sep + "v.c" + std::to_string(i);
+      params += sep + param(sql_type(r.columns[i].type));
+      aliases += sep + "c" + std::to_string(i);
+    }
+    for (const char* type : {"text", "text", "bigint"}) {
+      params += ", " + param(type);
+    }
+    sql += ", p" + std::to_string(k) + " AS (INSERT INTO " + r.table + " AS t (" + cols + ") SELECT DISTINCT ON (v.c0) " +
+           picks + " FROM unnest(" + params + ") WITH ORDINALITY AS v(" + aliases +
+           ", s_kind, s_id, s_version, ord) JOIN s ON s.kind = v.s_kind AND s.id = v.s_id AND s.version = v.s_version "
+           "AND NOT s.unmade ORDER BY v.c0, v.ord DESC ON CONFLICT (" +
+           r.columns[0].name + ") DO UPDATE SET " + projection_sets(r) + " WHERE t.version < EXCLUDED.version)";
+  }
+  sql += " SELECT s.kind, s.id, s.version FROM s "
+         "WHERE CASE WHEN s.unmade THEN mercato_snapshot_row_missing(s.kind, s.id) ELSE true END";
+  return sql;
+}
+
+// The batch as one statement outside a transaction block: PostgreSQL commits it on its own, so the
+// batch takes one round trip instead of five (BEGIN, snapshots, events, projections, COMMIT). Only
+// without writes in doubt (those need the stored write ids first). Returns nullopt when the statement
+// met a missing snapshot row: nothing of it was stored, and the caller runs the stepwise path.
+std::optional<attempt_result> write_batch_single(connection_slot& slot, const std::string& node_id,
+                                                 const std::vector<const pending_write*>& writes, bool& in_commit) {
+  const std::size_t n = writes.size();
+  std::unordered_map<std::string, std::size_t> group_of_key;
+  group_of_key.reserve(n * 2);
+  std::vector<std::vector<std::size_t>> members;  // group -> its writes, in enqueue order
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto& s = writes[i]->snap;
+    auto [it, inserted] = group_of_key.emplace(entity_key(s.kind, s.id), members.size());
+    if (inserted) {
+      members.emplace_back();
+    }
+    members[it->second].push_back(i);
+  }
+  const std::size_t groups = members.size();
+  std::vector<std::size_t> chain(groups);  // length of the chain from the first write
+  std::size_t state_bytes = 0, event_count = 0, event_bytes = 0;
+  for (std::size_t g = 0; g < groups; ++g) {
+    const auto& m = members[g];
+    std::size_t len = 1;
+    while (len < m.size() && writes[m[len]]->snap.base_version == writes[m[len - 1]]->snap.version) {
+      ++len;
+    }
+    chain[g] = len;
+    state_bytes += writes[m[len - 1]]->snap.state_json.size() + 8;
+    for (std::size_t k = 0; k < len; ++k) {
+      for (const auto& e : writes[m[k]]->events) {
+        ++event_count;
+        event_bytes += e.data_json.size() + e.metadata_json.size() + 64;
+      }
+    }
+  }
+
+  std::vector<std::string> params;
+  {
+    array_literal kinds(groups * 8), ids(groups * 24), versions(groups * 8), epochs(groups * 4), shards(groups * 4),
+        states(state_bytes + state_bytes / 4), prevs(groups * 8), write_ids(groups * 40), recents(groups * 8);
+    for (std::size_t g = 0; g < groups; ++g) {
+      const auto& s = writes[members[g][chain[g] - 1]]->snap;
+      kinds.add_text(s.kind);
+      ids.add_text(s.id);
+      versions.add_int(s.version);
+      epochs.add_int(s.owner_epoch);
+      shards.add_int(s.shard);
+      states.add_text(s.state_json);
+      prevs.add_int(writes[members[g][0]]->snap.base_version);
+      write_ids.add_text(s.write_id);
+      recents.add_text(s.recent_commands);
+    }
+    for (auto* a : {&kinds, &ids, &versions, &epochs, &shards, &states, &prevs, &write_ids, &recents}) {
+      params.push_back(a->finish());
+    }
+    params.push_back(node_id);
+  }
+  std::string key = event_count > 0 ? "E" : "-";
+  if (event_count > 0) {
+    array_literal ids(event_count * 40), kinds(event_count * 8), agg_ids(event_count * 24), types(event_count * 16),
+        versions(event_count * 4), data(event_bytes), metadata(event_bytes / 2), heads(event_count * 8);
+    for (std::size_t g = 0; g < groups; ++g) {
+      const auto head = writes[members[g][chain[g] - 1]]->snap.version;
+      for (std::size_t k = 0; k < chain[g]; ++k) {
+        const auto& s = writes[members[g][k]]->snap;
+        for (const auto& e : writes[members[g][k]]->events) {
+          ids.add_text(e.id);
+          kinds.add_text(s.kind);
+          agg_ids.add_text(s.id);
+          types.add_text(e.event_type);
+          versions.add_text(e.event_version);
+          data.add_text(json_or_empty_object(e.data_json));
+          metadata.add_text(with_aggregate_version(e.metadata_json, s.version));
+          heads.add_int(head);
+        }
+      }
+    }
+    for (auto* a : {&ids, &kinds, &agg_ids, &types, &versions, &data, &metadata, &heads}) {
+      params.push_back(a->finish());
+    }
+  }
+  // Projection rows of each entity's newest write, by shape in first-seen order.
+  std::vector<const projection_row*> shapes;
+  std::vector<std::vector<std::pair<const projection_row*, const snapshot*>>> by_shape;
+  {
+    std::unordered_map<std::string, std::size_t> shape_index;
+    for (std::size_t g = 0; g < groups; ++g) {
+      const auto& w = *writes[members[g][chain[g] - 1]];
+      for (const auto& p : w.projections) {
+        auto [it, fresh] = shape_index.try_emplace(projection_shape(p), shapes.size());
+        if (fresh) {
+          shapes.push_back(&p);
+          by_shape.emplace_back();
+          key.push_back('\1');
+          key += it->first;
+        }
+        by_shape[it->second].emplace_back(&p, &w.snap);
+      }
+    }
+  }
+  for (const auto& rows : by_shape) {
+    const std::size_t ncols = rows.front().first->columns.size();
+    std::vector<array_literal> columns(ncols + 3);
+    for (const auto& [r, snap] : rows) {
+      for (std::size_t c = 0; c < ncols; ++c) {
+        const auto& v = r->columns[c].value;
+        if (v) {
+          columns[c].add_text(*v);
+        } else {
+          columns[c].add_null();
+        }
+      }
+      columns[ncols].add_text(snap->kind);
+      columns[ncols + 1].add_text(snap->id);
+      columns[ncols + 2].add_int(snap->version);
+    }
+    for (auto& c : columns) {
+      params.push_back(c.finish());
+    }
+  }
+
+  auto st = slot.batch_statements.find(key);
+  if (st == slot.batch_statements.end()) {
+    const std::string name = "mercato_batch_" + std::to_string(slot.batch_statements.size());
+    slot.conn->prepare(name, batch_sql(event_count > 0, shapes));
+    st = slot.batch_statements.emplace(key, name).first;
+  }
+
+  pqxx::result rows;
+  try {
+    pqxx::nontransaction tx{*slot.conn};
+    in_commit = true;  // the statement is its own transaction: a lost connection leaves it in doubt
+    rows = tx.exec_prepared(st->second, pqxx::prepare::make_dynamic_params(params));
+    in_commit = false;
+  } catch (const pqxx::sql_error& e) {
+    in_commit = false;  // PostgreSQL answered with an error: the statement rolled back whole
+    if (e.sqlstate() == row_missing_sqlstate) {
+      return std::nullopt;
+    }
+    throw;
+  }
+
+  std::vector<char> applied(groups, 0);
+  for (const auto& row : rows) {
+    auto it = group_of_key.find(entity_key(row[0].c_str(), row[1].c_str()));
+    if (it != group_of_key.end() &&
+        row[2].as<std::int64_t>() == writes[members[it->second][chain[it->second] - 1]]->snap.version) {
+      applied[it->second] = 1;
+    }
+  }
+  attempt_result result;
+  result.outcomes.assign(n, write_outcome::fenced);
+  for (std::size_t g = 0; g < groups; ++g) {
+    if (!applied[g]) {
+      continue;
+    }
+    ++result.snapshot_rows;
+    for (std::size_t k = 0; k < chain[g]; ++k) {
+      result.outcomes[members[g][k]] = write_outcome::committed;
+      result.events += writes[members[g][k]]->events.size();
+    }
+  }
+  return result;
+}
+
 // One transaction for `writes` (in enqueue order). Throws whatever libpqxx throws; `in_commit` tells
 // the caller whether the failure happened during COMMIT (outcome unknown).
 //
@@ -347,8 +604,9 @@ void write_projections(pqxx::work& tx, connection_slot& slot, const std::vector<
 // With writes in `doubt` (an earlier attempt failed inside COMMIT), the stored write id of each
 // such entity first tells which of them that attempt committed: those count as committed (their
 // events and projections were committed with them) and the rest of the chain continues from there.
-attempt_result write_batch(connection_slot& slot, const std::string& node_id,
-                           const std::vector<const pending_write*>& writes, doubt_set& doubt, bool& in_commit) {
+attempt_result write_batch_stepwise(connection_slot& slot, const std::string& node_id,
+                                    const std::vector<const pending_write*>& writes, doubt_set& doubt,
+                                    bool& in_commit) {
   pqxx::connection& conn = *slot.conn;
   const std::size_t n = writes.size();
 
@@ -478,6 +736,7 @@ attempt_result write_batch(connection_slot& slot, const std::string& node_id,
   }
 
   attempt_result result;
+  result.stepwise = true;
   {
     std::size_t count = 0;
     std::size_t bytes = 0;
@@ -548,6 +807,18 @@ attempt_result write_batch(connection_slot& slot, const std::string& node_id,
     }
   }
   return result;
+}
+
+// One batch: as one statement when no write is in doubt, else (or when that statement met a missing
+// snapshot row) as the stepwise transaction.
+attempt_result write_batch(connection_slot& slot, const std::string& node_id,
+                           const std::vector<const pending_write*>& writes, doubt_set& doubt, bool& in_commit) {
+  if (doubt.empty()) {
+    if (auto r = write_batch_single(slot, node_id, writes, in_commit)) {
+      return std::move(*r);
+    }
+  }
+  return write_batch_stepwise(slot, node_id, writes, doubt, in_commit);
 }
 
 bool is_transient(const db_error& err) {
@@ -762,6 +1033,7 @@ void snapshot_writer::stop() {
 snapshot_writer_stats snapshot_writer::stats() const {
   snapshot_writer_stats s;
   s.transactions = stats_.transactions.load(std::memory_order_relaxed);
+  s.stepwise = stats_.stepwise.load(std::memory_order_relaxed);
   s.snapshot_rows = stats_.snapshot_rows.load(std::memory_order_relaxed);
   s.events = stats_.events.load(std::memory_order_relaxed);
   s.committed = stats_.committed.load(std::memory_order_relaxed);
@@ -914,6 +1186,7 @@ void snapshot_writer::process(lane& l, std::vector<batch_item>& batch) {
       opts_.on_events_committed();
     }
     stats_.transactions.fetch_add(1, std::memory_order_relaxed);
+    stats_.stepwise.fetch_add(r.result.stepwise ? 1 : 0, std::memory_order_relaxed);
     stats_.snapshot_rows.fetch_add(r.result.snapshot_rows, std::memory_order_relaxed);
     stats_.events.fetch_add(r.result.events, std::memory_order_relaxed);
     for (std::size_t i = 0; i < live.size(); ++i) {
@@ -950,6 +1223,7 @@ void snapshot_writer::process(lane& l, std::vector<batch_item>& batch) {
           opts_.on_events_committed();
         }
         stats_.transactions.fetch_add(1, std::memory_order_relaxed);
+        stats_.stepwise.fetch_add(r1.result.stepwise ? 1 : 0, std::memory_order_relaxed);
         stats_.snapshot_rows.fetch_add(r1.result.snapshot_rows, std::memory_order_relaxed);
         stats_.events.fetch_add(r1.result.events, std::memory_order_relaxed);
         settle(*item, r1.result.outcomes[0]);

@@ -90,6 +90,8 @@ struct snapshot_writer_options {
 // Counters since construction (tests and benchmarks; the metrics carry the same in Prometheus form).
 struct snapshot_writer_stats {
   std::uint64_t transactions = 0;   // transactions committed (a batch, or one write when a batch is split)
+  std::uint64_t stepwise = 0;       // of those, committed stepwise (BEGIN, a statement per table, COMMIT):
+                                    // writes in doubt, or a missing snapshot row; the rest were one statement
   std::uint64_t snapshot_rows = 0;  // entity_snapshots rows inserted or updated
   std::uint64_t events = 0;         // outbox rows inserted
   std::uint64_t committed = 0;      // writes acknowledged with each outcome
@@ -135,7 +137,7 @@ class snapshot_writer {
   static void run_barrier(std::function<void()>& fn);
 
   struct stat_counters {
-    std::atomic<std::uint64_t> transactions{0}, snapshot_rows{0}, events{0};
+    std::atomic<std::uint64_t> transactions{0}, stepwise{0}, snapshot_rows{0}, events{0};
     std::atomic<std::uint64_t> committed{0}, fenced{0}, failed{0}, unavailable{0}, outcome_unknown{0};
   };
 

@@ -198,6 +198,7 @@ TEST_CASE("many writes from many entities commit in few grouped transactions") {
     CHECK(s.snapshot_rows <= total);
     CHECK(s.transactions >= 2);
     CHECK(s.transactions <= total / 20);  // grouped: in practice a handful of transactions
+    CHECK(s.stepwise == 0);  // nothing in doubt, no row missing: every batch was one statement
     MESSAGE("transactions: " << s.transactions << ", snapshot rows: " << s.snapshot_rows);
     // The callbacks run before the write leaves the queue count: wait for the count to settle.
     for (int k = 0; k < 200 && w.queue_depth() != 0; ++k) {
@@ -629,6 +630,7 @@ TEST_CASE("a connection lost during COMMIT is resolved by write id, never by ver
   CHECK(a.at(1) == write_outcome::committed);
   CHECK(a.at(2) == write_outcome::committed);
   CHECK(scalar(f.conn, "SELECT nextval('kill_count')") > 2);  // the trigger did fire again on the retry
+  CHECK(w.stats().stepwise >= 1);  // the retry asked the stored write ids first, stepwise
   CHECK(scalar(f.conn, "SELECT COUNT(*) FROM entity_snapshots") == 3);
   CHECK(scalar(f.conn, "SELECT COUNT(*) FROM outbox") == 2);  // k1 and k2 once each
   CHECK(scalar(f.conn, "SELECT COUNT(*) FROM outbox WHERE aggregate_id = 'k0'") == 0);
@@ -721,6 +723,37 @@ TEST_CASE("a write built on a version is never stored where that version is miss
   REQUIRE(a.wait(1));
   CHECK(a.at(0) == write_outcome::fenced);
   CHECK(scalar(f.conn, "SELECT COUNT(*) FROM entity_snapshots") == 0);
+}
+
+TEST_CASE("a missing row met by the one-statement batch rolls it back whole; stepwise, the rest commits") {
+  fixture f;
+  exec(f.conn, "CREATE TABLE proj_gone (id TEXT PRIMARY KEY, version BIGINT NOT NULL)");
+  auto opts = f.options();
+  opts.threads = 1;
+  opts.max_batch = 2;  // both writes in one batch: it closes when it is full
+  opts.linger = std::chrono::seconds(10);
+  persistence::snapshot_writer w{opts, nullptr};
+  acks a{2};
+  auto gone = make_write("cart", "gone", 4, f.epoch);  // base 3, but no row exists
+  gone.projections.push_back(proj("proj_gone", "gone", 4));
+  gone.done = a.slot(0);
+  auto fine = make_write("cart", "fine", 1, f.epoch);
+  fine.projections.push_back(proj("proj_gone", "fine", 1));
+  fine.done = a.slot(1);
+  REQUIRE(w.enqueue(std::move(gone)) == write_outcome::committed);
+  REQUIRE(w.enqueue(std::move(fine)) == write_outcome::committed);
+  REQUIRE(a.wait(2));
+  CHECK(a.at(0) == write_outcome::fenced);
+  CHECK(a.at(1) == write_outcome::committed);
+  const auto s = w.stats();
+  CHECK(s.transactions == 1);
+  CHECK(s.stepwise == 1);  // the one statement raised for "gone" and stored nothing; the stepwise run did it
+  CHECK(scalar(f.conn, "SELECT COUNT(*) FROM entity_snapshots WHERE id = 'gone'") == 0);
+  CHECK(scalar(f.conn, "SELECT COUNT(*) FROM entity_snapshots WHERE id = 'fine'") == 1);
+  CHECK(scalar(f.conn, "SELECT COUNT(*) FROM outbox WHERE aggregate_id = 'gone'") == 0);
+  CHECK(scalar(f.conn, "SELECT COUNT(*) FROM outbox WHERE aggregate_id = 'fine'") == 1);
+  CHECK(scalar(f.conn, "SELECT COUNT(*) FROM proj_gone WHERE id = 'gone'") == 0);
+  CHECK(scalar(f.conn, "SELECT COUNT(*) FROM proj_gone WHERE id = 'fine'") == 1);
 }
 
 TEST_CASE("projection rows as data: NULLs, quotes and a newer stored row are handled by the writer") {
