@@ -64,7 +64,7 @@ constexpr const char* upsert_sql =
     "  state = EXCLUDED.state, prev_version = EXCLUDED.prev_version, write_id = EXCLUDED.write_id, "
     "  recent_commands = EXCLUDED.recent_commands, updated_at = now() "
     "WHERE s.version = EXCLUDED.prev_version "
-    "RETURNING s.kind, s.id, s.version, s.xmax = 0 AND s.prev_version > 0";  // last: created where it must not
+    "RETURNING s.kind, s.id, s.version, s.xmax = 0 AND s.prev_version > 0 AS unmade";  // created where it must not
 constexpr const char* unmake_name = "mercato_snapshot_unmake";
 constexpr const char* unmake_sql =
     "DELETE FROM entity_snapshots s USING unnest($1::text[], $2::text[]) AS k(kind, id) "
@@ -376,20 +376,7 @@ constexpr const char* row_missing_sqlstate = "MS001";
 // exactly as the stepwise path leaves them out; events keep their enqueue order (seq), and of two
 // projection rows with one key the later of the written ones stays, as there.
 std::string batch_sql(bool events, const std::vector<const projection_row*>& shapes) {
-  std::string sql =
-      "WITH s AS (INSERT INTO entity_snapshots AS s (kind, id, version, owner_epoch, state, prev_version, write_id, "
-      "  recent_commands) "
-      "SELECT i.kind, i.id, i.version, i.owner_epoch, i.state, i.prev_version, i.write_id, i.recent_commands "
-      "FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::int[], $6::jsonb[], $7::bigint[], "
-      "            $8::uuid[], $9::text[]) "
-      "  AS i(kind, id, version, owner_epoch, shard, state, prev_version, write_id, recent_commands) "
-      "CROSS JOIN LATERAL (SELECT 1 FROM shard_leases l WHERE l.kind = i.kind AND l.shard = i.shard "
-      "  AND l.epoch = i.owner_epoch AND l.owner_node = $10 AND l.expires_at > now() LIMIT 1) AS held "
-      "ON CONFLICT (kind, id) DO UPDATE SET version = EXCLUDED.version, owner_epoch = EXCLUDED.owner_epoch, "
-      "  state = EXCLUDED.state, prev_version = EXCLUDED.prev_version, write_id = EXCLUDED.write_id, "
-      "  recent_commands = EXCLUDED.recent_commands, updated_at = now() "
-      "WHERE s.version = EXCLUDED.prev_version "
-      "RETURNING s.kind, s.id, s.version, s.xmax = 0 AND s.prev_version > 0 AS unmade)";
+  std::string sql = "WITH s AS (" + std::string(upsert_sql) + ")";  // parameters $1-$10
   int next = 11;
   auto param = [&next](const char* type) { return "$" + std::to_string(next++) + "::" + type + "[]"; };
   if (events) {
