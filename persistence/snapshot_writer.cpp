@@ -110,6 +110,13 @@ class array_literal {
     separate();
     text_ += "NULL";
   }
+  void add_value(const std::optional<std::string>& v) {  // a projection column: text, or NULL
+    if (v) {
+      add_text(*v);
+    } else {
+      add_null();
+    }
+  }
   void add_int(std::int64_t v) {
     separate();
     text_ += std::to_string(v);
@@ -341,12 +348,7 @@ void write_projections(pqxx::work& tx, connection_slot& slot, const std::vector<
     std::vector<array_literal> columns(ncols);
     for (const auto* r : group) {
       for (std::size_t c = 0; c < ncols; ++c) {
-        const auto& v = r->columns[c].value;
-        if (v) {
-          columns[c].add_text(*v);
-        } else {
-          columns[c].add_null();
-        }
+        columns[c].add_value(r->columns[c].value);
       }
     }
     std::vector<std::string> texts;
@@ -356,6 +358,128 @@ void write_projections(pqxx::work& tx, connection_slot& slot, const std::vector<
     }
     tx.exec_prepared(st->second, pqxx::prepare::make_dynamic_params(texts));
   }
+}
+
+// A batch's writes by entity: each entity's writes in enqueue order, and how many of them from the
+// first form a chain (each built on the version before it). Only the chain can land; the newest write of
+// it carries the snapshot row.
+struct batch_groups {
+  const std::vector<const pending_write*>& writes;
+  std::unordered_map<std::string, std::size_t> group_of_key;
+  std::vector<std::vector<std::size_t>> members;  // group -> its writes, in enqueue order
+  std::vector<std::string> keys;
+  std::vector<std::size_t> chain;  // group -> length of the chain from its first write
+
+  explicit batch_groups(const std::vector<const pending_write*>& w) : writes(w) {
+    group_of_key.reserve(w.size() * 2);
+    for (std::size_t i = 0; i < w.size(); ++i) {
+      auto key = entity_key(w[i]->snap.kind, w[i]->snap.id);
+      auto [it, inserted] = group_of_key.emplace(key, members.size());
+      if (inserted) {
+        members.emplace_back();
+        keys.push_back(std::move(key));
+      }
+      members[it->second].push_back(i);
+    }
+    chain.resize(members.size());
+    for (std::size_t g = 0; g < members.size(); ++g) {
+      const auto& m = members[g];
+      std::size_t len = 1;
+      while (len < m.size() && w[m[len]]->snap.base_version == w[m[len - 1]]->snap.version) {
+        ++len;
+      }
+      chain[g] = len;
+    }
+  }
+  std::size_t size() const { return members.size(); }
+  const pending_write& at(std::size_t g, std::size_t k) const { return *writes[members[g][k]]; }
+  const pending_write& newest(std::size_t g) const { return at(g, chain[g] - 1); }
+  // The group a RETURNING row (kind, id, version) stands for, when it is that group's newest write.
+  std::optional<std::size_t> written(const pqxx::row& row) const {
+    auto it = group_of_key.find(entity_key(row[0].c_str(), row[1].c_str()));
+    if (it == group_of_key.end() || row[2].as<std::int64_t>() != newest(it->second).snap.version) {
+      return std::nullopt;
+    }
+    return it->second;
+  }
+};
+
+// The upsert's nine array parameters: a row per group whose chain still has writes from from[g], carrying
+// the newest write's state, conditional on the stored version being the base of write from[g].
+std::vector<std::string> snapshot_columns(const batch_groups& b, const std::vector<std::size_t>& from) {
+  std::size_t rows = 0, state_bytes = 0;
+  for (std::size_t g = 0; g < b.size(); ++g) {
+    if (from[g] < b.chain[g]) {
+      state_bytes += b.newest(g).snap.state_json.size() + 8;
+      ++rows;
+    }
+  }
+  array_literal kinds(rows * 8), ids(rows * 24), versions(rows * 8), epochs(rows * 4), shards(rows * 4),
+      states(state_bytes + state_bytes / 4), prevs(rows * 8), write_ids(rows * 40), recents(rows * 8);
+  for (std::size_t g = 0; g < b.size(); ++g) {
+    if (from[g] >= b.chain[g]) {
+      continue;
+    }
+    const auto& s = b.newest(g).snap;
+    kinds.add_text(s.kind);
+    ids.add_text(s.id);
+    versions.add_int(s.version);
+    epochs.add_int(s.owner_epoch);
+    shards.add_int(s.shard);
+    states.add_text(s.state_json);
+    prevs.add_int(b.at(g, from[g]).snap.base_version);
+    write_ids.add_text(s.write_id);
+    recents.add_text(s.recent_commands);
+  }
+  std::vector<std::string> out;
+  for (auto* a : {&kinds, &ids, &versions, &epochs, &shards, &states, &prevs, &write_ids, &recents}) {
+    out.push_back(a->finish());
+  }
+  return out;
+}
+
+// The outbox insert's array parameters for the events of writes from[g] .. chain of each group `take`s:
+// seven columns, and with `heads` an eighth, the version of the group's newest write (the snapshot row
+// the one-statement batch joins them on). Empty when there is no such event.
+std::vector<std::string> event_columns(const batch_groups& b, const std::vector<std::size_t>& from,
+                                       const std::vector<char>& take, bool heads) {
+  std::size_t count = 0, bytes = 0;
+  for (std::size_t g = 0; g < b.size(); ++g) {
+    for (std::size_t k = from[g]; take[g] && k < b.chain[g]; ++k) {
+      for (const auto& e : b.at(g, k).events) {
+        ++count;
+        bytes += e.data_json.size() + e.metadata_json.size() + 64;
+      }
+    }
+  }
+  if (count == 0) {
+    return {};
+  }
+  array_literal ids(count * 40), kinds(count * 8), agg_ids(count * 24), types(count * 16), versions(count * 4),
+      data(bytes), metadata(bytes / 2), head(count * 8);
+  for (std::size_t g = 0; g < b.size(); ++g) {
+    for (std::size_t k = from[g]; take[g] && k < b.chain[g]; ++k) {
+      const auto& s = b.at(g, k).snap;
+      for (const auto& e : b.at(g, k).events) {
+        ids.add_text(e.id);
+        kinds.add_text(s.kind);
+        agg_ids.add_text(s.id);
+        types.add_text(e.event_type);
+        versions.add_text(e.event_version);
+        data.add_text(json_or_empty_object(e.data_json));
+        metadata.add_text(with_aggregate_version(e.metadata_json, s.version));
+        head.add_int(b.newest(g).snap.version);
+      }
+    }
+  }
+  std::vector<std::string> out;
+  for (auto* a : {&ids, &kinds, &agg_ids, &types, &versions, &data, &metadata}) {
+    out.push_back(a->finish());
+  }
+  if (heads) {
+    out.push_back(head.finish());
+  }
+  return out;
 }
 
 // The SQLSTATE of mercato_snapshot_row_missing() (migration 0020): a one-statement batch met a write built
@@ -421,89 +545,21 @@ std::string batch_sql(bool events, const std::vector<const projection_row*>& sha
 // met a missing snapshot row: nothing of it was stored, and the caller runs the stepwise path.
 std::optional<attempt_result> write_batch_single(connection_slot& slot, const std::string& node_id,
                                                  const std::vector<const pending_write*>& writes, bool& in_commit) {
-  const std::size_t n = writes.size();
-  std::unordered_map<std::string, std::size_t> group_of_key;
-  group_of_key.reserve(n * 2);
-  std::vector<std::vector<std::size_t>> members;  // group -> its writes, in enqueue order
-  for (std::size_t i = 0; i < n; ++i) {
-    const auto& s = writes[i]->snap;
-    auto [it, inserted] = group_of_key.emplace(entity_key(s.kind, s.id), members.size());
-    if (inserted) {
-      members.emplace_back();
-    }
-    members[it->second].push_back(i);
-  }
-  const std::size_t groups = members.size();
-  std::vector<std::size_t> chain(groups);  // length of the chain from the first write
-  std::size_t state_bytes = 0, event_count = 0, event_bytes = 0;
-  for (std::size_t g = 0; g < groups; ++g) {
-    const auto& m = members[g];
-    std::size_t len = 1;
-    while (len < m.size() && writes[m[len]]->snap.base_version == writes[m[len - 1]]->snap.version) {
-      ++len;
-    }
-    chain[g] = len;
-    state_bytes += writes[m[len - 1]]->snap.state_json.size() + 8;
-    for (std::size_t k = 0; k < len; ++k) {
-      for (const auto& e : writes[m[k]]->events) {
-        ++event_count;
-        event_bytes += e.data_json.size() + e.metadata_json.size() + 64;
-      }
-    }
-  }
-
-  std::vector<std::string> params;
-  {
-    array_literal kinds(groups * 8), ids(groups * 24), versions(groups * 8), epochs(groups * 4), shards(groups * 4),
-        states(state_bytes + state_bytes / 4), prevs(groups * 8), write_ids(groups * 40), recents(groups * 8);
-    for (std::size_t g = 0; g < groups; ++g) {
-      const auto& s = writes[members[g][chain[g] - 1]]->snap;
-      kinds.add_text(s.kind);
-      ids.add_text(s.id);
-      versions.add_int(s.version);
-      epochs.add_int(s.owner_epoch);
-      shards.add_int(s.shard);
-      states.add_text(s.state_json);
-      prevs.add_int(writes[members[g][0]]->snap.base_version);
-      write_ids.add_text(s.write_id);
-      recents.add_text(s.recent_commands);
-    }
-    for (auto* a : {&kinds, &ids, &versions, &epochs, &shards, &states, &prevs, &write_ids, &recents}) {
-      params.push_back(a->finish());
-    }
-    params.push_back(node_id);
-  }
-  std::string key = event_count > 0 ? "E" : "-";
-  if (event_count > 0) {
-    array_literal ids(event_count * 40), kinds(event_count * 8), agg_ids(event_count * 24), types(event_count * 16),
-        versions(event_count * 4), data(event_bytes), metadata(event_bytes / 2), heads(event_count * 8);
-    for (std::size_t g = 0; g < groups; ++g) {
-      const auto head = writes[members[g][chain[g] - 1]]->snap.version;
-      for (std::size_t k = 0; k < chain[g]; ++k) {
-        const auto& s = writes[members[g][k]]->snap;
-        for (const auto& e : writes[members[g][k]]->events) {
-          ids.add_text(e.id);
-          kinds.add_text(s.kind);
-          agg_ids.add_text(s.id);
-          types.add_text(e.event_type);
-          versions.add_text(e.event_version);
-          data.add_text(json_or_empty_object(e.data_json));
-          metadata.add_text(with_aggregate_version(e.metadata_json, s.version));
-          heads.add_int(head);
-        }
-      }
-    }
-    for (auto* a : {&ids, &kinds, &agg_ids, &types, &versions, &data, &metadata, &heads}) {
-      params.push_back(a->finish());
-    }
-  }
+  const batch_groups b(writes);
+  const std::size_t groups = b.size();
+  const std::vector<std::size_t> from(groups, 0);
+  std::vector<std::string> params = snapshot_columns(b, from);
+  params.push_back(node_id);
+  const auto events = event_columns(b, from, std::vector<char>(groups, 1), true);
+  params.insert(params.end(), events.begin(), events.end());
+  std::string key = events.empty() ? "-" : "E";
   // Projection rows of each entity's newest write, by shape in first-seen order.
   std::vector<const projection_row*> shapes;
   std::vector<std::vector<std::pair<const projection_row*, const snapshot*>>> by_shape;
   {
     std::unordered_map<std::string, std::size_t> shape_index;
     for (std::size_t g = 0; g < groups; ++g) {
-      const auto& w = *writes[members[g][chain[g] - 1]];
+      const auto& w = b.newest(g);
       for (const auto& p : w.projections) {
         auto [it, fresh] = shape_index.try_emplace(projection_shape(p), shapes.size());
         if (fresh) {
@@ -521,12 +577,7 @@ std::optional<attempt_result> write_batch_single(connection_slot& slot, const st
     std::vector<array_literal> columns(ncols + 3);
     for (const auto& [r, snap] : rows) {
       for (std::size_t c = 0; c < ncols; ++c) {
-        const auto& v = r->columns[c].value;
-        if (v) {
-          columns[c].add_text(*v);
-        } else {
-          columns[c].add_null();
-        }
+        columns[c].add_value(r->columns[c].value);
       }
       columns[ncols].add_text(snap->kind);
       columns[ncols + 1].add_text(snap->id);
@@ -540,7 +591,7 @@ std::optional<attempt_result> write_batch_single(connection_slot& slot, const st
   auto st = slot.batch_statements.find(key);
   if (st == slot.batch_statements.end()) {
     const std::string name = "mercato_batch_" + std::to_string(slot.batch_statements.size());
-    slot.conn->prepare(name, batch_sql(event_count > 0, shapes));
+    slot.conn->prepare(name, batch_sql(!events.empty(), shapes));
     st = slot.batch_statements.emplace(key, name).first;
   }
 
@@ -558,24 +609,17 @@ std::optional<attempt_result> write_batch_single(connection_slot& slot, const st
     throw;
   }
 
-  std::vector<char> applied(groups, 0);
-  for (const auto& row : rows) {
-    auto it = group_of_key.find(entity_key(row[0].c_str(), row[1].c_str()));
-    if (it != group_of_key.end() &&
-        row[2].as<std::int64_t>() == writes[members[it->second][chain[it->second] - 1]]->snap.version) {
-      applied[it->second] = 1;
-    }
-  }
   attempt_result result;
-  result.outcomes.assign(n, write_outcome::fenced);
-  for (std::size_t g = 0; g < groups; ++g) {
-    if (!applied[g]) {
+  result.outcomes.assign(writes.size(), write_outcome::fenced);
+  for (const auto& row : rows) {
+    const auto g = b.written(row);
+    if (!g) {
       continue;
     }
     ++result.snapshot_rows;
-    for (std::size_t k = 0; k < chain[g]; ++k) {
-      result.outcomes[members[g][k]] = write_outcome::committed;
-      result.events += writes[members[g][k]]->events.size();
+    for (std::size_t k = 0; k < b.chain[*g]; ++k) {
+      result.outcomes[b.members[*g][k]] = write_outcome::committed;
+      result.events += b.at(*g, k).events.size();
     }
   }
   return result;
@@ -596,31 +640,11 @@ attempt_result write_batch_stepwise(connection_slot& slot, const std::string& no
                                     bool& in_commit) {
   pqxx::connection& conn = *slot.conn;
   const std::size_t n = writes.size();
-
-  std::unordered_map<std::string, std::size_t> group_of_key;
-  group_of_key.reserve(n * 2);
-  std::vector<std::vector<std::size_t>> members;  // group -> its writes, in enqueue order
-  std::vector<std::string> keys;
-  for (std::size_t i = 0; i < n; ++i) {
-    const auto& s = writes[i]->snap;
-    auto key = entity_key(s.kind, s.id);
-    auto [it, inserted] = group_of_key.emplace(key, members.size());
-    if (inserted) {
-      members.emplace_back();
-      keys.push_back(std::move(key));
-    }
-    members[it->second].push_back(i);
-  }
-  const std::size_t groups = members.size();
-  std::vector<std::size_t> chain(groups);  // length of the chain from the first write
-  for (std::size_t g = 0; g < groups; ++g) {
-    const auto& m = members[g];
-    std::size_t len = 1;
-    while (len < m.size() && writes[m[len]]->snap.base_version == writes[m[len - 1]]->snap.version) {
-      ++len;
-    }
-    chain[g] = len;
-  }
+  const batch_groups b(writes);
+  const std::size_t groups = b.size();
+  const auto& members = b.members;
+  const auto& keys = b.keys;
+  const auto& chain = b.chain;
   std::vector<std::size_t> from(groups, 0);  // first write of the chain still to be written
 
   pqxx::work tx{conn};
@@ -643,8 +667,8 @@ attempt_result write_batch_stepwise(connection_slot& slot, const std::string& no
     if (!asked.empty()) {
       std::unordered_map<std::size_t, std::string> stored;  // group -> stored write id
       for (const auto& row : tx.exec_prepared(write_ids_name, kinds.finish(), ids.finish())) {
-        auto it = group_of_key.find(entity_key(row[0].c_str(), row[1].c_str()));
-        if (it != group_of_key.end() && !row[2].is_null()) {
+        auto it = b.group_of_key.find(entity_key(row[0].c_str(), row[1].c_str()));
+        if (it != b.group_of_key.end() && !row[2].is_null()) {
           stored[it->second] = row[2].c_str();
         }
       }
@@ -670,97 +694,39 @@ attempt_result write_batch_stepwise(connection_slot& slot, const std::string& no
   }
 
   std::vector<char> applied(groups, 0);
-  {
-    std::size_t state_bytes = 0;
-    std::size_t rows = 0;
-    for (std::size_t g = 0; g < groups; ++g) {
-      if (from[g] < chain[g]) {
-        state_bytes += writes[members[g][chain[g] - 1]]->snap.state_json.size() + 8;
-        ++rows;
+  bool rows = false;  // some chain still has writes to store (not all were stored by the doubtful attempt)
+  for (std::size_t g = 0; g < groups; ++g) {
+    rows = rows || from[g] < chain[g];
+  }
+  if (rows) {
+    auto params = snapshot_columns(b, from);
+    params.push_back(node_id);
+    const pqxx::result result_rows = tx.exec_prepared(upsert_name, pqxx::prepare::make_dynamic_params(params));
+    array_literal unmake_kinds, unmake_ids;
+    bool unmake = false;
+    for (const auto& row : result_rows) {
+      if (row[3].as<bool>()) {  // built on a version, but no row was there: take it back, fenced
+        unmake_kinds.add_text(row[0].c_str());
+        unmake_ids.add_text(row[1].c_str());
+        unmake = true;
+      } else if (const auto g = b.written(row)) {
+        applied[*g] = 1;
       }
     }
-    if (rows > 0) {
-      array_literal kinds(rows * 8), ids(rows * 24), versions(rows * 8), epochs(rows * 4), shards(rows * 4),
-          states(state_bytes + state_bytes / 4), prevs(rows * 8), write_ids(rows * 40), recents(rows * 8);
-      for (std::size_t g = 0; g < groups; ++g) {
-        if (from[g] >= chain[g]) {
-          continue;
-        }
-        const auto& s = writes[members[g][chain[g] - 1]]->snap;
-        kinds.add_text(s.kind);
-        ids.add_text(s.id);
-        versions.add_int(s.version);
-        epochs.add_int(s.owner_epoch);
-        shards.add_int(s.shard);
-        states.add_text(s.state_json);
-        prevs.add_int(writes[members[g][from[g]]]->snap.base_version);
-        write_ids.add_text(s.write_id);
-        recents.add_text(s.recent_commands);
-      }
-      const pqxx::result result_rows =
-          tx.exec_prepared(upsert_name, kinds.finish(), ids.finish(), versions.finish(), epochs.finish(),
-                           shards.finish(), states.finish(), prevs.finish(), write_ids.finish(), recents.finish(),
-                           node_id);
-      array_literal unmake_kinds, unmake_ids;
-      bool unmake = false;
-      for (const auto& row : result_rows) {
-        if (row[3].as<bool>()) {  // built on a version, but no row was there: take it back, fenced
-          unmake_kinds.add_text(row[0].c_str());
-          unmake_ids.add_text(row[1].c_str());
-          unmake = true;
-          continue;
-        }
-        auto it = group_of_key.find(entity_key(row[0].c_str(), row[1].c_str()));
-        if (it != group_of_key.end() &&
-            row[2].as<std::int64_t>() == writes[members[it->second][chain[it->second] - 1]]->snap.version) {
-          applied[it->second] = 1;
-        }
-      }
-      if (unmake) {
-        tx.exec_prepared(unmake_name, unmake_kinds.finish(), unmake_ids.finish());
-      }
+    if (unmake) {
+      tx.exec_prepared(unmake_name, unmake_kinds.finish(), unmake_ids.finish());
     }
   }
 
   attempt_result result;
   result.stepwise = true;
-  {
-    std::size_t count = 0;
-    std::size_t bytes = 0;
+  const auto events = event_columns(b, from, applied, false);
+  if (!events.empty()) {
+    tx.exec_prepared(outbox_name, pqxx::prepare::make_dynamic_params(events));
     for (std::size_t g = 0; g < groups; ++g) {
-      if (!applied[g]) {
-        continue;
+      for (std::size_t k = from[g]; applied[g] && k < chain[g]; ++k) {
+        result.events += b.at(g, k).events.size();
       }
-      for (std::size_t k = from[g]; k < chain[g]; ++k) {
-        for (const auto& e : writes[members[g][k]]->events) {
-          ++count;
-          bytes += e.data_json.size() + e.metadata_json.size() + 64;
-        }
-      }
-    }
-    if (count > 0) {
-      array_literal ids(count * 40), kinds(count * 8), agg_ids(count * 24), types(count * 16), versions(count * 4),
-          data(bytes), metadata(bytes / 2);
-      for (std::size_t g = 0; g < groups; ++g) {
-        if (!applied[g]) {
-          continue;
-        }
-        for (std::size_t k = from[g]; k < chain[g]; ++k) {
-          const auto& s = writes[members[g][k]]->snap;
-          for (const auto& e : writes[members[g][k]]->events) {
-            ids.add_text(e.id);
-            kinds.add_text(s.kind);
-            agg_ids.add_text(s.id);
-            types.add_text(e.event_type);
-            versions.add_text(e.event_version);
-            data.add_text(json_or_empty_object(e.data_json));
-            metadata.add_text(with_aggregate_version(e.metadata_json, s.version));
-          }
-        }
-      }
-      tx.exec_prepared(outbox_name, ids.finish(), kinds.finish(), agg_ids.finish(), types.finish(),
-                       versions.finish(), data.finish(), metadata.finish());
-      result.events = count;
     }
   }
 
@@ -771,7 +737,7 @@ attempt_result write_batch_stepwise(connection_slot& slot, const std::string& no
       continue;
     }
     ++result.snapshot_rows;
-    for (const auto& p : writes[members[g][chain[g] - 1]]->projections) {
+    for (const auto& p : b.newest(g).projections) {
       projection_rows.push_back(&p);
     }
   }
