@@ -143,6 +143,45 @@ TEST_CASE("the demo catalog loads once and has the promised shape") {
   }
 }
 
+TEST_CASE("ANALYZE keeps statistics for the written tables' keys and none for their payloads") {
+  test::scratch_database db;
+  pqxx::connection conn{db.dsn()};
+  persistence::apply_migrations(conn, persistence::bundled_migrations());
+  {
+    pqxx::work tx{conn};
+    tx.exec(
+        "INSERT INTO entity_snapshots (kind, id, version, owner_epoch, state, recent_commands) "
+        "SELECT 'cart', 'c-' || g, g, 1, jsonb_build_object('items', jsonb_build_array(g), 'n', g), 'a,b' "
+        "FROM generate_series(1, 500) g");
+    tx.exec(
+        "INSERT INTO outbox (id, aggregate_kind, aggregate_id, event_type, data, metadata) "
+        "SELECT gen_random_uuid(), 'cart', 'c-' || g, 'CartItemAdded', jsonb_build_object('n', g), "
+        "jsonb_build_object('source', 'test') FROM generate_series(1, 500) g");
+    tx.commit();
+  }
+  {
+    pqxx::nontransaction tx{conn};
+    tx.exec("ANALYZE entity_snapshots, outbox");
+  }
+  const auto stats = [&](const char* table, const char* column) {
+    return count(conn, std::string("SELECT COUNT(*) FROM pg_stats WHERE schemaname = 'public' AND tablename = '") +
+                           table + "' AND attname = '" + column + "'");
+  };
+  // The keys the planner uses keep theirs (proof that ANALYZE ran) ...
+  CHECK(stats("entity_snapshots", "id") == 1);
+  CHECK(stats("entity_snapshots", "version") == 1);
+  CHECK(stats("outbox", "seq") == 1);
+  CHECK(stats("outbox", "aggregate_id") == 1);
+  // ... the payloads, which no query filters on, have none.
+  CHECK(stats("entity_snapshots", "state") == 0);
+  CHECK(stats("entity_snapshots", "recent_commands") == 0);
+  CHECK(stats("outbox", "data") == 0);
+  CHECK(stats("outbox", "metadata") == 0);
+  // The outbox keeps its seq and event-id keys and has no index by aggregate.
+  CHECK(count(conn, "SELECT COUNT(*) FROM pg_indexes WHERE tablename = 'outbox' AND indexname = 'outbox_id_key'") == 1);
+  CHECK(count(conn, "SELECT COUNT(*) FROM pg_indexes WHERE tablename = 'outbox' AND indexdef LIKE '%aggregate%'") == 0);
+}
+
 TEST_CASE("keyset paging visits every product once in every sort order") {
   test::scratch_database db;
   pqxx::connection conn{db.dsn()};
