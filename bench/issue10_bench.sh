@@ -2,7 +2,9 @@
 # The benchmarks of issue 10 (catalog, inventory, carts over HTTP), in one bounded run:
 #
 #   1. carts    durable add-to-cart, POST /api/v1/carts/{id}/items, spread over many guest carts and all the
-#               demo products: the closed-loop maximum, then p50/p99 in the open model at 70% of it
+#               demo products: the closed-loop maximum, then p50/p99 in the open model at 70% of it, with
+#               the disk's own fdatasync sampled beside the open run (bench/fsync_probe.py on var/, or on
+#               $BENCH_FSYNC_DIR: the volume of PostgreSQL's data directory)
 #   2. search   GET /api/v1/products?q=... on a generated 100,000-product catalog, with Redis: "cold" (every
 #               request a query never asked before in this run: L1 and Redis miss, PostgreSQL answers) and
 #               "cached" (a few queries repeated: L1 hits)
@@ -290,8 +292,31 @@ if want carts; then
     runs+=(add_open)
     # --timeline: each second's p99 and max on stderr, to tell a steady tail from stalls.
     curl -fsS --max-time 5 "$MERCATO_URL/metrics" >"$TMP_DIR/metrics_before_open.txt" || true
+    # The disk's own fdatasync beside the open run (bench/fsync_probe.py, paced at 100/s, on the services'
+    # volume): every durable add waits for one WAL flush, so a stall of the disk shows in that second's p99
+    # whatever the node does. The flushes over 20 ms are listed by the timeline's second.
+    probe_dir="${BENCH_FSYNC_DIR:-$REPO_ROOT/var}" probe_pid="" open_start="$(date +%s.%N)"
+    if [[ -d "$probe_dir" ]]; then
+      python3 "$REPO_ROOT/bench/fsync_probe.py" --dir "$probe_dir" --seconds "$((duration + warmup))" \
+        --interval-ms 10 --json >"$TMP_DIR/open_fsync.json" 2>/dev/null &
+      probe_pid=$!
+    else
+      log "no $probe_dir: the disk is not probed beside the open run (set BENCH_FSYNC_DIR)"
+    fi
     run add_open "$MERCATO_URL" --requests-file "$TMP_DIR/adds.jsonl" --connections "$open_conns" --rate "$open_rate" \
       --timeline
+    if [[ -n "$probe_pid" ]] && wait "$probe_pid"; then
+      python3 - "$TMP_DIR/open_fsync.json" "$open_start" "$warmup" >"$TMP_DIR/open_fsync.txt" <<'PY' \
+        || log "WARNING: could not read the fsync probe"
+import json, sys
+p = json.load(open(sys.argv[1]))
+start = float(sys.argv[2]) + float(sys.argv[3])  # the timeline's second 0
+slow = ", ".join(f"{ms:.0f} ms in second {int(t - start)}" for t, ms in p["slow"]) or "none"
+print(f"fdatasync of 8 kB every 10 ms: p50 {p['p50_ms']} ms, p99 {p['p99_ms']} ms, max {p['max_ms']} ms; "
+      f"over 20 ms: {slow}")
+PY
+      log "open run, the disk beside it: $(cat "$TMP_DIR/open_fsync.txt" 2>/dev/null)"
+    fi
     curl -fsS --max-time 5 "$MERCATO_URL/metrics" >"$TMP_DIR/metrics_after_open.txt" || true
     # Where an add spent its time during the open run (warm-up included): mercato_stage_seconds, after - before.
     python3 - "$TMP_DIR/metrics_before_open.txt" "$TMP_DIR/metrics_after_open.txt" >"$TMP_DIR/open_stages.txt" <<'PY' \
@@ -481,6 +506,9 @@ if best:
     if setup:
         summary.append(f"{setup['carts']} guest carts (opened at {setup['carts_per_s']}/s), {setup['products']} demo "
                        f"products, {setup['products_per_cart']} per cart; {setup['requests']} distinct requests cycled")
+    disk = read("open_fsync.txt")
+    if disk:
+        summary.append(f"disk beside the open run (negative seconds: warm-up): {disk}")
     sample = read("sample_cart.json")
     if sample:
         summary.append(f"sample cart after the runs: {sample}")
