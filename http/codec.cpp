@@ -4,6 +4,8 @@
 
 #include <openssl/evp.h>
 
+#include "persistence/uuid.hpp"
+
 namespace mercato::http {
 
 std::string base64url_encode(std::string_view bytes) {
@@ -54,22 +56,7 @@ std::optional<std::string> base64url_decode(std::string_view text) {
   return out;
 }
 
-bool is_uuid(std::string_view s) {
-  if (s.size() != 36) {
-    return false;
-  }
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    if (i == 8 || i == 13 || i == 18 || i == 23) {
-      if (c != '-') {
-        return false;
-      }
-    } else if (!std::isxdigit(static_cast<unsigned char>(c))) {
-      return false;
-    }
-  }
-  return true;
-}
+bool is_uuid(std::string_view s) { return persistence::is_uuid_text(s); }
 
 std::string etag_for_version(std::int64_t version) { return "\"" + std::to_string(version) + "\""; }
 

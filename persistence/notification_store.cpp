@@ -7,24 +7,13 @@
 #include <boost/json.hpp>
 #include <pqxx/pqxx>
 
+#include "persistence/uuid.hpp"
+
 namespace mercato::persistence::notification_store {
 
 namespace {
 
 #define MERCATO_NOTE_TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-
-bool looks_like_uuid(const std::string& s) {
-  if (s.size() != 36) {
-    return false;
-  }
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-    if (dash ? s[i] != '-' : !std::isxdigit(static_cast<unsigned char>(s[i]))) {
-      return false;
-    }
-  }
-  return true;
-}
 
 // The rows travel as one JSON array and are unpacked by jsonb_to_recordset: one statement however many there
 // are, and no escaping of our own. The join with users drops unknown users instead of failing on the FK.
@@ -44,7 +33,7 @@ std::vector<stored_notification> insert(pqxx::connection& conn, const std::vecto
   boost::json::array rows;
   int ord = 0;
   for (const auto& n : batch) {
-    if (!looks_like_uuid(n.user_id) || !looks_like_uuid(n.source_event_id)) {
+    if (!is_uuid_text(n.user_id) || !is_uuid_text(n.source_event_id)) {
       continue;
     }
     boost::system::error_code ec;
@@ -80,7 +69,7 @@ std::map<std::string, std::vector<std::string>> vendor_users(pqxx::connection& c
   std::map<std::string, std::vector<std::string>> out;
   std::set<std::string> ids;
   for (const auto& v : vendor_ids) {
-    if (looks_like_uuid(v)) {
+    if (is_uuid_text(v)) {
       std::string lower = v;
       std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
       ids.insert(lower);

@@ -1,5 +1,6 @@
 #include "persistence/uuid.hpp"
 
+#include <cctype>
 #include <chrono>
 
 #include <boost/uuid/random_generator.hpp>
@@ -22,6 +23,19 @@ std::string time_ordered_uuid(std::uint64_t unix_ms) {
 std::string time_ordered_uuid() {
   const auto now = std::chrono::system_clock::now().time_since_epoch();
   return time_ordered_uuid(static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(now).count()));
+}
+
+bool is_uuid_text(std::string_view s) {
+  if (s.size() != 36) {
+    return false;
+  }
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash ? s[i] != '-' : !std::isxdigit(static_cast<unsigned char>(s[i]))) {
+      return false;
+    }
+  }
+  return true;
 }
 
 }  // namespace mercato::persistence

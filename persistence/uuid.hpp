@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace mercato::persistence {
 
@@ -16,5 +17,10 @@ std::string time_ordered_uuid();
 
 // The same with the timestamp given (milliseconds since the Unix epoch): tests.
 std::string time_ordered_uuid(std::uint64_t unix_ms);
+
+// Whether `s` is a UUID in the canonical text form PostgreSQL's uuid type reads: 36 characters, hex digits
+// of either case in groups of 8-4-4-4-12 separated by dashes (any version). Checked before a value is cast
+// to uuid in SQL, so a malformed one is refused as bad input rather than failing the statement.
+bool is_uuid_text(std::string_view s);
 
 }  // namespace mercato::persistence
