@@ -259,6 +259,22 @@ std::string projection_shape(const projection_row& r) {
   return k;
 }
 
+// Items grouped by the shape of their projection row (table and typed columns), in first-seen order: one
+// statement per group. Both batch paths group this way; `row_of` gives an item's projection row.
+template <class Item, class RowOf>
+std::vector<std::pair<std::string, std::vector<Item>>> group_by_shape(const std::vector<Item>& items, RowOf row_of) {
+  std::vector<std::pair<std::string, std::vector<Item>>> groups;
+  std::unordered_map<std::string, std::size_t> index;
+  for (const auto& item : items) {
+    auto [it, fresh] = index.try_emplace(projection_shape(row_of(item)), groups.size());
+    if (fresh) {
+      groups.emplace_back(it->first, std::vector<Item>{});
+    }
+    groups[it->second].second.push_back(item);
+  }
+  return groups;
+}
+
 // A projection's table and columns are identifiers (they go into statement text) and carry a version.
 void check_projection(const projection_row& r) {
   if (!sql_identifier(r.table) || r.columns.size() < 2) {
@@ -309,20 +325,8 @@ void write_projections(pqxx::work& tx, connection_slot& slot, const std::vector<
   if (rows.empty()) {
     return;
   }
-  // Group by shape, in first-seen order; a key seen twice keeps its last row (one statement cannot
-  // touch a row twice).
-  std::vector<std::string> shapes;
-  std::unordered_map<std::string, std::vector<const projection_row*>> by_shape;
-  for (const auto* r : rows) {
-    auto key = projection_shape(*r);
-    auto [it, fresh] = by_shape.try_emplace(key);
-    if (fresh) {
-      shapes.push_back(key);
-    }
-    it->second.push_back(r);
-  }
-  for (const auto& key : shapes) {
-    auto& group = by_shape[key];
+  // By shape; within a shape a key seen twice keeps its last row (one statement cannot touch a row twice).
+  for (auto& [key, group] : group_by_shape(rows, [](const projection_row* r) -> const projection_row& { return *r; })) {
     {
       std::unordered_map<std::string, std::size_t> last;
       for (std::size_t i = 0; i < group.size(); ++i) {
@@ -552,27 +556,22 @@ std::optional<attempt_result> write_batch_single(connection_slot& slot, const st
   params.push_back(node_id);
   const auto events = event_columns(b, from, std::vector<char>(groups, 1), true);
   params.insert(params.end(), events.begin(), events.end());
-  std::string key = events.empty() ? "-" : "E";
-  // Projection rows of each entity's newest write, by shape in first-seen order.
-  std::vector<const projection_row*> shapes;
-  std::vector<std::vector<std::pair<const projection_row*, const snapshot*>>> by_shape;
-  {
-    std::unordered_map<std::string, std::size_t> shape_index;
-    for (std::size_t g = 0; g < groups; ++g) {
-      const auto& w = b.newest(g);
-      for (const auto& p : w.projections) {
-        auto [it, fresh] = shape_index.try_emplace(projection_shape(p), shapes.size());
-        if (fresh) {
-          shapes.push_back(&p);
-          by_shape.emplace_back();
-          key.push_back('\1');
-          key += it->first;
-        }
-        by_shape[it->second].emplace_back(&p, &w.snap);
-      }
+  // Projection rows of each entity's newest write, with the snapshot row each depends on, by shape.
+  using projection_item = std::pair<const projection_row*, const snapshot*>;
+  std::vector<projection_item> items;
+  for (std::size_t g = 0; g < groups; ++g) {
+    const auto& w = b.newest(g);
+    for (const auto& p : w.projections) {
+      items.emplace_back(&p, &w.snap);
     }
   }
-  for (const auto& rows : by_shape) {
+  const auto by_shape = group_by_shape(items, [](const projection_item& i) -> const projection_row& { return *i.first; });
+  std::string key = events.empty() ? "-" : "E";  // the statement's cache key: events or not, the shapes in order
+  std::vector<const projection_row*> shapes;
+  for (const auto& [shape, rows] : by_shape) {
+    key.push_back('\1');
+    key += shape;
+    shapes.push_back(rows.front().first);
     const std::size_t ncols = rows.front().first->columns.size();
     std::vector<array_literal> columns(ncols + 3);
     for (const auto& [r, snap] : rows) {
