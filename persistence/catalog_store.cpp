@@ -373,7 +373,7 @@ void append_event(pqxx::work& tx, const std::string& product_id, const char* typ
                                      {"source", "http"}};
   tx.exec_params(
       "INSERT INTO outbox (id, aggregate_kind, aggregate_id, event_type, event_version, data, metadata)"
-      " VALUES (gen_random_uuid(), 'product', $1, $2, '1', $3::jsonb, $4::jsonb)",
+      " VALUES (gen_random_uuid(), 'product', $1, $2, '1', $3::json, $4::json)",
       product_id, std::string(type), boost::json::serialize(data), boost::json::serialize(metadata));
 }
 

@@ -19,7 +19,7 @@ void seed_inventory(pqxx::work& tx, const std::string& product_id, std::int64_t 
                     std::int64_t low_stock_threshold) {
   tx.exec_params(
       "INSERT INTO entity_snapshots (kind, id, version, owner_epoch, state, write_id) "
-      "VALUES ('inventory', $1, 1, 0, $2::jsonb, gen_random_uuid())",
+      "VALUES ('inventory', $1, 1, 0, $2::json, gen_random_uuid())",
       product_id, initial_inventory_state(on_hand, low_stock_threshold));
   tx.exec_params(
       "INSERT INTO inventory (product_id, on_hand, reserved, low_stock_threshold, version) "

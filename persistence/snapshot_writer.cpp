@@ -55,7 +55,7 @@ constexpr const char* upsert_sql =
     "INSERT INTO entity_snapshots AS s (kind, id, version, owner_epoch, state, prev_version, write_id, "
     "  recent_commands) "
     "SELECT i.kind, i.id, i.version, i.owner_epoch, i.state, i.prev_version, i.write_id, i.recent_commands "
-    "FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::int[], $6::jsonb[], $7::bigint[], "
+    "FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::int[], $6::json[], $7::bigint[], "
     "            $8::uuid[], $9::text[]) "
     "  AS i(kind, id, version, owner_epoch, shard, state, prev_version, write_id, recent_commands) "
     "CROSS JOIN LATERAL (SELECT 1 FROM shard_leases l WHERE l.kind = i.kind AND l.shard = i.shard "
@@ -73,7 +73,7 @@ constexpr const char* unmake_sql =
 constexpr const char* outbox_name = "mercato_outbox_insert";
 constexpr const char* outbox_sql =
     "INSERT INTO outbox (id, aggregate_kind, aggregate_id, event_type, event_version, data, metadata) "
-    "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[])";
+    "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::json[], $7::json[])";
 
 // After a commit whose outcome is unknown: which write does each of these entities hold now?
 constexpr const char* write_ids_name = "mercato_snapshot_write_ids";
@@ -511,7 +511,7 @@ std::string batch_sql(bool events, const std::vector<const projection_row*>& sha
     sql += ", e AS (INSERT INTO outbox (id, aggregate_kind, aggregate_id, event_type, event_version, data, metadata) "
            "SELECT v.id, v.kind, v.agg_id, v.type, v.ver, v.data, v.metadata FROM unnest(";
     const char* sep = "";
-    for (const char* type : {"uuid", "text", "text", "text", "text", "jsonb", "jsonb", "bigint"}) {
+    for (const char* type : {"uuid", "text", "text", "text", "text", "json", "json", "bigint"}) {
       sql += sep + param(type);  // one at a time: the numbers follow the columns
       sep = ", ";
     }

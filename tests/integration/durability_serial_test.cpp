@@ -49,7 +49,7 @@ std::map<std::string, std::pair<std::int64_t, std::int64_t>> stored(const std::s
   pqxx::nontransaction tx{conn};
   for (const auto& r : tx.exec(
            "SELECT id, version, (SELECT COALESCE(SUM((i->>'quantity')::bigint), 0) "
-           "FROM jsonb_array_elements(state->'items') i) FROM entity_snapshots WHERE kind = 'cart'")) {
+           "FROM json_array_elements(state->'items') i) FROM entity_snapshots WHERE kind = 'cart'")) {
     out[r[0].as<std::string>()] = {r[1].as<std::int64_t>(), r[2].as<std::int64_t>()};
   }
   return out;

@@ -168,7 +168,7 @@ TEST_CASE_FIXTURE(fixture, "adjust and read: acknowledged only once stored, snap
   // The event names who and why, with old and new available.
   CHECK(events(p, "StockChanged",
                " AND data->>'cause' = 'adjust' AND data->>'reason' = 'delivery PO-1'"
-               " AND data->>'user_id' = '7f1a2b3c-0000-4000-8000-0000000000aa' AND data ? 'at'"
+               " AND data->>'user_id' = '7f1a2b3c-0000-4000-8000-0000000000aa' AND data->'at' IS NOT NULL"
                " AND (data->>'available_old')::int = 10 AND (data->>'available_new')::int = 15"
                " AND metadata->>'correlation_id' = 'req-inventory'") == 1);
 

@@ -145,7 +145,7 @@ TEST_CASE("a subscriber that always throws does not block another; its events en
   {
     pqxx::nontransaction tx{f.conn};
     const auto rows = tx.exec(
-        "SELECT p.event_id::text, p.attempts, p.last_error, p.event_type, p.aggregate_kind, p.data = o.data, "
+        "SELECT p.event_id::text, p.attempts, p.last_error, p.event_type, p.aggregate_kind, p.data = o.data::jsonb, "
         "       p.seq = o.seq "
         "FROM outbox_parked p JOIN outbox o ON o.id = p.event_id WHERE p.subscriber = 'broken' ORDER BY p.seq");
     REQUIRE(rows.size() == first.size());
