@@ -15,6 +15,7 @@
 #include "actors/domain_event.hpp"
 #include "actors/snapshot_fields.hpp"
 #include "actors/protocol/clock.hpp"
+#include "actors/protocol/json_writer.hpp"
 #include "actors/protocol/type_ids.hpp"
 
 namespace mercato::actors {
@@ -303,6 +304,47 @@ boost::json::value cart_model::encode(const state& s) {
     o["merged_from"] = std::move(from);
   }
   return o;
+}
+
+std::string cart_model::encode_text(const state& s) {
+  std::string out;
+  out.reserve(256 + 192 * s.items.size());
+  protocol::json_writer w(out);
+  w.begin_object()
+      .member("schema", schema_version)
+      .member("owner_user_id", s.owner_user_id)
+      .member("token_hash", s.token_hash)
+      .member("currency", s.currency)
+      .member("status", s.status);
+  w.key("items").begin_array();
+  for (const auto& l : s.items) {
+    w.begin_object()
+        .member("product_id", l.product_id)
+        .member("sku", l.sku)
+        .member("name", l.name)
+        .member("quantity", l.quantity)
+        .member("unit_price", l.unit_price);
+    if (l.previous_unit_price != 0) {
+      w.member("previous_unit_price", l.previous_unit_price);
+    }
+    w.end_object();
+  }
+  w.end_array().member("updated_at", s.updated_at);
+  if (!s.merged_into.empty()) {
+    w.member("merged_into", s.merged_into);
+  }
+  if (!s.last_order_id.empty()) {
+    w.member("last_order_id", s.last_order_id);
+  }
+  if (!s.merged_from.empty()) {
+    w.key("merged_from").begin_array();
+    for (const auto& m : s.merged_from) {
+      w.value(m);
+    }
+    w.end_array();
+  }
+  w.end_object();
+  return out;
 }
 
 std::vector<protocol::projection_row> cart_model::project(const std::string& id, const state& s,

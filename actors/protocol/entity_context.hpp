@@ -10,6 +10,8 @@
 //   static state empty(const std::string& id);
 //   static state decode(const boost::json::value& v);        // any schema version it ever wrote
 //   static boost::json::value encode(const state& s);         // current schema_version
+//   static std::string encode_text(const state& s);           // optional: the same document's text,
+//       // written without a tree (json_writer); the runtime stores this instead of encode() serialised
 //   static std::vector<protocol::projection_row> project(const std::string& id, const state& s,
 //                                                        std::int64_t version);
 //   static bool handle(entity_context<state>& ctx, const caf::message& msg);  // false: not a command

@@ -12,13 +12,14 @@
 #include "actors/protocol/type_ids.hpp"
 #include "http/body_reader.hpp"
 #include "http/codec.hpp"
-#include "http/json_writer.hpp"
+#include "actors/protocol/json_writer.hpp"
 #include "http/routes/db_call.hpp"
 #include "persistence/catalog_store.hpp"
 #include "security/jwt.hpp"
 
 namespace mercato::http {
 namespace {
+using protocol::json_writer;
 
 constexpr const char* kind = "cart";
 

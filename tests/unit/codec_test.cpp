@@ -7,10 +7,11 @@
 #include <boost/json/serialize.hpp>
 
 #include "http/codec.hpp"
-#include "http/json_writer.hpp"
+#include "actors/protocol/json_writer.hpp"
 #include "http/pipeline.hpp"
 
 using namespace mercato::http;
+using mercato::protocol::json_writer;
 
 TEST_CASE("base64url round-trips any bytes without padding") {
   static const char binary[] = "p1|name|Zed's \xff\x00 lamp|id";  // an embedded NUL and a non-UTF-8 byte

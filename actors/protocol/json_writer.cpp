@@ -1,8 +1,8 @@
-#include "http/json_writer.hpp"
+#include "actors/protocol/json_writer.hpp"
 
 #include <charconv>
 
-namespace mercato::http {
+namespace mercato::protocol {
 
 void json_writer::separate() {
   if (need_comma_) {
@@ -83,4 +83,4 @@ json_writer& json_writer::null() {
   return *this;
 }
 
-}  // namespace mercato::http
+}  // namespace mercato::protocol

@@ -11,7 +11,7 @@
 
 #include <boost/json/serializer.hpp>
 
-namespace mercato::http {
+namespace mercato::protocol {
 
 class json_writer {
  public:
@@ -49,4 +49,4 @@ class json_writer {
   boost::json::serializer escaper_;
 };
 
-}  // namespace mercato::http
+}  // namespace mercato::protocol
