@@ -1,5 +1,5 @@
 #pragma once
-// Writes a JSON document straight into a string, for answers on hot paths (the cart's answer to an add):
+// Writes a JSON document straight into a string, for hot paths (the cart's answer to an add, its snapshot):
 // no intermediate boost::json tree, so no allocation per object. The caller's calls give the structure;
 // the writer adds the commas and colons, and escapes strings with Boost.JSON's serializer (the same bytes
 // boost::json::serialize would write for them).
