@@ -194,37 +194,17 @@ product_page catalog_store::list_products(pqxx::connection& conn, const product_
   return page;
 }
 
-namespace {
-
-// Named statements: add-to-cart reads a product every cart.product_info_ttl_ms, and a product's page on
-// every cache miss. Planned each time, the join cost PostgreSQL ~0.45 ms of planning per read against
-// ~0.12 ms of execution (pg_stat_statements, issue 14). libpqxx registers a statement with the server on its
-// first use on each connection; declaring it again with the same text is a lookup.
-const std::string& find_product_name() {
+// Both product reads are named statements: add-to-cart reads a product every cart.product_info_ttl_ms, and a
+// product's page on every cache miss. Planned each time, the join cost PostgreSQL ~0.45 ms of planning per
+// read against ~0.12 ms of execution (pg_stat_statements, issue 14). libpqxx registers a statement with the
+// server on its first use on each connection; declaring it again with the same text is a lookup.
+std::optional<product_view> catalog_store::find_product(pqxx::connection& conn, const std::string& id) {
   static const std::string name = "mercato_product_by_id";
-  return name;
-}
-const std::string& find_product_sql() {
   static const std::string sql =
       std::string("SELECT ") + product_columns + " FROM products p" + inventory_join + " WHERE p.id = $1::uuid";
-  return sql;
-}
-const std::string& find_products_name() {
-  static const std::string name = "mercato_products_by_ids";
-  return name;
-}
-const std::string& find_products_sql() {
-  static const std::string sql = std::string("SELECT ") + product_columns + " FROM products p" + inventory_join +
-                                 " WHERE p.id = ANY($1::uuid[])";
-  return sql;
-}
-
-}  // namespace
-
-std::optional<product_view> catalog_store::find_product(pqxx::connection& conn, const std::string& id) {
-  conn.prepare(find_product_name(), find_product_sql());
+  conn.prepare(name, sql);
   pqxx::nontransaction tx{conn};
-  const auto rows = tx.exec_prepared(find_product_name(), id);
+  const auto rows = tx.exec_prepared(name, id);
   if (rows.empty()) {
     return std::nullopt;
   }
@@ -244,9 +224,12 @@ std::vector<product_view> catalog_store::find_products(pqxx::connection& conn, c
     list += id;  // UUIDs: the cast below refuses anything else
   }
   list += '}';
-  conn.prepare(find_products_name(), find_products_sql());
+  static const std::string name = "mercato_products_by_ids";
+  static const std::string sql = std::string("SELECT ") + product_columns + " FROM products p" + inventory_join +
+                                 " WHERE p.id = ANY($1::uuid[])";
+  conn.prepare(name, sql);
   pqxx::nontransaction tx{conn};
-  const auto rows = tx.exec_prepared(find_products_name(), list);
+  const auto rows = tx.exec_prepared(name, list);
   out.reserve(rows.size());
   for (const auto& r : rows) {
     out.push_back(read_product(r));

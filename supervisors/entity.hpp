@@ -26,8 +26,6 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <type_traits>
-#include <utility>
 #include <vector>
 
 #include <boost/json/parse.hpp>
@@ -102,23 +100,6 @@ inline caf::error from_outcome(persistence::write_outcome o) {
 
 inline caf::error restarting_error(const char* why) { return caf::make_error(protocol::errc::entity_restarting, why); }
 
-template <class Model, class = void>
-struct has_encode_text : std::false_type {};
-template <class Model>
-struct has_encode_text<Model, std::void_t<decltype(Model::encode_text(std::declval<const typename Model::state&>()))>>
-    : std::true_type {};
-
-// A state's stored text (snapshot and parked state): the kind's own writer when it has one (no JSON tree,
-// see protocol/entity_context.hpp), else its encode() serialised.
-template <class Model>
-std::string encode_state(const typename Model::state& s) {
-  if constexpr (has_encode_text<Model>::value) {
-    return Model::encode_text(s);
-  } else {
-    return boost::json::serialize(Model::encode(s));
-  }
-}
-
 template <class Model>
 void answer(typename entity_data<Model>::pending& p) {
   if (p.refusal) {
@@ -179,7 +160,7 @@ class entity_context_impl final : public protocol::entity_context<typename Model
     w.snap.base_version = st.version;
     w.snap.shard = shard_of(st.id, env.shards);
     w.snap.owner_epoch = env.epoch_of(w.snap.shard);
-    w.snap.state_json = detail::encode_state<Model>(next);
+    w.snap.state_json = protocol::encode_state<Model>(next);
     w.snap.recent_commands = std::move(recent_joined);
     w.events = std::move(events);
     w.projections = Model::project(st.id, next, v);
@@ -387,7 +368,7 @@ caf::behavior entity_actor(caf::stateful_actor<entity_data<Model>>* self, std::s
     }
     if (st.parking && !st.passivating) {
       // The state goes to the host before the exit hook reports the stop (same thread, FIFO).
-      std::string json = st.version > 0 ? detail::encode_state<Model>(st.state) : std::string{};
+      std::string json = st.version > 0 ? protocol::encode_state<Model>(st.state) : std::string{};
       self->send(st.host, parked_atom::value, st.id, st.version, std::move(json), join_commands(st.recent));
     }
     self->quit();

@@ -272,40 +272,6 @@ cart_model::state cart_model::decode(const boost::json::value& v) {
   return s;
 }
 
-boost::json::value cart_model::encode(const state& s) {
-  boost::json::array items;
-  items.reserve(s.items.size());
-  for (const auto& l : s.items) {
-    boost::json::object line{{"product_id", l.product_id},
-                             {"sku", l.sku},
-                             {"name", l.name},
-                             {"quantity", l.quantity},
-                             {"unit_price", l.unit_price}};
-    if (l.previous_unit_price != 0) {
-      line["previous_unit_price"] = l.previous_unit_price;
-    }
-    items.push_back(std::move(line));
-  }
-  boost::json::object o{{"schema", schema_version}, {"owner_user_id", s.owner_user_id},
-                        {"token_hash", s.token_hash}, {"currency", s.currency},
-                        {"status", s.status},         {"items", std::move(items)},
-                        {"updated_at", s.updated_at}};
-  if (!s.merged_into.empty()) {
-    o["merged_into"] = s.merged_into;
-  }
-  if (!s.last_order_id.empty()) {
-    o["last_order_id"] = s.last_order_id;
-  }
-  if (!s.merged_from.empty()) {
-    boost::json::array from;
-    for (const auto& m : s.merged_from) {
-      from.emplace_back(m);
-    }
-    o["merged_from"] = std::move(from);
-  }
-  return o;
-}
-
 std::string cart_model::encode_text(const state& s) {
   std::string out;
   out.reserve(256 + 192 * s.items.size());

@@ -36,8 +36,7 @@ struct cart_model {
 
   static state empty(const std::string& id);
   static state decode(const boost::json::value& v);
-  static boost::json::value encode(const state& s);
-  // encode()'s document as text, the same bytes, written without a tree (every add-to-cart stores one).
+  // The snapshot's text, written without a tree (every add-to-cart stores one, and a parking cart another).
   static std::string encode_text(const state& s);
   // The `carts` query table row.
   static std::vector<protocol::projection_row> project(const std::string& id, const state& s, std::int64_t version);

@@ -9,9 +9,9 @@
 //   struct state;
 //   static state empty(const std::string& id);
 //   static state decode(const boost::json::value& v);        // any schema version it ever wrote
-//   static boost::json::value encode(const state& s);         // current schema_version
-//   static std::string encode_text(const state& s);           // optional: the same document's text,
-//       // written without a tree (json_writer); the runtime stores this instead of encode() serialised
+//   static boost::json::value encode(const state& s);         // current schema_version; or instead
+//   static std::string encode_text(const state& s);           // the document's text, written without a
+//       // tree (json_writer); encode_state() below gives a state's text either way
 //   static std::vector<protocol::projection_row> project(const std::string& id, const state& s,
 //                                                        std::int64_t version);
 //   static bool handle(entity_context<state>& ctx, const caf::message& msg);  // false: not a command
@@ -26,7 +26,11 @@
 
 #include <cstdint>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
+
+#include <boost/json/serialize.hpp>
 
 #include <caf/message.hpp>
 
@@ -35,6 +39,23 @@
 #include "actors/protocol/meta.hpp"
 
 namespace mercato::protocol {
+
+template <class Model, class = void>
+struct has_encode_text : std::false_type {};
+template <class Model>
+struct has_encode_text<Model, std::void_t<decltype(Model::encode_text(std::declval<const typename Model::state&>()))>>
+    : std::true_type {};
+
+// A state's stored text (its snapshot, its parked form): the kind's encode_text when it has one, else its
+// encode() serialised.
+template <class Model>
+std::string encode_state(const typename Model::state& s) {
+  if constexpr (has_encode_text<Model>::value) {
+    return Model::encode_text(s);
+  } else {
+    return boost::json::serialize(Model::encode(s));
+  }
+}
 
 template <class State>
 class entity_context {

@@ -32,10 +32,10 @@ void drive(std::string_view text) {
   } catch (const std::exception&) {
     return;  // unreadable: the runtime reports the entity as crashed
   }
-  const auto once = boost::json::serialize(Model::encode(s));
+  const auto once = mercato::protocol::encode_state<Model>(s);
   std::string twice;
   try {
-    twice = boost::json::serialize(Model::encode(Model::decode(boost::json::parse(once))));
+    twice = mercato::protocol::encode_state<Model>(Model::decode(boost::json::parse(once)));
   } catch (const std::exception& e) {
     require(false, "a snapshot we wrote can be read back", std::string(Model::kind) + ": " + once + ": " + e.what());
   }
