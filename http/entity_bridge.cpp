@@ -1,10 +1,13 @@
 #include "http/entity_bridge.hpp"
 
 #include <algorithm>
+#include <deque>
+#include <utility>
 
 #include <caf/scheduler/abstract_coordinator.hpp>
-#include <caf/send.hpp>
 #include <caf/sec.hpp>
+#include <caf/send.hpp>
+#include <caf/stateful_actor.hpp>
 
 #include "actors/protocol/errors.hpp"
 #include "http/problem.hpp"
@@ -30,8 +33,48 @@ response unavailable(std::string code, std::string detail, bool retry_safe, int 
   return r;
 }
 
-caf::behavior bridge_actor(caf::event_based_actor* self, std::chrono::milliseconds timeout) {
-  return {[self, timeout](const bridge_job_ptr& job) { job->start(self, timeout); }};
+using sweep_atom = caf::atom_constant<caf::atom("b_sweep")>;
+
+// A bridge actor's jobs in start order, each with its deadline (start + the bridge's timeout), so the
+// front is the next to expire. One timer at a time, set for the front's deadline.
+struct bridge_state {
+  std::deque<std::pair<std::chrono::steady_clock::time_point, bridge_job_ptr>> jobs;
+  bool timer_set = false;
+};
+
+caf::behavior bridge_actor(caf::stateful_actor<bridge_state>* self, std::chrono::milliseconds timeout) {
+  auto arm = [self] {
+    auto& st = self->state;
+    if (st.timer_set || st.jobs.empty()) {
+      return;
+    }
+    st.timer_set = true;
+    const auto wait = st.jobs.front().first - std::chrono::steady_clock::now();
+    self->delayed_send(self, std::max<std::chrono::steady_clock::duration>(wait, std::chrono::milliseconds(1)),
+                       sweep_atom::value);
+  };
+  return {
+      [self, timeout, arm](const bridge_job_ptr& job) {
+        auto& jobs = self->state.jobs;
+        while (!jobs.empty() && jobs.front().second->ended()) {
+          jobs.pop_front();  // answered: most jobs leave here, in about the order they came
+        }
+        job->start(self);
+        jobs.emplace_back(std::chrono::steady_clock::now() + timeout, job);
+        arm();
+      },
+      [self, arm](sweep_atom) {
+        auto& st = self->state;
+        st.timer_set = false;
+        const auto now = std::chrono::steady_clock::now();
+        while (!st.jobs.empty() && (st.jobs.front().second->ended() || st.jobs.front().first <= now)) {
+          auto job = std::move(st.jobs.front().second);
+          st.jobs.pop_front();
+          job->expire();  // nothing if it has ended
+        }
+        arm();
+      },
+  };
 }
 
 }  // namespace

@@ -142,6 +142,34 @@ TEST_CASE("a request the router does not answer in time ends with request_timeou
   caf::anon_send(f.router, release_atom::value);  // the late answer goes nowhere
 }
 
+TEST_CASE("the bridge's own timeout: each ask ends once, an answered ask is never timed out, a late reply is dropped") {
+  bridge_fixture f;
+  // One bridge actor, so every job below shares its deadline queue and its timer.
+  http::entity_bridge bridge(*f.sys, [&f](std::string_view) { return f.router; }, 300ms, 1);
+  f.ask(bridge, "early");
+  REQUIRE(f.obs.wait([&] { return f.obs.held == 1; }));
+  caf::anon_send(f.router, release_atom::value);
+  REQUIRE(f.obs.wait([&] { return f.obs.answered.size() == 1; }));
+
+  // "early" is still in the queue, ahead of these; the sweep that ends them passes it by.
+  f.ask(bridge, "slow-1");
+  f.ask(bridge, "slow-2");
+  REQUIRE(f.obs.wait([&] { return f.obs.failed.size() == 2; }));
+  CHECK(f.obs.failed[0] == caf::sec::request_timeout);
+  CHECK(f.obs.failed[1] == caf::sec::request_timeout);
+
+  // The late replies reach the bridge actor before the probe's (one router sends them all, in order);
+  // once the probe is answered, they have been dropped, not handed to the callbacks.
+  caf::anon_send(f.router, release_atom::value);
+  f.ask(bridge, "probe");
+  REQUIRE(f.obs.wait([&] { return f.obs.held == 1; }));
+  caf::anon_send(f.router, release_atom::value);
+  REQUIRE(f.obs.wait([&] { return f.obs.answered.size() == 2; }));
+  CHECK(f.obs.answered == std::vector<std::string>{"early", "probe"});
+  CHECK(f.obs.failed.size() == 2);
+  bridge.stop();
+}
+
 TEST_CASE("a stopped bridge ends its actors, so the actor system can wait for all of its actors") {
   bridge_fixture f;
   const auto running_before = f.sys->registry().running();
