@@ -92,18 +92,20 @@ class array_literal {
     separate();
     text_.push_back('"');
     // Runs without a quote or a backslash are copied whole (a state is JSON: quotes every few bytes,
-    // but one append per run instead of one push_back per byte).
-    for (std::size_t at = 0; at < s.size();) {
-      const std::size_t special = s.find_first_of("\"\\", at);
-      const std::size_t end = special == std::string_view::npos ? s.size() : special;
-      text_.append(s.data() + at, end - at);
-      if (end == s.size()) {
-        break;
+    // but one append per run instead of one push_back per byte). A plain loop finds them:
+    // string_view::find_first_of called memchr on its two-byte set once per byte scanned (3 % of the
+    // node's CPU at the add-to-cart maximum, issue 14).
+    const char* run = s.data();
+    const char* const end = s.data() + s.size();
+    for (const char* p = run; p != end; ++p) {
+      if (*p == '"' || *p == '\\') {
+        text_.append(run, static_cast<std::size_t>(p - run));
+        text_.push_back('\\');
+        text_.push_back(*p);
+        run = p + 1;
       }
-      text_.push_back('\\');
-      text_.push_back(s[end]);
-      at = end + 1;
     }
+    text_.append(run, static_cast<std::size_t>(end - run));
     text_.push_back('"');
   }
   void add_null() {
