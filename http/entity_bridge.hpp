@@ -14,7 +14,8 @@
 // CAF's clock thread (a mutex, a wake-up of that thread, and a timeout message later), per request. A
 // bridge actor instead keeps its jobs in start order; every job has the same timeout, so that is deadline
 // order, and one timer at the oldest job's deadline ends whatever has not been answered by then with
-// `sec::request_timeout` (issue 14: 6-8 % of the node's CPU per add-to-cart). The request itself has no
+// `sec::request_timeout` (issue 14: CAF's clock thread had 4.5 % of the node's samples at the add-to-cart
+// maximum, 0.8 % after; bench/results.md, 2026-12-02 02:45). The request itself has no
 // timeout: a reply that never comes (its node died with it) leaves CAF's small response handler behind
 // on that bridge actor, while the caller has had its timeout.
 

@@ -41,7 +41,7 @@ void random_bytes(std::uint8_t* out, std::size_t n) {
     used = 0;
   }
   std::memcpy(out, pool.data() + used, n);
-  std::memset(pool.data() + used, 0, n);  // each byte is handed out once
+  std::memset(pool.data() + used, 0, n);  // no copy of an id's random bits stays behind in the pool
   used += n;
 }
 
