@@ -7,7 +7,6 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <stdexcept>
 #include <system_error>
 
 #include <boost/uuid/uuid.hpp>
@@ -17,15 +16,13 @@ namespace mercato::persistence {
 
 namespace {
 
-// Bytes from the operating system's CSPRNG (getrandom), read 4 KB at a time into a per-thread buffer and
-// handed out once each. Boost's generator made one getrandom call per UUID; an add-to-cart makes three
-// UUIDs, and those calls were 1.5 % of the node's CPU at its maximum (issue 14).
-void random_bytes(std::uint8_t* out, std::size_t n) {
+// A uuid's 16 bytes from the operating system's CSPRNG (getrandom), read 4 KB at a time into a per-thread
+// pool and each handed out once. Boost's generator made one getrandom call per UUID; an add-to-cart makes
+// three UUIDs, and those calls were 1.5 % of the node's CPU at its maximum (issue 14).
+void fill_random(boost::uuids::uuid& u) {
+  constexpr std::size_t n = sizeof(u.data);
   thread_local std::array<std::uint8_t, 4096> pool;
   thread_local std::size_t used = pool.size();
-  if (n > pool.size()) {
-    throw std::invalid_argument("random_bytes: at most 4096 bytes at a time");
-  }
   if (pool.size() - used < n) {
     std::size_t filled = 0;
     while (filled < pool.size()) {
@@ -40,7 +37,7 @@ void random_bytes(std::uint8_t* out, std::size_t n) {
     }
     used = 0;
   }
-  std::memcpy(out, pool.data() + used, n);
+  std::memcpy(u.data, pool.data() + used, n);
   std::memset(pool.data() + used, 0, n);  // no copy of an id's random bits stays behind in the pool
   used += n;
 }
@@ -49,7 +46,7 @@ void random_bytes(std::uint8_t* out, std::size_t n) {
 
 std::string time_ordered_uuid(std::uint64_t unix_ms) {
   boost::uuids::uuid u;
-  random_bytes(u.data, sizeof(u.data));
+  fill_random(u);
   for (int i = 0; i < 6; ++i) {  // bytes 0-5: the timestamp, big-endian
     u.data[i] = static_cast<std::uint8_t>(unix_ms >> (8 * (5 - i)));
   }

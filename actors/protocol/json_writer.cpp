@@ -19,28 +19,15 @@ void json_writer::quoted(std::string_view s) {
   }
 }
 
-json_writer& json_writer::begin_object() {
+json_writer& json_writer::open(char bracket) {
   separate();
-  out_.push_back('{');
+  out_.push_back(bracket);
   need_comma_ = false;
   return *this;
 }
 
-json_writer& json_writer::end_object() {
-  out_.push_back('}');
-  need_comma_ = true;
-  return *this;
-}
-
-json_writer& json_writer::begin_array() {
-  separate();
-  out_.push_back('[');
-  need_comma_ = false;
-  return *this;
-}
-
-json_writer& json_writer::end_array() {
-  out_.push_back(']');
+json_writer& json_writer::close(char bracket) {
+  out_.push_back(bracket);
   need_comma_ = true;
   return *this;
 }

@@ -17,10 +17,10 @@ class json_writer {
  public:
   explicit json_writer(std::string& out) : out_(out) {}
 
-  json_writer& begin_object();
-  json_writer& end_object();
-  json_writer& begin_array();
-  json_writer& end_array();
+  json_writer& begin_object() { return open('{'); }
+  json_writer& end_object() { return close('}'); }
+  json_writer& begin_array() { return open('['); }
+  json_writer& end_array() { return close(']'); }
   // The next member's name; a value or a begin_ call must follow.
   json_writer& key(std::string_view name);
   json_writer& value(std::string_view s);
@@ -40,6 +40,8 @@ class json_writer {
   }
 
  private:
+  json_writer& open(char bracket);
+  json_writer& close(char bracket);
   json_writer& integer(std::int64_t n);
   void separate();
   void quoted(std::string_view s);

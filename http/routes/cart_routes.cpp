@@ -9,10 +9,10 @@
 #include <pqxx/pqxx>
 
 #include "actors/protocol/cart_messages.hpp"
+#include "actors/protocol/json_writer.hpp"
 #include "actors/protocol/type_ids.hpp"
 #include "http/body_reader.hpp"
 #include "http/codec.hpp"
-#include "actors/protocol/json_writer.hpp"
 #include "http/routes/db_call.hpp"
 #include "persistence/catalog_store.hpp"
 #include "security/jwt.hpp"
