@@ -273,10 +273,6 @@ void entity_runtime::relay(const std::vector<persistence::outbox_event>& events)
 
 caf::actor entity_runtime::router(std::string_view kind) const { return impl_->slot(kind).front; }
 
-caf::actor entity_runtime::direct_host(std::string_view kind, const std::string& id) const {
-  return impl_->slot(kind).env->direct_host(id);
-}
-
 const supervisors::entity_env& entity_runtime::env(std::string_view kind) const { return *impl_->slot(kind).env; }
 
 caf::actor_system& entity_runtime::system() { return *impl_->system; }

@@ -78,9 +78,6 @@ class entity_runtime {
   // The front door of a kind ("cart"): (to_entity_atom, id, command) -> the entity's answer, wherever
   // in the cluster the entity lives.
   caf::actor router(std::string_view kind) const;
-  // The edge's direct route: the host of entity `id` of `kind` when its shard is served on this node,
-  // else null (then the front door above is the way).
-  caf::actor direct_host(std::string_view kind, const std::string& id) const;
   const supervisors::entity_env& env(std::string_view kind) const;
   caf::actor_system& system();
   persistence::snapshot_writer& writer();

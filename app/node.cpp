@@ -328,8 +328,7 @@ void node::start() {
   // Longer than the writer's commit deadline (5 s), so an answer that is coming is not cut short.
   p.bridge = std::make_unique<http::entity_bridge>(
       p.runtime->system(), [&p](std::string_view kind) { return p.runtime->router(kind); },
-      std::chrono::milliseconds(8000), 0,
-      [&p](std::string_view kind, const std::string& id) { return p.runtime->direct_host(kind, id); });
+      std::chrono::milliseconds(8000));
   http::add_cart_routes(p.routes, p.pool, *p.bridge, parts::pricing(settings_.cart), *p.lines);
   http::add_inventory_routes(p.routes, p.pool, *p.bridge, *p.lines);
   // The sandbox provider answers tok_slow after the provider timeout (so the timeout path is real).

@@ -113,9 +113,6 @@ caf::behavior shard_front(caf::event_based_actor* self, std::shared_ptr<const su
 
   // Shutdown: whatever is held is answered now.
   self->set_exit_handler([self, st](caf::exit_msg& em) {
-    for (int i = 0; i < st->env->shards; ++i) {
-      st->env->leases[static_cast<std::size_t>(i)].routed_here.store(false, std::memory_order_release);
-    }
     auto err = caf::make_error(protocol::errc::shutting_down, "the node is stopping");
     for (auto& r : st->routes) {
       for (auto& h : r.held) {
@@ -154,9 +151,6 @@ caf::behavior shard_front(caf::event_based_actor* self, std::shared_ptr<const su
         }
         auto& r = st->routes[static_cast<std::size_t>(shard)];
         r.where = static_cast<placement>(where);
-        // The edge's direct route (to_host_atom) follows the front door's placement.
-        st->env->leases[static_cast<std::size_t>(shard)].routed_here.store(r.where == placement::local,
-                                                                         std::memory_order_release);
         if (r.where == placement::remote && gateway && gateway != r.gateway) {
           self->monitor(gateway);
         }
@@ -169,10 +163,7 @@ caf::behavior shard_front(caf::event_based_actor* self, std::shared_ptr<const su
           rp.deliver(caf::make_error(protocol::errc::invalid, "no such shard"));
           return rp;
         }
-        // Off the edge's direct route before the drop is asked for: a command the edge sends straight to a
-        // host from now on is handed back here by the host, which finds the flag cleared.
         st->routes[static_cast<std::size_t>(shard)].where = placement::pending;
-        st->env->leases[static_cast<std::size_t>(shard)].routed_here.store(false, std::memory_order_release);
         self->request(st->local, std::chrono::seconds(60), supervisors::drop_shard_atom::value, shard)
             .then([rp](std::uint64_t n) mutable { rp.deliver(n); },
                   [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });

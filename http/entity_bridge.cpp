@@ -80,8 +80,8 @@ caf::behavior bridge_actor(caf::stateful_actor<bridge_state>* self, std::chrono:
 }  // namespace
 
 entity_bridge::entity_bridge(caf::actor_system& system, router_lookup routers, std::chrono::milliseconds timeout,
-                             std::size_t actors, host_lookup hosts)
-    : system_(system), routers_(std::move(routers)), hosts_(std::move(hosts)), timeout_(timeout) {
+                             std::size_t actors)
+    : system_(system), routers_(std::move(routers)), timeout_(timeout) {
   if (actors == 0) {
     actors = 2 * std::max<std::size_t>(1, system.scheduler().num_workers());
   }
@@ -108,13 +108,6 @@ void entity_bridge::submit(bridge_job_ptr job) const {
   }
   const auto i = next_.fetch_add(1, std::memory_order_relaxed) % actors_.size();
   caf::anon_send(actors_[i], std::move(job));
-}
-
-bool entity_bridge::retry_through_router(const caf::error& e) {
-  if (e == caf::sec::request_receiver_down) {
-    return true;  // the host stopped (escalated, or its node is stopping) after the lookup
-  }
-  return e.category() == caf::atom("mercato") && static_cast<protocol::errc>(e.code()) == protocol::errc::entity_restarting;
 }
 
 std::string new_uuid() { return persistence::time_ordered_uuid(); }

@@ -10,13 +10,6 @@
 // spawn, start-up and clean-up were a sixth of the CAF workers' time; a pooled actor takes a job as one
 // message instead.
 //
-// The direct route (issue 14): when the entity's shard is served on this node, the edge's lookup gives the
-// entity's host, and the command goes there (to_host_atom) instead of through the kind's front door and
-// router, two mailbox hops fewer. The host is the authority: it hands the command to the front door when
-// the shard is no longer routed here. A host that has stopped (request_receiver_down) or is restarting
-// (entity_restarting) makes the job ask once more through the front door; the command id makes that
-// retry apply at most once.
-//
 // The timeout is the bridge actor's own, not CAF's: a request with a finite timeout registers it with
 // CAF's clock thread (a mutex, a wake-up of that thread, and a timeout message later), per request. A
 // bridge actor instead keeps its jobs in start order; every job has the same timeout, so that is deadline
@@ -75,13 +68,10 @@ namespace mercato::http {
 class entity_bridge {
  public:
   using router_lookup = std::function<caf::actor(std::string_view kind)>;
-  // The host of (kind, id) on this node when the direct route may be taken, else null.
-  using host_lookup = std::function<caf::actor(std::string_view kind, const std::string& id)>;
 
-  // `actors` bridge actors (0: two per CAF scheduler thread). Without `hosts`, every command goes
-  // through the front door.
+  // `actors` bridge actors (0: two per CAF scheduler thread).
   entity_bridge(caf::actor_system& system, router_lookup routers, std::chrono::milliseconds timeout,
-                std::size_t actors = 0, host_lookup hosts = nullptr);
+                std::size_t actors = 0);
   ~entity_bridge();
   entity_bridge(const entity_bridge&) = delete;
   entity_bridge& operator=(const entity_bridge&) = delete;
@@ -91,9 +81,7 @@ class entity_bridge {
   template <class Reply>
   void ask(std::string_view kind, std::string id, caf::message command,
            std::function<void(caf::expected<Reply>)> done) const {
-    caf::actor host = hosts_ ? hosts_(kind, id) : caf::actor{};
-    submit(std::make_shared<ask_job<Reply>>(routers_(kind), std::move(host), std::move(id), std::move(command),
-                                            std::move(done)));
+    submit(std::make_shared<ask_job<Reply>>(routers_(kind), std::move(id), std::move(command), std::move(done)));
   }
 
   // Ends the bridge actors (before the actor system waits for every actor). Requests still out are not
@@ -106,32 +94,14 @@ class entity_bridge {
   template <class Reply>
   class ask_job final : public bridge_job, public std::enable_shared_from_this<ask_job<Reply>> {
    public:
-    ask_job(caf::actor router, caf::actor host, std::string id, caf::message command,
-            std::function<void(caf::expected<Reply>)> done)
-        : router_(std::move(router)),
-          host_(std::move(host)),
-          id_(std::move(id)),
-          command_(std::move(command)),
-          done_(std::move(done)) {}
+    ask_job(caf::actor router, std::string id, caf::message command, std::function<void(caf::expected<Reply>)> done)
+        : router_(std::move(router)), id_(std::move(id)), command_(std::move(command)), done_(std::move(done)) {}
 
     void start(caf::event_based_actor* self) override {
-      if (!host_) {
-        ask_router(self);
-        return;
-      }
-      auto me = this->shared_from_this();
-      auto host = std::move(host_);
-      host_ = caf::actor{};
-      // id_ and command_ stay with the job (a copy of the id; the message is shared) for the retry.
-      self->request(host, caf::infinite, protocol::to_host_atom::value, id_, command_)
-          .then([me](Reply& r) { me->finish(std::move(r)); },
-                [me, self](caf::error& e) {
-                  if (retry_through_router(e) && !me->ended_) {
-                    me->ask_router(self);
-                  } else {
-                    me->finish(std::move(e));
-                  }
-                });
+      auto me = this->shared_from_this();  // both handlers share the job (and its callback)
+      self->request(router_, caf::infinite, protocol::to_entity_atom::value, std::move(id_), std::move(command_))
+          .then([me](Reply& r) { me->finish(std::move(r)); }, [me](caf::error& e) { me->finish(std::move(e)); });
+      router_ = caf::actor{};
     }
     void expire() override { finish(caf::make_error(caf::sec::request_timeout)); }
 
@@ -146,27 +116,16 @@ class entity_bridge {
     }
 
    private:
-    void ask_router(caf::event_based_actor* self) {
-      auto me = this->shared_from_this();  // both handlers share the job (and its callback)
-      self->request(router_, caf::infinite, protocol::to_entity_atom::value, std::move(id_), std::move(command_))
-          .then([me](Reply& r) { me->finish(std::move(r)); }, [me](caf::error& e) { me->finish(std::move(e)); });
-      router_ = caf::actor{};
-    }
-
     caf::actor router_;
-    caf::actor host_;
     std::string id_;
     caf::message command_;
     std::function<void(caf::expected<Reply>)> done_;
   };
 
   void submit(bridge_job_ptr job) const;
-  // A direct ask that failed this way is asked again through the front door.
-  static bool retry_through_router(const caf::error& e);
 
   caf::actor_system& system_;
   router_lookup routers_;
-  host_lookup hosts_;
   std::chrono::milliseconds timeout_;
   std::vector<caf::actor> actors_;
   mutable std::atomic<std::size_t> next_{0};

@@ -7,11 +7,8 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <vector>
 
-#include <caf/actor.hpp>
 #include <caf/actor_addr.hpp>
 #include <caf/atom.hpp>
 
@@ -55,24 +52,6 @@ struct runtime_limits {
 struct shard_lease {
   std::atomic<std::int64_t> epoch{0};          // 0: not held (every write is fenced)
   std::atomic<std::int64_t> serving_until{0};  // steady_clock nanoseconds since its epoch
-  // The front door sends this shard's commands to this node's entities: placed here, and no hand-off
-  // under way (the front clears it before it asks the router to drop the shard). Written by the front
-  // door only; the edge's direct route reads it, and the host checks it again on receipt.
-  std::atomic<bool> routed_here{false};
-};
-
-// The router's hosts, published for the edge's direct route (issue 14: a command that goes straight to
-// its host skips two mailbox hops, the front door's and the router's). A null slot is a host that is
-// restarting; its commands take the front door, where the router holds them for its successor.
-class host_table {
- public:
-  void publish(std::vector<caf::actor> hosts);
-  // The host that serves `id` (the router's spread), or null.
-  caf::actor host_for(const std::string& id) const;
-
- private:
-  mutable std::mutex mutex_;  // taken for a copy of one handle; the router publishes rarely
-  std::vector<caf::actor> hosts_;
 };
 
 struct entity_env {
@@ -85,8 +64,6 @@ struct entity_env {
   // The kind's front door on this node (cluster/shard_front): commands of a shard that is being
   // dropped (handed off or lost) go back there, to wait for the shard's next owner.
   caf::actor_addr front;
-  // The router's hosts as it last published them (a table object, so a const env can publish).
-  std::unique_ptr<host_table> hosts = std::make_unique<host_table>();
   persistence::pg_pool* pool = nullptr;
   persistence::snapshot_writer* writer = nullptr;
   telemetry::metrics* metrics = nullptr;
@@ -98,11 +75,6 @@ struct entity_env {
   // Sets (or clears, with epoch 0) this node's lease of `shard`.
   void hold(int shard, std::int64_t epoch, std::chrono::steady_clock::time_point until);
   void extend(int shard, std::chrono::steady_clock::time_point until);
-  // The front door routes the shard's commands to this node's entities, and the lease is served.
-  bool routed_here(int shard) const;
-  // The edge's direct route: the host of `id` when its shard is routed here and served, else null (the
-  // caller goes through the front door). The host checks routed_here again on receipt (to_host_atom).
-  caf::actor direct_host(const std::string& id) const;
 };
 
 // Runtime-internal messages between a host and its entities (never sent across nodes; every
@@ -127,7 +99,5 @@ using drop_shard_atom = caf::atom_constant<caf::atom("ent_dropsh")>;
 
 // The shard of an entity id: stable across nodes and versions (FNV-1a, not std::hash).
 int shard_of(const std::string& id, int shards);
-// Which of a kind's `hosts` serves `id` on a node (the router's spread; the direct route uses the same).
-std::size_t host_index(const std::string& id, std::size_t hosts);
 
 }  // namespace mercato::supervisors

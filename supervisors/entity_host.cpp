@@ -242,9 +242,6 @@ caf::behavior entity_host(caf::event_based_actor* self, std::shared_ptr<const en
         [err](protocol::to_entity_atom, const std::string&, caf::message&) -> caf::result<caf::message> {
           return err;
         },
-        [err](protocol::to_host_atom, const std::string&, caf::message&) -> caf::result<caf::message> {
-          return err;  // the edge asks again through the front door (entity_bridge)
-        },
         [err](requeue_atom, const std::string&, caf::message&, caf::response_promise& rp) { rp.deliver(err); },
         [err](protocol::crashed_atom, const std::string&, caf::message&, caf::response_promise& rp) {
           rp.deliver(err);
@@ -462,60 +459,44 @@ caf::behavior entity_host(caf::event_based_actor* self, std::shared_ptr<const en
     return asked;
   };
 
-  // A command for entity `id`: to its actor, started (or re-created from its parked state) when needed.
-  auto deliver = [st, start](const std::string& id, caf::message& command, caf::response_promise& rp) {
-    if (dropping(*st, id)) {
-      hand_back(*st->env, id, std::move(command), rp);
-      return;
-    }
-    auto [it, fresh] = st->entities.try_emplace(id);
-    slot* s = &*it;
-    auto& e = s->second;
-    if (fresh) {
-      start(s, false);
-    } else {
-      switch (e.ph) {
-        case phase::passivating:
-        case phase::parking:
-        case phase::stopping:
-        case phase::restarting:
-          extra_of(e).waiting.push_back({std::move(command), rp});
-          return;
-        case phase::parked:
-          st->parked.unlink(s);
-          --st->parked_count;
-          start(s, true);
-          break;
-        case phase::live:
-          st->live.unlink(s);
-          st->live.push_back(s);
-          e.last_used = clock::now();
-          break;
-      }
-    }
-    rp.delegate(e.handle, std::move(command));
-  };
-
   self->delayed_send(self, env->limits.idle_scan_interval, protocol::tick_atom::value);
   if (parking_on) {
     self->delayed_send(self, env->limits.park_scan_interval, park_tick_atom::value);
   }
 
   return {
-      [self, deliver](protocol::to_entity_atom, const std::string& id, caf::message& command) {
+      [self, st, start](protocol::to_entity_atom, const std::string& id, caf::message& command) {
         auto rp = self->make_response_promise();
-        deliver(id, command, rp);
-        return rp;
-      },
-      [self, st, deliver](protocol::to_host_atom, const std::string& id, caf::message& command) {
-        // The edge's direct route read the shard as routed here; the front door may have let it go since
-        // (a hand-off clears the flag before the drop reaches this host). Then the front door decides.
-        auto rp = self->make_response_promise();
-        if (!st->env->routed_here(shard_of(id, st->env->shards))) {
+        if (dropping(*st, id)) {
           hand_back(*st->env, id, std::move(command), rp);
           return rp;
         }
-        deliver(id, command, rp);
+        auto [it, fresh] = st->entities.try_emplace(id);
+        slot* s = &*it;
+        auto& e = s->second;
+        if (fresh) {
+          start(s, false);
+        } else {
+          switch (e.ph) {
+            case phase::passivating:
+            case phase::parking:
+            case phase::stopping:
+            case phase::restarting:
+              extra_of(e).waiting.push_back({std::move(command), rp});
+              return rp;
+            case phase::parked:
+              st->parked.unlink(s);
+              --st->parked_count;
+              start(s, true);
+              break;
+            case phase::live:
+              st->live.unlink(s);
+              st->live.push_back(s);
+              e.last_used = clock::now();
+              break;
+          }
+        }
+        rp.delegate(e.handle, std::move(command));
         return rp;
       },
       [on_gone](gone_atom, caf::actor_id aid, const std::string& id, const caf::error& reason) {
@@ -702,35 +683,6 @@ void entity_env::hold(int shard, std::int64_t epoch, std::chrono::steady_clock::
 void entity_env::extend(int shard, std::chrono::steady_clock::time_point until) {
   leases[static_cast<std::size_t>(shard)].serving_until.store(until.time_since_epoch().count(),
                                                                std::memory_order_release);
-}
-
-bool entity_env::routed_here(int shard) const {
-  return leases[static_cast<std::size_t>(shard)].routed_here.load(std::memory_order_acquire) && serving(shard);
-}
-
-caf::actor entity_env::direct_host(const std::string& id) const {
-  if (!routed_here(shard_of(id, shards))) {
-    return {};
-  }
-  return hosts->host_for(id);
-}
-
-void host_table::publish(std::vector<caf::actor> hosts) {
-  std::lock_guard<std::mutex> lock{mutex_};
-  hosts_.swap(hosts);
-}  // the old handles are released here, outside the lock
-
-caf::actor host_table::host_for(const std::string& id) const {
-  std::lock_guard<std::mutex> lock{mutex_};
-  if (hosts_.empty()) {
-    return {};
-  }
-  return hosts_[host_index(id, hosts_.size())];
-}
-
-std::size_t host_index(const std::string& id, std::size_t hosts) {
-  // Any stable spread will do; shard_of already is one.
-  return static_cast<std::size_t>(shard_of(id, 1 << 16)) % hosts;
 }
 
 int shard_of(const std::string& id, int shards) {

@@ -26,8 +26,10 @@ struct router_state {
   std::vector<int> restarts;               // consecutive restarts per host, for the backoff
 };
 
-// The edge's direct route sees the hosts as they are now (a null slot: restarting, or retiring).
-void publish(const router_state& st) { st.env->hosts->publish(st.hosts); }
+std::size_t host_index(const std::string& id, std::size_t hosts) {
+  // Any stable spread will do; shard_of already is one.
+  return static_cast<std::size_t>(shard_of(id, 1 << 16)) % hosts;
+}
 
 }  // namespace
 
@@ -46,7 +48,6 @@ caf::behavior entity_router(caf::event_based_actor* self, std::shared_ptr<const 
     // Linked: when the router stops (node shutdown), its hosts and their entities stop too.
     st->hosts[i] = self->spawn<caf::monitored + caf::linked>(entity_host, st->env, st->spawn,
                                                              caf::actor_cast<caf::actor>(self));
-    publish(*st);
     while (!st->held_for[i].empty()) {
       auto h = std::move(st->held_for[i].front());
       st->held_for[i].pop_front();
@@ -67,7 +68,6 @@ caf::behavior entity_router(caf::event_based_actor* self, std::shared_ptr<const 
     if (em.reason != caf::exit_reason::user_shutdown && em.reason != caf::exit_reason::kill) {
       return;
     }
-    st->env->hosts->publish({});
     auto err = caf::make_error(protocol::errc::shutting_down, "the node is stopping");
     for (auto& q : st->held_for) {
       for (auto& h : q) {
@@ -90,7 +90,6 @@ caf::behavior entity_router(caf::event_based_actor* self, std::shared_ptr<const 
       }
       st->hosts[i] = caf::actor{};
       st->retiring[i] = caf::actor_addr{};
-      publish(*st);
       const int attempt = ++st->restarts[i];
       auto backoff = st->env->limits.backoff_initial * (1 << std::min(attempt, 16));
       if (backoff > st->env->limits.backoff_max) {
@@ -119,13 +118,9 @@ caf::behavior entity_router(caf::event_based_actor* self, std::shared_ptr<const 
         // A host escalates: hold its messages from now on (they go to its successor), then let it go.
         for (std::size_t i = 0; i < st->hosts.size(); ++i) {
           if (st->hosts[i] && st->hosts[i] == caf::actor_cast<caf::actor>(self->current_sender())) {
-            // Off the direct route first; what the edge already sent it is answered entity_restarting (or
-            // the host is gone by then), and the edge asks again through the front door.
-            auto host = std::move(st->hosts[i]);
+            st->retiring[i] = st->hosts[i].address();
+            self->send(st->hosts[i], supervisors::release_atom::value);
             st->hosts[i] = caf::actor{};
-            st->retiring[i] = host.address();
-            publish(*st);
-            self->send(host, supervisors::release_atom::value);
             return;
           }
         }

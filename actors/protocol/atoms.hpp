@@ -6,9 +6,6 @@
 namespace mercato::protocol {
 
 using to_entity_atom = caf::atom_constant<caf::atom("to_entity")>;   // (id, command) to a kind's router
-// (id, command) from the edge straight to the entity's host on this node (supervisors::entity_env::direct_host);
-// the host hands it to the front door if the shard is no longer routed here.
-using to_host_atom = caf::atom_constant<caf::atom("to_host")>;
 using loaded_atom = caf::atom_constant<caf::atom("loaded")>;         // snapshot read finished
 using load_fail_atom = caf::atom_constant<caf::atom("load_fail")>;   // snapshot read failed
 using written_atom = caf::atom_constant<caf::atom("written")>;       // snapshot write outcome

@@ -1,6 +1,6 @@
 // The entity runtime with the cart entity on a real PostgreSQL: activation, buffering, single
 // activation under a burst, durable acknowledgements, passivation, crash restart, poison messages,
-// escalation, old snapshot schemas, fencing, and the edge's direct route to a host.
+// escalation, old snapshot schemas and fencing.
 #include <doctest/doctest.h>
 
 #include <atomic>
@@ -9,7 +9,6 @@
 #include <pqxx/pqxx>
 
 #include "actors/protocol/atoms.hpp"
-#include "cluster/messages.hpp"
 #include "persistence/migrations.hpp"
 #include "support/cart_runtime.hpp"
 #include "support/scratch_database.hpp"
@@ -222,62 +221,4 @@ TEST_CASE_FIXTURE(fixture, "a write under a stale lease epoch is fenced and neve
   CHECK(current->version == 2);
   CHECK(current->items.size() == 1);
   CHECK(stored_version("cart-f") == 2);
-}
-
-TEST_CASE_FIXTURE(fixture, "the direct route: a host serves commands of a shard routed here; after a hand-off it hands them to the front door") {
-  cart_runtime_options o{db.dsn()};
-  o.front.hold_timeout = 300ms;  // a held command is answered unavailable soon
-  cart_runtime rt{o};
-  auto& runtime = rt.runtime();
-  const auto& env = runtime.env("cart");
-  const std::string id = "cart-direct";
-  const auto shard = static_cast<std::int32_t>(supervisors::shard_of(id, env.shards));
-  REQUIRE(rt.ask(id, open_cmd()));
-  // No renewals from here on, so the coordinator does not place the shard again behind the test's back
-  // (the lease stays served for the rest of its term, seconds longer than this test needs).
-  runtime.coordinator()->cut_off(true);
-
-  caf::scoped_actor self{rt.system()};
-  auto direct = [&](const caf::actor& host, protocol::cart_add_item cmd) {
-    caf::expected<protocol::cart_view> got = caf::make_error(protocol::errc::timeout);
-    self->request(host, 15s, protocol::to_host_atom::value, id, caf::make_message(std::move(cmd)))
-        .receive([&](protocol::cart_view& v) { got = std::move(v); }, [&](caf::error& e) { got = std::move(e); });
-    return got;
-  };
-
-  auto host = runtime.direct_host("cart", id);
-  REQUIRE(host);
-  CHECK(env.routed_here(shard));
-  auto added = direct(host, add_cmd(1));
-  REQUIRE_MESSAGE(added, rt.system().render(added.error()));
-  CHECK(added->version == 2);
-  CHECK(stored_version(id) == 2);
-
-  // The front door lets the shard go, as for a hand-off to a new node: the direct route closes first.
-  bool dropped = false;
-  self->request(rt.router(), 30s, cluster::handoff_atom::value, shard)
-      .receive([&](std::uint64_t) { dropped = true; }, [&](caf::error& e) { FAIL(rt.system().render(e)); });
-  REQUIRE(dropped);
-  CHECK_FALSE(env.routed_here(shard));
-  CHECK_FALSE(runtime.direct_host("cart", id));
-
-  // A command the edge sent straight to the host before it saw that: the host does not serve it, it hands
-  // it to the front door, which holds it for the shard's next owner and, with none, answers unavailable.
-  auto late = direct(host, add_cmd(2));
-  REQUIRE_FALSE(late);
-  CHECK(error_code(late.error()) == "unavailable");
-  CHECK(stored_version(id) == 2);
-
-  // Placed here again: the direct route opens, and the entity comes back from its snapshot.
-  self->request(rt.router(), 10s, cluster::place_atom::value, shard, static_cast<std::int8_t>(cluster::placement::local),
-                caf::actor{})
-      .receive([] {}, [&](caf::error& e) { FAIL(rt.system().render(e)); });
-  host = runtime.direct_host("cart", id);
-  REQUIRE(host);
-  auto again = direct(host, add_cmd(2));
-  REQUIRE_MESSAGE(again, rt.system().render(again.error()));
-  CHECK(again->version == 3);
-  CHECK(again->items.size() == 2);
-  CHECK(stored_version(id) == 3);
-  runtime.coordinator()->cut_off(false);
 }

@@ -28,7 +28,6 @@ cart_runtime::cart_runtime(cart_runtime_options opts) : opts_(std::move(opts)) {
   ro.limits = opts_.limits;
   ro.writer.queue_limit = opts_.writer_queue_limit;
   ro.writer.commit_deadline = opts_.commit_deadline;
-  ro.front = opts_.front;
   runtime_ = std::make_unique<app::entity_runtime>(ro, *pool_, &metrics_);
   if (opts_.on_events) {
     runtime_->subscribe("test", opts_.on_events);

@@ -51,7 +51,6 @@ struct cart_runtime_options {
   int hosts = 2;
   std::size_t writer_queue_limit = 100'000;
   std::chrono::milliseconds commit_deadline{5'000};
-  cluster::front_options front{};  // the front doors' hold limits
   // Receives the committed domain events (the runtime's outbox dispatcher delivers them).
   persistence::outbox_dispatcher::handler on_events = nullptr;
 };

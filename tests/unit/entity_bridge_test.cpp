@@ -67,24 +67,6 @@ caf::behavior holding_router(caf::event_based_actor* self, observed* obs) {
   };
 }
 
-// A host for the direct route: answers at once, with the id prefixed "host:" so the test sees who
-// answered; "restarting" is answered as an escalating host answers, "missing" with not_found.
-caf::behavior answering_host(caf::event_based_actor*) {
-  return {
-      [](protocol::to_host_atom, const std::string& id, const caf::message&) -> caf::result<protocol::cart_view> {
-        if (id == "restarting") {
-          return caf::make_error(protocol::errc::entity_restarting, std::string("the entity host is restarting"));
-        }
-        if (id == "missing") {
-          return caf::make_error(protocol::errc::not_found, std::string("no such cart"));
-        }
-        protocol::cart_view v;
-        v.id = "host:" + id;
-        return v;
-      },
-  };
-}
-
 struct bridge_fixture {
   caf::actor_system_config cfg;
   std::unique_ptr<caf::actor_system> sys;
@@ -204,43 +186,4 @@ TEST_CASE("a stopped bridge ends its actors, so the actor system can wait for al
   }
   CHECK(f.sys->registry().running() == running_before);
   CHECK(f.obs.held == 0);
-}
-
-TEST_CASE("the direct route: the host answers; a host that stopped or is restarting sends the ask through the front door once") {
-  bridge_fixture f;
-  auto host = f.sys->spawn(answering_host);
-  http::entity_bridge bridge(
-      *f.sys, [&f](std::string_view) { return f.router; }, 30s, 2,
-      [&host](std::string_view, const std::string& id) { return id == "no-route" ? caf::actor{} : host; });
-
-  // Straight to the host: answered by it, while the front door (which holds everything) saw nothing.
-  f.ask(bridge, "here");
-  REQUIRE(f.obs.wait([&] { return f.obs.answered.size() == 1; }));
-  CHECK(f.obs.answered[0] == "host:here");
-  // The host's own answers, errors included, are final: not_found is not asked again.
-  f.ask(bridge, "missing");
-  REQUIRE(f.obs.wait([&] { return f.obs.failed.size() == 1; }));
-  CHECK(f.obs.failed[0] == protocol::errc::not_found);
-  CHECK(f.obs.held == 0);
-
-  // A restarting host, and no direct route at all: both go to the front door, which holds them.
-  f.ask(bridge, "restarting");
-  f.ask(bridge, "no-route");
-  REQUIRE(f.obs.wait([&] { return f.obs.held == 2; }));
-
-  // A host that has stopped: CAF answers request_receiver_down, and the ask goes to the front door.
-  {
-    caf::scoped_actor self{*f.sys};
-    self->monitor(host);
-    caf::anon_send_exit(host, caf::exit_reason::user_shutdown);
-    self->receive([](const caf::down_msg&) {});
-  }
-  f.ask(bridge, "gone");
-  REQUIRE(f.obs.wait([&] { return f.obs.held == 3; }));
-  caf::anon_send(f.router, release_atom::value);
-  REQUIRE(f.obs.wait([&] { return f.obs.answered.size() == 4; }));
-  std::set<std::string> from_front(f.obs.answered.begin() + 1, f.obs.answered.end());
-  CHECK(from_front == std::set<std::string>{"restarting", "no-route", "gone"});
-  CHECK(f.obs.failed.size() == 1);
-  bridge.stop();
 }
