@@ -192,6 +192,8 @@ struct connection_slot {
 
   void ensure(const snapshot_writer_options& opts) {
     if (conn && conn->is_open()) {
+      trim(projection_statements, opts.statement_cache);
+      trim(batch_statements, opts.statement_cache);
       return;
     }
     conn.reset();
@@ -210,11 +212,41 @@ struct connection_slot {
     batch_statements.clear();
   }
 
+  // Before an attempt (no transaction open): a cache that has reached `limit` statements has them
+  // deallocated and starts over, so a backend's plan memory stays bounded whatever shapes the entities
+  // produce.
+  void trim(std::unordered_map<std::string, std::string>& cache, std::size_t limit) {
+    if (cache.size() < std::max<std::size_t>(limit, 1)) {
+      return;
+    }
+    for (const auto& entry : cache) {
+      conn->unprepare(entry.second);
+    }
+    cache.clear();
+  }
+
+  // The statement of `cache` for `key`, prepared on this connection on first use (`sql` builds its text).
+  template <class Sql>
+  const std::string& statement(std::unordered_map<std::string, std::string>& cache, const std::string& key,
+                               const char* prefix, Sql sql) {
+    auto st = cache.find(key);
+    if (st != cache.end()) {
+      return st->second;
+    }
+    std::string name = prefix + std::to_string(cache.size());
+    conn->prepare(name, sql());
+    if (prepares) {
+      prepares->fetch_add(1, std::memory_order_relaxed);
+    }
+    return cache.emplace(key, std::move(name)).first->second;
+  }
+
   // Projection upserts prepared on this connection, by shape (table and typed columns).
   std::unordered_map<std::string, std::string> projection_statements;
   // One-statement batches prepared on this connection, by what they write (events or not, the
-  // projection shapes in order).
+  // projection shapes in their canonical order: see group_by_shape).
   std::unordered_map<std::string, std::string> batch_statements;
+  std::atomic<std::uint64_t>* prepares = nullptr;  // the writer's count of statements prepared
 };
 
 struct attempt_result {
@@ -261,8 +293,12 @@ std::string projection_shape(const projection_row& r) {
   return k;
 }
 
-// Items grouped by the shape of their projection row (table and typed columns), in first-seen order: one
-// statement per group. Both batch paths group this way; `row_of` gives an item's projection row.
+// Items grouped by the shape of their projection row (table and typed columns), the groups in the order
+// of their shapes: one statement per group. Both batch paths group this way; `row_of` gives an item's
+// projection row. The order is canonical, not first-seen: the one-statement batch is prepared per set of
+// shapes, and first-seen order made every order in which kinds met in a batch a statement of its own (up
+// to thousands per connection under a checkout mix, each with its plan in the backend's memory). It also
+// makes every lane take the projection tables' row locks in one order.
 template <class Item, class RowOf>
 std::vector<std::pair<std::string, std::vector<Item>>> group_by_shape(const std::vector<Item>& items, RowOf row_of) {
   std::vector<std::pair<std::string, std::vector<Item>>> groups;
@@ -274,6 +310,7 @@ std::vector<std::pair<std::string, std::vector<Item>>> group_by_shape(const std:
     }
     groups[it->second].second.push_back(item);
   }
+  std::sort(groups.begin(), groups.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   return groups;
 }
 
@@ -344,12 +381,8 @@ void write_projections(pqxx::work& tx, connection_slot& slot, const std::vector<
         group.swap(kept);
       }
     }
-    auto st = slot.projection_statements.find(key);
-    if (st == slot.projection_statements.end()) {
-      const std::string name = "mercato_proj_" + std::to_string(slot.projection_statements.size());
-      slot.conn->prepare(name, projection_sql(*group.front()));
-      st = slot.projection_statements.emplace(key, name).first;
-    }
+    const std::string& statement =
+        slot.statement(slot.projection_statements, key, "mercato_proj_", [&] { return projection_sql(*group.front()); });
     const std::size_t ncols = group.front()->columns.size();
     std::vector<array_literal> columns(ncols);
     for (const auto* r : group) {
@@ -362,7 +395,7 @@ void write_projections(pqxx::work& tx, connection_slot& slot, const std::vector<
     for (auto& c : columns) {
       texts.push_back(c.finish());
     }
-    tx.exec_prepared(st->second, pqxx::prepare::make_dynamic_params(texts));
+    tx.exec_prepared(statement, pqxx::prepare::make_dynamic_params(texts));
   }
 }
 
@@ -589,18 +622,14 @@ std::optional<attempt_result> write_batch_single(connection_slot& slot, const st
     }
   }
 
-  auto st = slot.batch_statements.find(key);
-  if (st == slot.batch_statements.end()) {
-    const std::string name = "mercato_batch_" + std::to_string(slot.batch_statements.size());
-    slot.conn->prepare(name, batch_sql(!events.empty(), shapes));
-    st = slot.batch_statements.emplace(key, name).first;
-  }
+  const std::string& statement =
+      slot.statement(slot.batch_statements, key, "mercato_batch_", [&] { return batch_sql(!events.empty(), shapes); });
 
   pqxx::result rows;
   try {
     pqxx::nontransaction tx{*slot.conn};
     in_commit = true;  // the statement is its own transaction: a lost connection leaves it in doubt
-    rows = tx.exec_prepared(st->second, pqxx::prepare::make_dynamic_params(params));
+    rows = tx.exec_prepared(statement, pqxx::prepare::make_dynamic_params(params));
     in_commit = false;
   } catch (const pqxx::sql_error& e) {
     in_commit = false;  // PostgreSQL answered with an error: the statement rolled back whole
@@ -913,6 +942,7 @@ snapshot_writer::snapshot_writer(snapshot_writer_options opts, telemetry::metric
   lanes_.reserve(opts_.threads);
   for (unsigned i = 0; i < opts_.threads; ++i) {
     lanes_.push_back(std::make_unique<lane>());
+    lanes_.back()->slot.prepares = &stats_.statements_prepared;
   }
   for (auto& l : lanes_) {
     l->thread = std::thread([this, lp = l.get()] { run_lane(*lp); });
@@ -995,6 +1025,7 @@ snapshot_writer_stats snapshot_writer::stats() const {
   s.failed = stats_.failed.load(std::memory_order_relaxed);
   s.unavailable = stats_.unavailable.load(std::memory_order_relaxed);
   s.outcome_unknown = stats_.outcome_unknown.load(std::memory_order_relaxed);
+  s.statements_prepared = stats_.statements_prepared.load(std::memory_order_relaxed);
   return s;
 }
 

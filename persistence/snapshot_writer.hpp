@@ -78,6 +78,8 @@ struct snapshot_writer_options {
   std::string node_id;                              // must match shard_leases.owner_node
   unsigned threads = 2;                             // writer threads, one connection each
   std::size_t max_batch = 1000;                     // writes per transaction
+  std::size_t statement_cache = 64;                 // batch statements (and, apart, projection statements)
+                                                    // kept prepared per connection; past it they start over
   std::chrono::microseconds linger{2000};           // wait this long for a batch to fill, unless the
                                                     // lane's last transaction had a single write
   std::size_t queue_limit = 100'000;                // pending writes (all threads) before overloaded
@@ -99,6 +101,7 @@ struct snapshot_writer_stats {
   std::uint64_t failed = 0;
   std::uint64_t unavailable = 0;
   std::uint64_t outcome_unknown = 0;
+  std::uint64_t statements_prepared = 0;  // batch and projection statements prepared (all connections)
 };
 
 class snapshot_writer {
@@ -139,6 +142,7 @@ class snapshot_writer {
   struct stat_counters {
     std::atomic<std::uint64_t> transactions{0}, stepwise{0}, snapshot_rows{0}, events{0};
     std::atomic<std::uint64_t> committed{0}, fenced{0}, failed{0}, unavailable{0}, outcome_unknown{0};
+    std::atomic<std::uint64_t> statements_prepared{0};
   };
 
   snapshot_writer_options opts_;

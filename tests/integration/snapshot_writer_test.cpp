@@ -888,3 +888,47 @@ TEST_CASE("after a transaction of one write, the next write does not wait out th
   CHECK(w.stats().transactions == 2);
   CHECK(scalar(f.conn, "SELECT COUNT(*) FROM entity_snapshots WHERE id IN ('alone', 'next')") == 2);
 }
+
+TEST_CASE("projection shapes met in either order share one batch statement; a full statement cache starts over") {
+  fixture f;
+  exec(f.conn, R"SQL(
+    CREATE TABLE proj_order_a (id TEXT PRIMARY KEY, version BIGINT NOT NULL);
+    CREATE TABLE proj_order_b (id TEXT PRIMARY KEY, version BIGINT NOT NULL);
+  )SQL");
+  // One lane; a batch closes when it holds two writes, so each pair below is one batch, in that order.
+  auto run = [&](std::size_t cache_limit, const std::vector<std::vector<std::pair<std::string, std::string>>>& batches) {
+    auto opts = f.options();
+    opts.threads = 1;
+    opts.max_batch = 2;
+    opts.linger = std::chrono::seconds(10);
+    opts.statement_cache = cache_limit;
+    std::vector<std::uint64_t> prepared;
+    persistence::snapshot_writer w{opts, nullptr};
+    for (const auto& batch : batches) {
+      acks a{batch.size()};
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        const auto& [id, table] = batch[i];
+        auto pw = make_write("cart", id, 1, f.epoch);
+        pw.projections.push_back(proj(table, id, 1));
+        pw.done = a.slot(i);
+        REQUIRE(w.enqueue(std::move(pw)) == write_outcome::committed);
+      }
+      REQUIRE(a.wait(batch.size()));
+      CHECK(a.count(write_outcome::committed) == batch.size());
+      prepared.push_back(w.stats().statements_prepared);
+    }
+    CHECK(w.stats().stepwise == 0);  // every batch was the one statement
+    return prepared;
+  };
+  // a then b, b then a: the same statement (the shapes go in their own order, not the order met).
+  auto shared = run(64, {{{"s1", "proj_order_a"}, {"s2", "proj_order_b"}}, {{"s3", "proj_order_b"}, {"s4", "proj_order_a"}}});
+  CHECK(shared == std::vector<std::uint64_t>{1, 1});
+  // With room for one statement: a new shape set deallocates the one kept and prepares its own; coming
+  // back to the first set prepares it again under the same name, which only works if it was deallocated.
+  auto cycled = run(1, {{{"c1", "proj_order_a"}, {"c2", "proj_order_b"}},
+                        {{"c3", "proj_order_a"}, {"c4", "proj_order_a"}},
+                        {{"c5", "proj_order_b"}, {"c6", "proj_order_a"}}});
+  CHECK(cycled == std::vector<std::uint64_t>{1, 2, 3});
+  CHECK(scalar(f.conn, "SELECT COUNT(*) FROM proj_order_a") == 6);
+  CHECK(scalar(f.conn, "SELECT COUNT(*) FROM proj_order_b") == 4);
+}
