@@ -57,39 +57,45 @@ std::string pointer_token(std::string_view key) {
   return out;
 }
 
-std::optional<std::string> duplicate_in(simdjson::dom::element e, const std::string& at, int depth) {
+bool has_nul(std::string_view s) { return s.find('\0') != std::string_view::npos; }
+
+std::optional<json_flaw> flaw_in(simdjson::dom::element e, const std::string& at, int depth) {
   if (depth > 1024) {
     return std::nullopt;  // simdjson's own depth limit is lower; this only bounds the recursion
   }
   simdjson::dom::object object;
   simdjson::dom::array array;
+  std::string_view text;
   if (e.get(object) == simdjson::SUCCESS) {
     std::unordered_set<std::string_view> seen;
     for (auto field : object) {
       const auto here = at + "/" + pointer_token(field.key);
-      if (!seen.insert(field.key).second) {
-        return here;
+      if (has_nul(field.key)) {
+        return json_flaw{here, json_flaw::nul_character};
       }
-      if (auto inner = duplicate_in(field.value, here, depth + 1)) {
+      if (!seen.insert(field.key).second) {
+        return json_flaw{here, json_flaw::repeated_member};
+      }
+      if (auto inner = flaw_in(field.value, here, depth + 1)) {
         return inner;
       }
     }
   } else if (e.get(array) == simdjson::SUCCESS) {
     std::size_t i = 0;
     for (auto item : array) {
-      if (auto inner = duplicate_in(item, at + "/" + std::to_string(i++), depth + 1)) {
+      if (auto inner = flaw_in(item, at + "/" + std::to_string(i++), depth + 1)) {
         return inner;
       }
     }
+  } else if (e.get(text) == simdjson::SUCCESS && has_nul(text)) {
+    return json_flaw{at, json_flaw::nul_character};
   }
   return std::nullopt;
 }
 
 }  // namespace
 
-std::optional<std::string> find_duplicate_key(const simdjson::dom::document& doc) {
-  return duplicate_in(doc.root(), "", 0);
-}
+std::optional<json_flaw> find_json_flaw(const simdjson::dom::document& doc) { return flaw_in(doc.root(), "", 0); }
 
 std::optional<json_syntax_error> parse_json(std::string_view body, simdjson::dom::document& doc) {
   // The parser's scratch buffers are reused per thread; the result lives in `doc`, which the caller owns.

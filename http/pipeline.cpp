@@ -361,10 +361,15 @@ void pipeline::authorize(const route& matched, std::shared_ptr<request_context> 
       respond(response::from(malformed_json("the body is not valid JSON: " + err->describe())));
       return;
     }
-    if (auto dup = find_duplicate_key(*doc)) {
-      auto p = malformed_json("the body repeats a member name in one object");
-      p.errors.push_back({*dup, "appears more than once in its object"});
-      respond(response::from(p));
+    if (auto flaw = find_json_flaw(*doc)) {
+      if (flaw->what == json_flaw::repeated_member) {
+        auto p = malformed_json("the body repeats a member name in one object");
+        p.errors.push_back({flaw->pointer, "appears more than once in its object"});
+        respond(response::from(p));
+      } else {
+        respond(response::from(invalid_request("the body holds a NUL character (\\u0000), which cannot be stored",
+                                               {{flaw->pointer, "must not contain the NUL character (\\u0000)"}})));
+      }
       return;
     }
     ctx->body_doc = std::move(doc);

@@ -484,6 +484,16 @@ TEST_CASE("RFC 9112: no Host, two Hosts, obsolete line folding are 400; duplicat
   CHECK(nested.status == 400);
   CHECK(code_of(nested) == "malformed_json");
   CHECK(nested.body.find("\"/preferences/a\"") != std::string::npos);
+  // A NUL character is valid JSON that PostgreSQL cannot store: refused with its pointer, nothing changed.
+  const auto nul_user = register_user(c, "nul");
+  auto nul = c.request("PATCH", "/api/v1/me", R"({"name":"Nul","preferences":{"note":"a\u0000b"}})",
+                       json_headers(nul_user.access));
+  CHECK(nul.status == 400);
+  CHECK(code_of(nul) == "invalid_request");
+  CHECK_MESSAGE(nul.body.find("\"/preferences/note\"") != std::string::npos, nul.body);
+  auto unchanged = c.get("/api/v1/me", bearer(nul_user.access)).json();
+  CHECK(unchanged.at("name") != "Nul");
+  CHECK_FALSE(unchanged.at("preferences").as_object().contains("note"));
   // Nothing was created.
   CHECK(post(c, "/api/v1/auth/register", {{"email", email}, {"password", good_password}, {"name", "A"}}).status == 201);
 }

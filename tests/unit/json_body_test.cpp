@@ -37,3 +37,25 @@ TEST_CASE("truncated, empty and trailing-garbage bodies are errors with a positi
   CHECK(trailing->offset == 8);
   CHECK(trailing->column == 9);
 }
+
+TEST_CASE("a repeated member name or a NUL character is found, with its JSON pointer") {
+  auto flaw_of = [](const char* json) {
+    simdjson::dom::document doc;
+    REQUIRE_FALSE(parse_json(json, doc).has_value());
+    return find_json_flaw(doc);
+  };
+  CHECK_FALSE(flaw_of(R"({"a":"x\n","b":[1,"y"],"c":{"d":null}})").has_value());  // other escapes are fine
+  auto dup = flaw_of(R"({"a":{"b":1,"b":2}})");
+  REQUIRE(dup.has_value());
+  CHECK(dup->what == json_flaw::repeated_member);
+  CHECK(dup->pointer == "/a/b");
+  auto in_value = flaw_of(R"({"a":{"list":["ok","x\u0000y"]}})");
+  REQUIRE(in_value.has_value());
+  CHECK(in_value->what == json_flaw::nul_character);
+  CHECK(in_value->pointer == "/a/list/1");
+  auto in_key = flaw_of(R"({"a\u0000":1})");
+  REQUIRE(in_key.has_value());
+  CHECK(in_key->what == json_flaw::nul_character);
+  CHECK(in_key->pointer.size() == 3);  // "/a" and the NUL itself
+  CHECK_FALSE(flaw_of(R"({"text":"a\\u0000b"})").has_value());  // an escaped backslash, then "u0000": no NUL
+}
