@@ -381,8 +381,9 @@ void write_projections(pqxx::work& tx, connection_slot& slot, const std::vector<
         group.swap(kept);
       }
     }
+    const projection_row& first = *group.front();  // a lambda may not capture a structured binding (C++17)
     const std::string& statement =
-        slot.statement(slot.projection_statements, key, "mercato_proj_", [&] { return projection_sql(*group.front()); });
+        slot.statement(slot.projection_statements, key, "mercato_proj_", [&first] { return projection_sql(first); });
     const std::size_t ncols = group.front()->columns.size();
     std::vector<array_literal> columns(ncols);
     for (const auto* r : group) {
