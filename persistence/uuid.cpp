@@ -1,40 +1,28 @@
 #include "persistence/uuid.hpp"
 
-#include <sys/random.h>
-
 #include <array>
 #include <cctype>
-#include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <system_error>
 
 #include <boost/uuid/uuid.hpp>
 #include <boost/uuid/uuid_io.hpp>
+
+#include "security/jwt.hpp"
 
 namespace mercato::persistence {
 
 namespace {
 
-// A uuid's 16 bytes from the operating system's CSPRNG (getrandom), read 4 KB at a time into a per-thread
-// pool and each handed out once. Boost's generator made one getrandom call per UUID; an add-to-cart makes
-// three UUIDs, and those calls were 1.5 % of the node's CPU at its maximum (issue 14).
+// A uuid's 16 bytes from the operating system's CSPRNG (security::random_bytes), refilled 4 KB at a time into a
+// per-thread pool and each handed out once. Boost's generator made one getrandom call per UUID; an
+// add-to-cart makes three UUIDs, and those calls were 1.5 % of the node's CPU at its maximum (issue 14).
 void fill_random(boost::uuids::uuid& u) {
   constexpr std::size_t n = sizeof(u.data);
   thread_local std::array<std::uint8_t, 4096> pool;
   thread_local std::size_t used = pool.size();
   if (pool.size() - used < n) {
-    std::size_t filled = 0;
-    while (filled < pool.size()) {
-      const ssize_t got = ::getrandom(pool.data() + filled, pool.size() - filled, 0);
-      if (got < 0) {
-        if (errno == EINTR) {
-          continue;
-        }
-        throw std::system_error(errno, std::generic_category(), "getrandom");
-      }
-      filled += static_cast<std::size_t>(got);
-    }
+    security::random_bytes(pool.data(), pool.size());
     used = 0;
   }
   std::memcpy(u.data, pool.data() + used, n);

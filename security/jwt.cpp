@@ -378,10 +378,14 @@ verified_token verify_access_token(std::string_view token, const jwt_settings& s
   return c;
 }
 
-std::string random_token(std::size_t bytes) {
+void random_bytes(void* out, std::size_t n) {
   ensure_sodium();
+  randombytes_buf(out, n);
+}
+
+std::string random_token(std::size_t bytes) {
   std::string raw(bytes, '\0');
-  randombytes_buf(raw.data(), raw.size());
+  random_bytes(raw.data(), raw.size());
   auto out = base64url_encode(reinterpret_cast<const unsigned char*>(raw.data()), raw.size());
   sodium_memzero(raw.data(), raw.size());
   return out;

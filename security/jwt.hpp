@@ -97,8 +97,10 @@ inline constexpr std::size_t jwt_max_token_bytes = 8192;
 verified_token verify_access_token(std::string_view token, const jwt_settings& s,
                                    std::chrono::system_clock::time_point now = std::chrono::system_clock::now());
 
-// `bytes` random bytes (libsodium randombytes_buf) as base64url without padding; for refresh tokens,
-// cart tokens and jti. 32 bytes give 43 characters.
+// `n` bytes from the operating system's CSPRNG (libsodium randombytes_buf) into `out`.
+void random_bytes(void* out, std::size_t n);
+// `bytes` random bytes (random_bytes) as base64url without padding; for refresh tokens, cart tokens and
+// jti. 32 bytes give 43 characters.
 std::string random_token(std::size_t bytes = 32);
 
 // Lower-case hex SHA-256 of `data` (64 characters); refresh tokens are stored this way, never in clear.
