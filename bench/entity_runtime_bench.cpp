@@ -465,7 +465,7 @@ std::string entity_id(const char* prefix, std::size_t e) { return prefix + std::
 void reset_writer_tables(pqxx::connection& c) {
   {
     pqxx::work t{c};
-    t.exec("TRUNCATE entity_snapshots, outbox, outbox_pending, carts");
+    t.exec("TRUNCATE entity_snapshots, outbox, carts");
     t.commit();
   }
   pqxx::nontransaction n{c};

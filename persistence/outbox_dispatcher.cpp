@@ -20,31 +20,59 @@ using steady = std::chrono::steady_clock;
 // Session advisory lock: one dispatcher per database. ("mercato" + 02; the migrations use 01.)
 constexpr long long dispatch_lock_key = 0x6d6572636174'6f02LL;
 
-// The oldest undispatched events: outbox_pending in seq order, each joined to its event (migration 0019); a
-// pending seq whose event is gone (the outbox emptied by hand) comes back with NULLs and is dropped from the
-// queue. `lag` is measured by the server's clock against the server's occurred_at, so the node's clock never
-// skews it.
+// The next undispatched events after the cursor (migration 0024), in (tx, seq) order: only those whose
+// transaction is below this statement's snapshot xmin, so every transaction that could still add an event
+// at or behind them has ended. The cursor is read here each round, not kept by the dispatcher, so an
+// operator who moves it back (to replay events) is heard from the next round on. `lag` is measured by the
+// server's clock against the server's occurred_at, so the node's clock never skews it.
+// The ORDER BY names the table's columns (o.tx), not the output column `tx_text`: a bare `tx` there would
+// sort by the text. The batch size is part of the text, so the cached generic plan knows the LIMIT and
+// keeps to the index.
 constexpr const char* select_name = "mercato_outbox_select";
-constexpr const char* select_sql =
-    "SELECT o.seq, o.id::text, o.aggregate_kind, o.aggregate_id, o.event_type, o.event_version, "
-    "  to_char(o.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), o.data::text, "
-    "  o.metadata::text, EXTRACT(EPOCH FROM clock_timestamp() - o.occurred_at)::float8 "
-    "  , p.seq "
-    "FROM (SELECT seq FROM outbox_pending ORDER BY seq LIMIT $1) p LEFT JOIN outbox o ON o.seq = p.seq "
-    "ORDER BY p.seq";
+std::string select_sql(std::size_t batch_size) {
+  return "SELECT o.seq, o.id::text, o.aggregate_kind, o.aggregate_id, o.event_type, o.event_version, "
+         "  to_char(o.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), o.data::text, "
+         "  o.metadata::text, EXTRACT(EPOCH FROM clock_timestamp() - o.occurred_at)::float8, o.tx::text AS tx_text "
+         "FROM outbox o WHERE (o.tx, o.seq) > (SELECT c.tx, c.seq FROM outbox_cursor c) "
+         "  AND o.tx < pg_snapshot_xmin(pg_current_snapshot()) "
+         "ORDER BY o.tx, o.seq LIMIT " +
+         std::to_string(batch_size);
+}
 
-// Delivered: the events leave the queue; the outbox rows themselves are never updated. Deleting a seq
-// that is gone already (a dispatcher that lost the lock mid-batch) is a no-op.
+// Delivered: the cursor moves past the batch; the outbox rows themselves are never updated.
 constexpr const char* mark_name = "mercato_outbox_mark";
-constexpr const char* mark_sql = "DELETE FROM outbox_pending WHERE seq = ANY($1::bigint[])";
+constexpr const char* mark_sql = "UPDATE outbox_cursor SET tx = $1::xid8, seq = $2::bigint";
 
-// The pending count is capped so that a huge backlog cannot make the gauge refresh itself slow.
+// The pending count is capped so that a huge backlog cannot make the gauge refresh itself slow. Both count
+// the events held back by an open transaction: they are waiting too.
 constexpr long long pending_cap = 1'000'000;
 constexpr const char* gauges_name = "mercato_outbox_gauges";
 constexpr const char* gauges_sql =
-    "SELECT (SELECT count(*) FROM (SELECT 1 FROM outbox_pending LIMIT 1000000) p), "
-    "  COALESCE((SELECT EXTRACT(EPOCH FROM clock_timestamp() - o.occurred_at)::float8 "
-    "            FROM (SELECT seq FROM outbox_pending ORDER BY seq LIMIT 1) p JOIN outbox o ON o.seq = p.seq), 0)";
+    "SELECT (SELECT count(*) FROM (SELECT 1 FROM outbox WHERE (tx, seq) > (SELECT c.tx, c.seq FROM outbox_cursor c) "
+    "          LIMIT 1000000) p), "
+    "  COALESCE((SELECT EXTRACT(EPOCH FROM clock_timestamp() - occurred_at)::float8 FROM outbox "
+    "            WHERE (tx, seq) > (SELECT c.tx, c.seq FROM outbox_cursor c) ORDER BY tx, seq LIMIT 1), 0)";
+
+// True when the cursor or an event carries a transaction id this server has not handed out yet: the
+// database was restored from a dump of another cluster (pg_dump keeps the values, not the counter). One
+// statement, so the horizon and the rows come from one snapshot.
+constexpr const char* foreign_ids_sql =
+    "SELECT c.tx >= h.x OR EXISTS (SELECT 1 FROM outbox WHERE tx >= h.x) "
+    "FROM outbox_cursor c, (SELECT pg_snapshot_xmax(pg_current_snapshot()) AS x) h";
+
+// Puts such a database back in order (one snapshot, repeatable read): every event it holds gets tx 0, and
+// the cursor goes just before the first event that was not delivered by the old cursor's order or was
+// written in this cluster (a real id below the horizon); events written after the snapshot keep their
+// real ids, after the cursor. Nothing is skipped; some events may be delivered again.
+constexpr const char* rebase_first_sql =
+    "CREATE TEMP TABLE mercato_outbox_rebase ON COMMIT DROP AS "
+    "SELECT min(o.seq) AS first FROM outbox o, outbox_cursor c "
+    "WHERE (o.tx, o.seq) > (c.tx, c.seq) "
+    "   OR (o.tx <> '0' AND o.tx < pg_snapshot_xmax(pg_current_snapshot()))";
+constexpr const char* rebase_events_sql = "UPDATE outbox SET tx = '0' WHERE tx <> '0'";
+constexpr const char* rebase_cursor_sql =
+    "UPDATE outbox_cursor SET tx = '0', "
+    "  seq = COALESCE((SELECT first - 1 FROM mercato_outbox_rebase), (SELECT max(seq) FROM outbox), 0)";
 
 // Copies the events a subscriber gave up on into outbox_parked (migration 0014). Not prepared: it is rare, and
 // a database without the table must not stop the dispatcher from connecting. A repeat (the batch was parked
@@ -57,12 +85,12 @@ constexpr const char* park_sql =
     "ON CONFLICT (subscriber, event_id) DO UPDATE SET attempts = outbox_parked.attempts + EXCLUDED.attempts, "
     "  last_error = EXCLUDED.last_error, parked_at = now()";
 
-// Events that occurred more than the retention ago and are no longer pending (the BRIN index on occurred_at
-// of migration 0019 finds the old part of the table; a pending event is never deleted).
+// Events that occurred more than the retention ago and are behind the cursor (the BRIN index on occurred_at
+// of migration 0019 finds the old part of the table; an undispatched event is never deleted).
 constexpr const char* purge_sql =
-    "DELETE FROM outbox WHERE seq IN (SELECT o.seq FROM outbox o "
+    "DELETE FROM outbox WHERE seq IN (SELECT o.seq FROM outbox o, outbox_cursor c "
     "  WHERE o.occurred_at < now() - $1::bigint * interval '1 second' "
-    "    AND NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.seq = o.seq) ORDER BY o.seq LIMIT $2)";
+    "    AND (o.tx, o.seq) <= (c.tx, c.seq) ORDER BY o.seq LIMIT $2)";
 
 std::size_t purge_once(pqxx::connection& conn, std::chrono::seconds retention, std::size_t batch) {
   pqxx::nontransaction tx{conn};
@@ -71,25 +99,16 @@ std::size_t purge_once(pqxx::connection& conn, std::chrono::seconds retention, s
   return static_cast<std::size_t>(r.affected_rows());
 }
 
-std::string seq_array(const std::vector<std::int64_t>& seqs) {
+std::string seq_array(const std::vector<outbox_event>& events) {
   std::string s = "{";
-  for (const auto seq : seqs) {
+  for (const auto& e : events) {
     if (s.size() > 1) {
       s.push_back(',');
     }
-    s += std::to_string(seq);
+    s += std::to_string(e.seq);
   }
   s.push_back('}');
   return s;
-}
-
-std::string seq_array(const std::vector<outbox_event>& batch) {
-  std::vector<std::int64_t> seqs;
-  seqs.reserve(batch.size());
-  for (const auto& e : batch) {
-    seqs.push_back(e.seq);
-  }
-  return seq_array(seqs);
 }
 
 bool contains(const std::vector<std::string>& list, const std::string& value) {
@@ -200,6 +219,7 @@ outbox_dispatcher_stats outbox_dispatcher::stats() const {
   s.subscriber_failures = subscriber_failures_.load(std::memory_order_relaxed);
   s.retention_deleted = retention_deleted_.load(std::memory_order_relaxed);
   s.parked = parked_.load(std::memory_order_relaxed);
+  s.rounds = rounds_.load(std::memory_order_relaxed);
   return s;
 }
 
@@ -293,7 +313,7 @@ void outbox_dispatcher::run() {
 bool outbox_dispatcher::round(session& s) {
   if (!s.conn) {
     auto c = open_connection(opts_.dsn, opts_.connect_timeout, opts_.statement_timeout);
-    c->prepare(select_name, select_sql);
+    c->prepare(select_name, select_sql(opts_.batch_size));
     c->prepare(mark_name, mark_sql);
     c->prepare(gauges_name, gauges_sql);
     s.conn = std::move(c);
@@ -313,6 +333,7 @@ bool outbox_dispatcher::round(session& s) {
     }
     s.locked = true;
     s.lock_wait_logged = false;
+    check_foreign_ids(s);
     active_.store(true, std::memory_order_relaxed);
     if (metrics_) {
       metrics_->outbox_dispatcher_active.Set(1);
@@ -337,17 +358,14 @@ bool outbox_dispatcher::round(session& s) {
   }
   std::vector<outbox_event> batch;
   std::vector<double> lag;
-  std::vector<std::int64_t> orphans;
+  std::string last_tx;
   {
     pqxx::nontransaction tx{*s.conn};
-    const pqxx::result rows = tx.exec_prepared(select_name, static_cast<long long>(opts_.batch_size));
+    const pqxx::result rows =
+        tx.exec_prepared(select_name);
     batch.reserve(rows.size());
     lag.reserve(rows.size());
     for (const auto& r : rows) {
-      if (r[0].is_null()) {
-        orphans.push_back(r[10].as<std::int64_t>());
-        continue;
-      }
       outbox_event e;
       e.seq = r[0].as<std::int64_t>();
       e.id = r[1].c_str();
@@ -359,15 +377,13 @@ bool outbox_dispatcher::round(session& s) {
       e.data_json = r[7].c_str();
       e.metadata_json = r[8].c_str();
       lag.push_back(r[9].as<double>());
+      last_tx = r[10].c_str();
       batch.push_back(std::move(e));
     }
   }
-  if (!orphans.empty()) {
-    pqxx::nontransaction tx{*s.conn};
-    tx.exec_prepared(mark_name, seq_array(orphans));
-  }
   if (batch.empty()) {
-    return orphans.empty() ? wait_idle(round_started) : true;
+    rounds_.fetch_add(1, std::memory_order_relaxed);
+    return wait_idle(round_started);
   }
 
   const auto delivery_started = steady::now();
@@ -423,6 +439,7 @@ bool outbox_dispatcher::round(session& s) {
                          {"max_attempts", opts_.max_attempts},
                          {"retry_in_ms", s.subscriber_backoff.count()}});
   }
+  rounds_.fetch_add(1, std::memory_order_relaxed);  // after the subscribers saw the batch
   if (!all_taken) {
     const auto wait = s.subscriber_backoff;
     s.subscriber_backoff = std::min(s.subscriber_backoff * 2, opts_.max_retry_backoff);
@@ -433,7 +450,7 @@ bool outbox_dispatcher::round(session& s) {
 
   {
     pqxx::nontransaction tx{*s.conn};
-    tx.exec_prepared(mark_name, seq_array(batch));
+    tx.exec_prepared(mark_name, last_tx, batch.back().seq);
   }
   for (auto& t : s.taken) {
     t.clear();
@@ -451,6 +468,26 @@ bool outbox_dispatcher::round(session& s) {
     return true;  // more may be waiting: go again at once
   }
   return wait_idle(round_started);
+}
+
+// On taking the lock: puts a database restored from another cluster back in order (rare; logged). Throws
+// database errors like round().
+void outbox_dispatcher::check_foreign_ids(session& s) {
+  bool foreign = false;
+  {
+    pqxx::nontransaction tx{*s.conn};
+    foreign = tx.exec1(foreign_ids_sql)[0].as<bool>();
+  }
+  if (foreign) {
+    pqxx::transaction<pqxx::isolation_level::repeatable_read> tx{*s.conn};
+    tx.exec(rebase_first_sql);
+    tx.exec(rebase_events_sql);
+    tx.exec(rebase_cursor_sql);
+    tx.commit();
+    telemetry::log_error(
+        "outbox: transaction ids from another cluster (a restored dump); events renumbered to tx 0, "
+        "undelivered ones will be delivered, some delivered ones again");
+  }
 }
 
 void outbox_dispatcher::park(session& s, const subscriber& sub, const std::vector<outbox_event>& events,

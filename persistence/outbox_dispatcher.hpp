@@ -2,14 +2,16 @@
 // Delivers the domain events committed to the outbox to subscribers inside the node, at least once,
 // in commit order per aggregate, and removes dispatched events after a retention period.
 //
-// The durable cursor is the queue table `outbox_pending` (one seq per event not yet delivered, added by a
-// trigger in the statement that inserts the event), not a sequence number: a BIGSERIAL is drawn at INSERT
-// time, so a lower seq can commit after a higher one, and a "seq > last" cursor would skip it. The outbox
-// rows themselves are written once and never updated (migration 0019). One thread with its own connection
-// holds a PostgreSQL session advisory lock (one dispatcher per database: the others wait and take over
-// when its connection goes away), reads the oldest pending events in seq order, hands them to every
-// subscriber, then deletes their pending rows ("marks" them). A batch is marked only after every
-// subscriber took it, so a crash or a throwing subscriber means redelivery, never loss.
+// The durable cursor is one row, `outbox_cursor (tx, seq)` (migration 0024). Each event carries the id of
+// the transaction that wrote it (`tx`, xid8), and events are read in (tx, seq) order, only those whose
+// transaction is below the reading statement's snapshot xmin: every transaction below it has ended, so no
+// event can still appear behind the cursor (a BIGSERIAL alone would not do: a lower seq can commit after a
+// higher one). A transaction that wrote and stays open holds back later events until it ends. The outbox
+// rows themselves are written once and never updated. One thread with its own connection holds a
+// PostgreSQL session advisory lock (one dispatcher per database: the others wait and take over when its
+// connection goes away), reads the next events after the cursor, hands them to every subscriber, then
+// moves the cursor past them ("marks" them). A batch is marked only after every subscriber took it, so a
+// crash or a throwing subscriber means redelivery, never loss.
 // A subscriber that keeps throwing is retried with backoff `max_attempts` times; then the events it could
 // not take are parked for it (table outbox_parked, with the last error) and the batch is marked for the
 // others, so one broken subscriber delays the others by its retries at most and never stops them.
@@ -86,6 +88,7 @@ struct outbox_dispatcher_stats {
   std::uint64_t subscriber_failures = 0;  // subscriber calls that threw (the batch was redelivered)
   std::uint64_t retention_deleted = 0;    // rows deleted by the retention sweep
   std::uint64_t parked = 0;               // events parked for a subscriber after max_attempts failures
+  std::uint64_t rounds = 0;               // rounds done: a read of the outbox and its delivery, if any
 };
 
 class outbox_dispatcher {
@@ -133,6 +136,7 @@ class outbox_dispatcher {
   bool round(session& s);
   void park(session& s, const subscriber& sub, const std::vector<outbox_event>& events, int attempts,
             const std::string& error);
+  void check_foreign_ids(session& s);
   void refresh_gauges(session& s);
   void sweep(session& s);
   // Waits until `until`, stop() or (when `wake_on_notify`) notify(). False when stopping.
@@ -155,7 +159,7 @@ class outbox_dispatcher {
 
   std::atomic<bool> active_{false};
   std::atomic<std::uint64_t> dispatched_{0}, batches_{0}, subscriber_failures_{0}, retention_deleted_{0},
-      parked_{0};
+      parked_{0}, rounds_{0};
 };
 
 // Deletes dispatched events that occurred more than `retention` ago, `batch` rows per statement, until

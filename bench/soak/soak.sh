@@ -289,11 +289,11 @@ SAMPLES="$TMP_DIR/samples.tsv"
 # The sample must stay cheap as the tables grow (a count(*) over a million outbox rows every 10 s was itself a
 # growing load): the outbox's size is the statistics' live-row estimate, the idempotency keys are counted as rows
 # inserted (the statistics' cumulative counter, exact to within the ~1 s the backends take to report), and the
-# three counts that the checks need exactly read only the few rows they match (the small outbox_pending queue,
+# three counts that the checks need exactly read only the few rows they match (the events after the dispatch cursor,
 # the outbox's BRIN index on occurred_at, idx_idempotency_expiry).
 sample_sql="SELECT (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()),
   (SELECT n_live_tup FROM pg_stat_user_tables WHERE relid = 'outbox'::regclass),
-  (SELECT count(*) FROM outbox_pending),
+  (SELECT count(*) FROM outbox_undispatched),
   @PAST_RETENTION@,
   (SELECT n_tup_ins FROM pg_stat_user_tables WHERE relid = 'idempotency_keys'::regclass),
   (SELECT count(*) FROM idempotency_keys WHERE expires_at < now() - make_interval(secs => 2 * $housekeeping_interval_s)),
@@ -310,7 +310,7 @@ postmaster_pid=""
 # statement profile of a 30-minute run showed doubling (16.8 -> 31.4 ms of PostgreSQL time a second); the other
 # samples carry -1 there, which the report skips.
 past_retention_sql="(SELECT count(*) FROM outbox o WHERE o.occurred_at < now() - make_interval(secs => $outbox_retention_s + 2 * $outbox_retention_interval_s)
-     AND NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.seq = o.seq))"
+     AND (o.tx, o.seq) <= (SELECT c.tx, c.seq FROM outbox_cursor c))"
 sample_count=0
 sample_once() {  # [full]: count the outbox rows past retention in this sample
   local rss fds threads db cpu backend pg_cpu machine sql

@@ -363,7 +363,7 @@ TEST_CASE_FIXTURE(fixture, "committed events reach the node's subscribers once c
   // Marked dispatched once every subscriber had them (right after delivery): wait for the marks.
   int left = -1;
   for (int i = 0; i < 500 && left != 0; ++i) {
-    left = count("SELECT COUNT(*) FROM outbox_pending");
+    left = count("SELECT COUNT(*) FROM outbox_undispatched");
     if (left != 0) {
       std::this_thread::sleep_for(10ms);
     }

@@ -376,14 +376,13 @@ TEST_CASE("through the dispatcher: outbox rows become notifications; a failing n
     // Redelivered (the mark undone, as after a crash between delivery and mark): nothing new.
     {
       pqxx::work tx{f.conn};
-      tx.exec_params("INSERT INTO outbox_pending (seq) SELECT seq FROM outbox WHERE id = $1::uuid "
-                     "ON CONFLICT DO NOTHING", id);
+      tx.exec_params("UPDATE outbox_cursor SET (tx, seq) = (SELECT tx, seq - 1 FROM outbox WHERE id = $1::uuid)", id);
       tx.commit();
     }
     d.notify();
     REQUIRE(eventually([&] {
       pqxx::nontransaction tx{f.conn};
-      return tx.exec("SELECT count(*) FROM outbox_pending")[0][0].as<int>() == 0;
+      return tx.exec("SELECT count(*) FROM outbox_undispatched")[0][0].as<int>() == 0;
     }));
     d.stop();
     CHECK(f.total() == 2);
@@ -409,7 +408,7 @@ TEST_CASE("through the dispatcher: outbox rows become notifications; a failing n
     d.notify();
     REQUIRE(eventually([&] {
       pqxx::nontransaction tx{f.conn};
-      return tx.exec("SELECT count(*) FROM outbox_pending")[0][0].as<int>() == 0;
+      return tx.exec("SELECT count(*) FROM outbox_undispatched")[0][0].as<int>() == 0;
     }));
     d.stop();
     CHECK(others.load() == 1);

@@ -144,7 +144,7 @@ struct fixture {
     return o;
   }
 
-  std::int64_t pending() { return scalar(conn, "SELECT count(*) FROM outbox_pending"); }
+  std::int64_t pending() { return scalar(conn, "SELECT count(*) FROM outbox_undispatched"); }
 };
 
 // Per aggregate, the event numbers in delivery order must never skip ahead: each one is either a repeat
@@ -167,7 +167,7 @@ void check_order_per_aggregate(const std::vector<outbox_event>& delivered, const
 
 }  // namespace
 
-TEST_CASE("an event whose lower seq commits after a higher one is still delivered") {
+TEST_CASE("an event whose lower seq commits after a higher one is still delivered; the later one waits for it") {
   fixture f;
   telemetry::metrics m;
   recorder rec;
@@ -178,7 +178,7 @@ TEST_CASE("an event whose lower seq commits after a higher one is still delivere
   pqxx::connection c1{f.db.dsn()};
   pqxx::connection c2{f.db.dsn()};
   pqxx::work t1{c1};
-  const auto a = insert_event(t1, "cart", "cart-a", 1);  // takes the lower seq, commits last
+  const auto a = insert_event(t1, "cart", "cart-a", 1);  // takes the lower seq (and tx), commits last
   inserted b;
   {
     pqxx::work t2{c2};
@@ -186,33 +186,91 @@ TEST_CASE("an event whose lower seq commits after a higher one is still delivere
     t2.commit();
   }
   REQUIRE(a.seq < b.seq);
+  // b is committed and visible, but t1 is still open with a lower transaction id: delivering b now would
+  // move the cursor past a. Two whole rounds that began after b's commit deliver nothing.
+  const auto rounds = d.stats().rounds;
   d.notify();
-  REQUIRE(rec.wait_for_ids({b.id}));
+  REQUIRE(eventually([&] {
+    d.notify();
+    return d.stats().rounds >= rounds + 2;
+  }));
+  CHECK_FALSE(rec.has(b.id));
   CHECK_FALSE(rec.has(a.id));  // not committed yet: invisible, and not lost for that
+  CHECK(f.pending() == 1);     // b, held back
   t1.commit();
   d.notify();
-  REQUIRE(rec.wait_for_ids({a.id}, 10s));
+  REQUIRE(rec.wait_for_ids({a.id, b.id}, 10s));
 
   const auto got = rec.events();
   REQUIRE(got.size() == 2);
-  CHECK(got[0].id == b.id);
-  CHECK(got[1].id == a.id);
-  CHECK(got[1].seq == a.seq);
-  CHECK(got[1].aggregate_kind == "cart");
-  CHECK(got[1].aggregate_id == "cart-a");
-  CHECK(got[1].event_type == "TestHappened");
-  CHECK(got[1].event_version == "1");
-  CHECK(got[1].data_json == "{\"n\": 1}");
-  CHECK(got[1].metadata_json == "{\"source\": \"test\"}");
-  CHECK(got[1].occurred_at.size() == 27);  // 2024-05-01T12:00:00.123456Z
-  CHECK(got[1].occurred_at.back() == 'Z');
+  CHECK(got[0].id == a.id);  // in (transaction, seq) order
+  CHECK(got[1].id == b.id);
+  CHECK(got[0].seq == a.seq);
+  CHECK(got[0].aggregate_kind == "cart");
+  CHECK(got[0].aggregate_id == "cart-a");
+  CHECK(got[0].event_type == "TestHappened");
+  CHECK(got[0].event_version == "1");
+  CHECK(got[0].data_json == "{\"n\": 1}");
+  CHECK(got[0].metadata_json == "{\"source\": \"test\"}");
+  CHECK(got[0].occurred_at.size() == 27);  // 2024-05-01T12:00:00.123456Z
+  CHECK(got[0].occurred_at.back() == 'Z');
   CHECK(eventually([&] { return f.pending() == 0; }));
   d.stop();
   CHECK(m.outbox_dispatched.Value() == 2);
   CHECK(m.outbox_dispatch_lag_seconds.Collect().histogram.sample_count == 2);
 }
 
-TEST_CASE("delivering never rewrites an event row: the pending queue row goes, the event stays as written") {
+TEST_CASE("events go in the numeric order of their transaction ids, one batch after another") {
+  fixture f;
+  // Ids whose text order differs from their order (10 < 100 < 9 as text), each below every real id.
+  std::vector<std::string> ids;
+  {
+    pqxx::work tx{f.conn};
+    for (const char* t : {"100", "10", "9"}) {
+      const auto e = insert_event(tx, "cart", std::string("t-") + t, 1);
+      tx.exec_params("UPDATE outbox SET tx = $1::xid8 WHERE seq = $2", std::string(t), e.seq);
+      ids.push_back(e.id);
+    }
+    tx.commit();
+  }
+  recorder rec;
+  auto o = f.options();
+  o.batch_size = 1;  // the cursor moves between every two
+  persistence::outbox_dispatcher d{o, nullptr};
+  d.subscribe("recorder", rec.fn());
+  d.start();
+  REQUIRE(rec.wait_for_ids(ids));
+  REQUIRE(eventually([&] { return f.pending() == 0; }));
+  d.stop();
+  const auto got = rec.events();
+  REQUIRE(got.size() == 3);
+  CHECK(got[0].id == ids[2]);  // tx 9
+  CHECK(got[1].id == ids[1]);  // tx 10
+  CHECK(got[2].id == ids[0]);  // tx 100
+  CHECK(scalar(f.conn, "SELECT seq FROM outbox_cursor") == got[2].seq);
+}
+
+TEST_CASE("an open transaction that only reads holds nothing back") {
+  fixture f;
+  recorder rec;
+  persistence::outbox_dispatcher d{f.options(), nullptr};
+  d.subscribe("recorder", rec.fn());
+  d.start();
+  pqxx::connection reader{f.db.dsn()};
+  pqxx::work open_read{reader};
+  open_read.exec("SELECT count(*) FROM outbox");  // a snapshot held, no transaction id
+  std::string id;
+  {
+    pqxx::work tx{f.conn};
+    id = insert_event(tx, "cart", "cart-r", 1).id;
+    tx.commit();
+  }
+  d.notify();
+  CHECK(rec.wait_for_ids({id}, 10s));
+  d.stop();
+}
+
+TEST_CASE("delivering never rewrites an event row: the cursor moves, the event stays as written") {
   fixture f;
   recorder rec;
   std::vector<std::string> ids;
@@ -223,7 +281,7 @@ TEST_CASE("delivering never rewrites an event row: the pending queue row goes, t
     }
     tx.commit();
   }
-  REQUIRE(f.pending() == 20);  // the trigger queued every event of the multi-row transaction
+  REQUIRE(f.pending() == 20);  // every event of the multi-row transaction is after the cursor
   // The physical position of a row version: an UPDATE (the old dispatch mark) moves it, nothing else does.
   const auto positions = [&] {
     pqxx::nontransaction tx{f.conn};
@@ -297,7 +355,7 @@ TEST_CASE("commits that each wake the dispatcher are delivered in rounds at leas
   }
 }
 
-TEST_CASE("a queued seq whose event was deleted by hand is dropped from the queue; later events still flow") {
+TEST_CASE("undelivered events deleted by hand are not delivered; later events still flow") {
   fixture f;
   recorder rec;
   {
@@ -305,12 +363,16 @@ TEST_CASE("a queued seq whose event was deleted by hand is dropped from the queu
     for (int i = 0; i < 3; ++i) {
       insert_event(tx, "cart", "gone", i + 1);
     }
-    tx.exec("DELETE FROM outbox WHERE aggregate_id = 'gone'");  // outbox_pending keeps the 3 seqs
     tx.commit();
   }
-  REQUIRE(f.pending() == 3);
+  {
+    pqxx::work tx{f.conn};
+    tx.exec("DELETE FROM outbox WHERE aggregate_id = 'gone'");
+    tx.commit();
+  }
+  REQUIRE(f.pending() == 0);
   auto options = f.options();
-  options.batch_size = 2;  // the orphans alone fill the first batch
+  options.batch_size = 2;
   persistence::outbox_dispatcher d{options, nullptr};
   d.subscribe("recorder", rec.fn());
   d.start();
@@ -325,6 +387,47 @@ TEST_CASE("a queued seq whose event was deleted by hand is dropped from the queu
   CHECK(eventually([&] { return f.pending() == 0; }));
   d.stop();
   CHECK(rec.events().size() == 1);
+}
+
+TEST_CASE("a database restored from another cluster's dump: undelivered events are delivered, new ones flow") {
+  fixture f;
+  // The old cluster's ids were far ahead of this server's counter: its cursor and events carry them.
+  std::vector<std::string> delivered_there;
+  std::vector<std::string> undelivered;
+  {
+    pqxx::work tx{f.conn};
+    for (int i = 0; i < 3; ++i) {
+      delivered_there.push_back(insert_event(tx, "cart", "old", i + 1).id);
+    }
+    for (int i = 0; i < 2; ++i) {
+      undelivered.push_back(insert_event(tx, "cart", "old", i + 4).id);
+    }
+    tx.exec("UPDATE outbox SET tx = '900000000000'");
+    tx.exec_params("UPDATE outbox_cursor SET tx = '900000000000', seq = (SELECT seq FROM outbox WHERE id = $1::uuid)",
+                   delivered_there.back());
+    tx.commit();
+  }
+  REQUIRE(f.pending() == 2);
+  recorder rec;
+  persistence::outbox_dispatcher d{f.options(), nullptr};
+  d.subscribe("recorder", rec.fn());
+  d.start();
+  REQUIRE(rec.wait_for_ids(undelivered));
+  std::string fresh;
+  {
+    pqxx::work tx{f.conn};
+    fresh = insert_event(tx, "cart", "new", 1).id;
+    tx.commit();
+  }
+  d.notify();
+  REQUIRE(rec.wait_for_ids({fresh}));
+  REQUIRE(eventually([&] { return f.pending() == 0; }));
+  d.stop();
+  for (const auto& id : delivered_there) {
+    CHECK_FALSE(rec.has(id));  // behind the old cursor: not delivered again
+  }
+  CHECK(rec.events().size() == 3);
+  CHECK(scalar(f.conn, "SELECT count(*) FROM outbox WHERE tx = '0'") == 5);
 }
 
 TEST_CASE("concurrent transactions: every committed event delivered, in order per aggregate") {
@@ -398,7 +501,7 @@ TEST_CASE("concurrent transactions: every committed event delivered, in order pe
   CHECK(d.stats().dispatched == ids.size());
   CHECK(d.stats().subscriber_failures == 0);
   CHECK(m.outbox_dispatched.Value() == static_cast<double>(ids.size()));
-  CHECK(scalar(f.conn, "SELECT count(*) FROM outbox WHERE NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.seq = outbox.seq)") ==
+  CHECK(scalar(f.conn, "SELECT count(*) FROM outbox WHERE seq NOT IN (SELECT seq FROM outbox_undispatched)") ==
         static_cast<std::int64_t>(ids.size()));
 }
 
@@ -501,7 +604,7 @@ TEST_CASE("kill -9 mid-stream: a new dispatcher resumes from the durable mark") 
   std::set<std::string> marked;  // dispatched before the kill: no process dispatches now
   {
     pqxx::nontransaction tx{f.conn};
-    for (const auto& r : tx.exec("SELECT id::text FROM outbox WHERE NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.seq = outbox.seq)")) {
+    for (const auto& r : tx.exec("SELECT id::text FROM outbox WHERE seq NOT IN (SELECT seq FROM outbox_undispatched)")) {
       marked.insert(r[0].as<std::string>());
     }
   }
@@ -585,13 +688,13 @@ TEST_CASE("retention deletes dispatched events older than the retention, never u
     for (int i = 0; i < 10; ++i) {
       const auto e = insert_event(tx, "cart", "old", i + 1);
       tx.exec_params("UPDATE outbox SET occurred_at = now() - interval '2 hours' WHERE seq = $1", e.seq);
-      tx.exec_params("DELETE FROM outbox_pending WHERE seq = $1", e.seq);  // dispatched
     }
     for (int i = 0; i < 5; ++i) {
       const auto e = insert_event(tx, "cart", "recent", i + 1);
       tx.exec_params("UPDATE outbox SET occurred_at = now() - interval '10 seconds' WHERE seq = $1", e.seq);
-      tx.exec_params("DELETE FROM outbox_pending WHERE seq = $1", e.seq);  // dispatched
     }
+    // Dispatched: the cursor is past the old and the recent ones (one transaction: in seq order).
+    tx.exec("UPDATE outbox_cursor SET (tx, seq) = (SELECT tx, max(seq) FROM outbox GROUP BY tx)");
     for (int i = 0; i < 5; ++i) {
       const auto e = insert_event(tx, "cart", "stuck", i + 1);
       tx.exec_params("UPDATE outbox SET occurred_at = now() - interval '2 days' WHERE seq = $1", e.seq);
@@ -676,7 +779,7 @@ TEST_CASE("a subscriber that throws gets the batch again; the batch is marked on
       got.push_back(e.id);
     }
     flaky_calls.push_back(got);
-    dispatched_during_call.push_back(scalar(observer, "SELECT count(*) FROM outbox WHERE NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.seq = outbox.seq)"));
+    dispatched_during_call.push_back(scalar(observer, "SELECT count(*) FROM outbox WHERE seq NOT IN (SELECT seq FROM outbox_undispatched)"));
     if (flaky_calls.size() <= 2) {
       throw std::runtime_error("not yet");
     }

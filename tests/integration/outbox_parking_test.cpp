@@ -105,7 +105,7 @@ struct fixture {
     return o;
   }
 
-  std::int64_t pending() { return scalar(conn, "SELECT count(*) FROM outbox_pending"); }
+  std::int64_t pending() { return scalar(conn, "SELECT count(*) FROM outbox_undispatched"); }
 };
 
 }  // namespace
