@@ -25,6 +25,9 @@ constexpr long long dispatch_lock_key = 0x6d6572636174'6f02LL;
 // at or behind them has ended. The cursor is read here each round, not kept by the dispatcher, so an
 // operator who moves it back (to replay events) is heard from the next round on. `lag` is measured by the
 // server's clock against the server's occurred_at, so the node's clock never skews it.
+// Rows come in tx order, so the ready ones (below the xmin) are a prefix; one row more than a batch is read
+// so that a first row that is not ready says "held back" (the round after comes soon, not at the next poll:
+// the commit that woke the dispatcher may be the one waiting).
 // The ORDER BY names the table's columns (o.tx), not the output column `tx_text`: a bare `tx` there would
 // sort by the text. The batch size is part of the text, so the cached generic plan knows the LIMIT and
 // keeps to the index.
@@ -32,11 +35,11 @@ constexpr const char* select_name = "mercato_outbox_select";
 std::string select_sql(std::size_t batch_size) {
   return "SELECT o.seq, o.id::text, o.aggregate_kind, o.aggregate_id, o.event_type, o.event_version, "
          "  to_char(o.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), o.data::text, "
-         "  o.metadata::text, EXTRACT(EPOCH FROM clock_timestamp() - o.occurred_at)::float8, o.tx::text AS tx_text "
+         "  o.metadata::text, EXTRACT(EPOCH FROM clock_timestamp() - o.occurred_at)::float8, o.tx::text AS tx_text, "
+         "  o.tx < pg_snapshot_xmin(pg_current_snapshot()) AS ready "
          "FROM outbox o WHERE (o.tx, o.seq) > (SELECT c.tx, c.seq FROM outbox_cursor c) "
-         "  AND o.tx < pg_snapshot_xmin(pg_current_snapshot()) "
          "ORDER BY o.tx, o.seq LIMIT " +
-         std::to_string(batch_size);
+         std::to_string(batch_size + 1);
 }
 
 // Delivered: the cursor moves past the batch; the outbox rows themselves are never updated.
@@ -238,6 +241,11 @@ bool outbox_dispatcher::wait_idle(steady::time_point round_started) {
   return wait_until(steady::now() + opts_.poll_interval, true);
 }
 
+bool outbox_dispatcher::wait_held_back(steady::time_point round_started) {
+  return wait_until(std::max(round_started + opts_.min_round_interval, steady::now() + std::chrono::milliseconds(1)),
+                    false);
+}
+
 void outbox_dispatcher::run() {
   session s;
   s.db_backoff = opts_.retry_backoff;
@@ -331,9 +339,10 @@ bool outbox_dispatcher::round(session& s) {
       }
       return wait_until(steady::now() + opts_.lock_retry, false);
     }
+    // Before `locked` is set: if the check throws, the next round takes the (re-entrant) lock and checks again.
+    check_foreign_ids(s);
     s.locked = true;
     s.lock_wait_logged = false;
-    check_foreign_ids(s);
     active_.store(true, std::memory_order_relaxed);
     if (metrics_) {
       metrics_->outbox_dispatcher_active.Set(1);
@@ -359,13 +368,21 @@ bool outbox_dispatcher::round(session& s) {
   std::vector<outbox_event> batch;
   std::vector<double> lag;
   std::string last_tx;
+  bool held_back = false;
   {
     pqxx::nontransaction tx{*s.conn};
-    const pqxx::result rows =
-        tx.exec_prepared(select_name);
+    const pqxx::result rows = tx.exec_prepared(select_name);
     batch.reserve(rows.size());
     lag.reserve(rows.size());
     for (const auto& r : rows) {
+      if (batch.size() == opts_.batch_size) {
+        break;
+      }
+      if (!r[11].as<bool>()) {
+        held_back = true;
+        break;
+      }
+      last_tx = r[10].c_str();
       outbox_event e;
       e.seq = r[0].as<std::int64_t>();
       e.id = r[1].c_str();
@@ -377,13 +394,12 @@ bool outbox_dispatcher::round(session& s) {
       e.data_json = r[7].c_str();
       e.metadata_json = r[8].c_str();
       lag.push_back(r[9].as<double>());
-      last_tx = r[10].c_str();
       batch.push_back(std::move(e));
     }
   }
   if (batch.empty()) {
     rounds_.fetch_add(1, std::memory_order_relaxed);
-    return wait_idle(round_started);
+    return held_back ? wait_held_back(round_started) : wait_idle(round_started);
   }
 
   const auto delivery_started = steady::now();
@@ -467,7 +483,7 @@ bool outbox_dispatcher::round(session& s) {
   if (batch.size() >= opts_.batch_size) {
     return true;  // more may be waiting: go again at once
   }
-  return wait_idle(round_started);
+  return held_back ? wait_held_back(round_started) : wait_idle(round_started);
 }
 
 // On taking the lock: puts a database restored from another cluster back in order (rare; logged). Throws

@@ -144,6 +144,9 @@ class outbox_dispatcher {
   // Between rounds when the queue is drained: min_round_interval after `round_started`, then until the poll
   // interval or notify(). False when stopping.
   bool wait_idle(std::chrono::steady_clock::time_point round_started);
+  // After a round that found events held back by an open transaction: min_round_interval after
+  // `round_started`, not the poll interval (nothing notifies when that transaction ends). False when stopping.
+  bool wait_held_back(std::chrono::steady_clock::time_point round_started);
 
   outbox_dispatcher_options opts_;
   telemetry::metrics* metrics_;

@@ -250,6 +250,32 @@ TEST_CASE("events go in the numeric order of their transaction ids, one batch af
   CHECK(scalar(f.conn, "SELECT seq FROM outbox_cursor") == got[2].seq);
 }
 
+TEST_CASE("events held back by an open transaction go out soon after it ends, without a notify or a poll") {
+  fixture f;
+  recorder rec;
+  auto o = f.options();
+  o.poll_interval = 60s;  // only notify() and the held-back retry start a round here
+  persistence::outbox_dispatcher d{o, nullptr};
+  d.subscribe("recorder", rec.fn());
+  d.start();
+  pqxx::connection c1{f.db.dsn()};
+  pqxx::work t1{c1};
+  const auto a = insert_event(t1, "cart", "held-a", 1);
+  std::string b;
+  {
+    pqxx::work tx{f.conn};
+    b = insert_event(tx, "cart", "held-b", 1).id;
+    tx.commit();
+  }
+  const auto rounds = d.stats().rounds;
+  d.notify();  // the only wake-up: b is held back by t1
+  REQUIRE(eventually([&] { return d.stats().rounds >= rounds + 3; }, 10s));
+  CHECK_FALSE(rec.has(b));
+  t1.commit();  // no notify
+  CHECK(rec.wait_for_ids({a.id, b}, 10s));
+  d.stop();
+}
+
 TEST_CASE("an open transaction that only reads holds nothing back") {
   fixture f;
   recorder rec;
