@@ -135,14 +135,19 @@ struct entity_runtime::impl {
     env->writer = writer.get();
     env->metrics = metrics;
     env->limits = opts.limits;
-    // The node's cap on parked states, per kind, is shared by the kind's hosts (ids spread evenly).
+    // The node's caps on parked states, per kind, are shared by the kind's hosts (ids spread evenly).
+    const auto n = static_cast<std::size_t>(std::max(hosts, 1));
     if (opts.limits.max_parked > 0) {
-      const auto n = static_cast<std::size_t>(std::max(hosts, 1));
       env->limits.max_parked = std::max<std::size_t>(1, (opts.limits.max_parked + n - 1) / n);
+    }
+    if (opts.limits.max_parked_bytes > 0) {
+      env->limits.max_parked_bytes = std::max<std::size_t>(1, (opts.limits.max_parked_bytes + n - 1) / n);
     }
     if (metrics) {
       // Create the kind's series now, so dashboards see zeros rather than nothing.
       metrics->entities_active(kind);
+      metrics->entities_parked(kind);
+      metrics->entities_parked_bytes(kind);
       metrics->entity_activations(kind);
       metrics->entity_passivations(kind);
       metrics->entity_restarts(kind);

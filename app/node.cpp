@@ -117,6 +117,7 @@ struct node::parts {
     o.limits.park_after = s.entities.park_after;
     o.limits.keep_parked = s.entities.keep_parked;
     o.limits.max_parked = s.entities.max_parked;
+    o.limits.max_parked_bytes = s.entities.max_parked_mb << 20;
     o.outbox.poll_interval = s.outbox.poll_interval;
     o.outbox.min_round_interval = s.outbox.min_round_interval;
     o.outbox.batch_size = s.outbox.batch_size;

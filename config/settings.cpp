@@ -83,7 +83,7 @@ std::chrono::milliseconds as_ms(const typed_value& v) {
 
 // One table drives the TOML walk, the environment, the command line and the --help text, so a setting
 // cannot be reachable from one source and silently missing from another.
-const std::array<field_spec, 80> fields = {{
+const std::array<field_spec, 81> fields = {{
     {"node_id", "MERCATO_NODE_ID", "--node-id", "Node name, unique in the cluster", value_kind::identifier, 0, 0,
      [](settings& s, const typed_value& v) { s.node_id = as_text(v); }},
     {"scheduler_threads", "MERCATO_SCHEDULER_THREADS", "--scheduler-threads", "CAF worker threads (0 = one per core, at least 4)",
@@ -208,6 +208,8 @@ const std::array<field_spec, 80> fields = {{
      7ull * 86'400'000, [](settings& s, const typed_value& v) { s.entities.keep_parked = as_ms(v); }},
     {"entities.max_parked", "MERCATO_ENTITIES_MAX_PARKED", "", "", value_kind::count, 1, 100'000'000,
      [](settings& s, const typed_value& v) { s.entities.max_parked = static_cast<std::size_t>(as_number(v)); }},
+    {"entities.max_parked_mb", "MERCATO_ENTITIES_MAX_PARKED_MB", "", "", value_kind::count, 1, 1'048'576,
+     [](settings& s, const typed_value& v) { s.entities.max_parked_mb = static_cast<std::size_t>(as_number(v)); }},
     {"housekeeping.interval_s", "MERCATO_HOUSEKEEPING_INTERVAL_S", "", "", value_kind::seconds, 1, 86'400,
      [](settings& s, const typed_value& v) { s.housekeeping.interval = std::chrono::seconds(as_number(v)); }},
     {"housekeeping.batch_size", "MERCATO_HOUSEKEEPING_BATCH_SIZE", "", "", value_kind::count, 1, 1'000'000,

@@ -37,6 +37,10 @@ struct runtime_limits {
   // minutes after the last one, well past passivate_after.
   std::chrono::milliseconds keep_parked{30 * 60'000};
   std::size_t max_parked = 0;
+  // The same for the bytes the parked states take (their encodings, recent command ids, id and table
+  // node, as the host counts them: mercato_entities_parked_bytes): a host keeps at most this many,
+  // dropping the least recently used first (0: no cap; the runtime divides the node's budget per kind).
+  std::size_t max_parked_bytes = 0;
   int poison_attempts = 3;                             // K: crashes of one message before it is dropped
   int restart_intensity = 20;                          // N restarts ...
   std::chrono::milliseconds restart_window{10'000};    // ... within T escalate to the host's supervisor

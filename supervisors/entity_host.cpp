@@ -1,6 +1,10 @@
 #include "supervisors/entity_host.hpp"
 
+#include <malloc.h>
+
+#include <algorithm>
 #include <deque>
+#include <functional>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -54,6 +58,7 @@ struct entry {
   std::string parked_state;         // its encoding (empty for version 0: nothing stored yet)
   std::string parked_recent;        // the command ids it applied last
   std::unique_ptr<entry_extra> extra;
+  std::uint32_t parked_bytes = 0;  // parked: what it counts for in host_state::parked_bytes
   phase ph = phase::live;
   bool has_parked_state = false;       // parking: the state arrived
   bool passivate_when_parked = false;  // parking: an idle scan asked for passivation meanwhile
@@ -109,8 +114,56 @@ struct host_state {
   std::deque<clock::time_point> restarts;
   std::uint64_t active = 0;  // entities with an actor or parked state (the entities_active gauge)
   std::uint64_t parked_count = 0;
+  std::uint64_t parked_bytes = 0;  // what the phase-parked entities take (parked_cost)
   std::uint64_t unparks = 0;
+  prometheus::Gauge* parked_gauge = nullptr;        // mercato_entities_parked{kind}
+  prometheus::Gauge* parked_bytes_gauge = nullptr;  // mercato_entities_parked_bytes{kind}
 };
+
+// Heap bytes a string owns: none while its text fits in the string itself, else what the allocator
+// handed out for it (malloc_usable_size: the size class, not just the capacity; mimalloc, when it is
+// mercatod's malloc, answers for its own blocks).
+std::size_t heap_bytes(const std::string& text) {
+  const auto* inside = reinterpret_cast<const char*>(&text);
+  const std::less<const char*> before;  // a total order, also for pointers into different objects
+  if (!before(text.data(), inside) && before(text.data(), inside + sizeof(text))) {
+    return 0;
+  }
+  return std::max(text.capacity() + 1, malloc_usable_size(const_cast<char*>(text.data())));
+}
+
+// What a parked entity takes: its table node (the id, the entry and the hash table's own link and
+// hash, rounded to the allocator's 16 bytes) and the blocks its strings own. The hash table's bucket
+// array (8 bytes per entity or two, live ones too) is left out.
+std::uint32_t parked_cost(const slot& s) {
+  constexpr std::size_t node = (sizeof(slot) + 2 * sizeof(void*) + 15) / 16 * 16;
+  const auto& e = s.second;
+  return static_cast<std::uint32_t>(node + heap_bytes(s.first) + heap_bytes(e.parked_state) +
+                                    heap_bytes(e.parked_recent));
+}
+
+// An entity enters or leaves phase parked: the count, the bytes and their gauges follow.
+void count_parked_in(host_state& st, slot* s) {
+  auto& e = s->second;
+  e.parked_bytes = parked_cost(*s);
+  ++st.parked_count;
+  st.parked_bytes += e.parked_bytes;
+  if (st.parked_gauge) {
+    st.parked_gauge->Increment();
+    st.parked_bytes_gauge->Increment(static_cast<double>(e.parked_bytes));
+  }
+}
+
+void count_parked_out(host_state& st, slot* s) {
+  auto& e = s->second;
+  --st.parked_count;
+  st.parked_bytes -= e.parked_bytes;
+  if (st.parked_gauge) {
+    st.parked_gauge->Decrement();
+    st.parked_bytes_gauge->Decrement(static_cast<double>(e.parked_bytes));
+  }
+  e.parked_bytes = 0;
+}
 
 void set_active_gauge(host_state& st, std::int64_t delta) {
   st.active = static_cast<std::uint64_t>(static_cast<std::int64_t>(st.active) + delta);
@@ -122,7 +175,7 @@ void set_active_gauge(host_state& st, std::int64_t delta) {
 // Forgets a parked entity (its state is committed): its next message reads the snapshot again.
 void drop_parked(host_state& st, slot* s) {
   st.parked.unlink(s);
-  --st.parked_count;
+  count_parked_out(st, s);
   set_active_gauge(st, -1);
   if (st.env->metrics) {
     st.env->metrics->entity_passivations(st.env->kind).Increment();
@@ -179,6 +232,10 @@ caf::behavior entity_host(caf::event_based_actor* self, std::shared_ptr<const en
   auto st = std::make_shared<host_state>();
   st->env = env;
   st->spawn = std::move(spawn);
+  if (env->metrics) {
+    st->parked_gauge = &env->metrics->entities_parked(env->kind);
+    st->parked_bytes_gauge = &env->metrics->entities_parked_bytes(env->kind);
+  }
   const bool parking_on = env->limits.park_after.count() > 0;
 
   // Starts an incarnation of `s`: from its snapshot (an activation) or, when it was parked, from
@@ -275,6 +332,10 @@ caf::behavior entity_host(caf::event_based_actor* self, std::shared_ptr<const en
       }
     }
     set_active_gauge(*st, -static_cast<std::int64_t>(st->active));
+    if (st->parked_gauge) {
+      st->parked_gauge->Decrement(static_cast<double>(st->parked_count));
+      st->parked_bytes_gauge->Decrement(static_cast<double>(st->parked_bytes));
+    }
   });
 
   // An entity of a shard being dropped is gone (or never had an actor): its waiting commands go back
@@ -288,7 +349,7 @@ caf::behavior entity_host(caf::event_based_actor* self, std::shared_ptr<const en
     } else if (e.ph == phase::parking || e.ph == phase::parked) {
       st->parked.unlink(s);
       if (e.ph == phase::parked) {
-        --st->parked_count;
+        count_parked_out(*st, s);
       }
     }
     if (e.ph != phase::restarting) {
@@ -352,7 +413,7 @@ caf::behavior entity_host(caf::event_based_actor* self, std::shared_ptr<const en
         return;
       }
       e.ph = phase::parked;
-      ++st->parked_count;
+      count_parked_in(*st, s);
       return;
     }
     if (e.ph == phase::live) {
@@ -415,13 +476,15 @@ caf::behavior entity_host(caf::event_based_actor* self, std::shared_ptr<const en
   };
 
   // Drops the least recently used parked states while the host holds more than its share of
-  // max_parked (they are committed; the entity's next message reads its snapshot again).
+  // max_parked or max_parked_bytes (they are committed; the entity's next message reads its snapshot
+  // again).
   auto trim_parked = [st] {
-    const auto cap = st->env->limits.max_parked;
-    if (cap == 0) {
-      return;
-    }
-    for (slot* s = st->parked.head; s && st->parked_count > cap;) {
+    const auto& limits = st->env->limits;
+    const auto over = [st, &limits] {
+      return (limits.max_parked > 0 && st->parked_count > limits.max_parked) ||
+             (limits.max_parked_bytes > 0 && st->parked_bytes > limits.max_parked_bytes);
+    };
+    for (slot* s = st->parked.head; s && over();) {
       slot* next = s->second.next;
       if (s->second.ph == phase::parked) {
         drop_parked(*st, s);
@@ -486,7 +549,7 @@ caf::behavior entity_host(caf::event_based_actor* self, std::shared_ptr<const en
               return rp;
             case phase::parked:
               st->parked.unlink(s);
-              --st->parked_count;
+              count_parked_out(*st, s);
               start(s, true);
               break;
             case phase::live:

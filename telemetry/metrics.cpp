@@ -169,6 +169,16 @@ metrics::metrics(std::shared_ptr<prometheus::Registry> reg)
                            .Name("mercato_entities_active")
                            .Help("Entity actors currently active on this node, by kind")
                            .Register(*registry_)),
+      entities_parked_(prometheus::BuildGauge()
+                           .Name("mercato_entities_parked")
+                           .Help("Entities kept parked on this node (no actor, committed state in memory), by kind; "
+                                 "included in mercato_entities_active")
+                           .Register(*registry_)),
+      entities_parked_bytes_(prometheus::BuildGauge()
+                                 .Name("mercato_entities_parked_bytes")
+                                 .Help("Memory the parked entities take (state, recent command ids, id, table "
+                                       "node), by kind; capped by entities.max_parked_mb")
+                                 .Register(*registry_)),
       entity_activations_(prometheus::BuildCounter()
                               .Name("mercato_entity_activations_total")
                               .Help("Entity activations (snapshot loaded or started empty), by kind")
@@ -253,6 +263,10 @@ metrics::metrics(std::shared_ptr<prometheus::Registry> reg)
 }
 
 prometheus::Gauge& metrics::entities_active(const std::string& kind) { return entities_active_.Add({{"kind", kind}}); }
+prometheus::Gauge& metrics::entities_parked(const std::string& kind) { return entities_parked_.Add({{"kind", kind}}); }
+prometheus::Gauge& metrics::entities_parked_bytes(const std::string& kind) {
+  return entities_parked_bytes_.Add({{"kind", kind}});
+}
 prometheus::Counter& metrics::entity_activations(const std::string& kind) {
   return entity_activations_.Add({{"kind", kind}});
 }

@@ -120,6 +120,8 @@ class metrics {
 
   // Entity runtime, by kind.
   prometheus::Gauge& entities_active(const std::string& kind);
+  prometheus::Gauge& entities_parked(const std::string& kind);
+  prometheus::Gauge& entities_parked_bytes(const std::string& kind);
   prometheus::Counter& entity_activations(const std::string& kind);
   prometheus::Counter& entity_passivations(const std::string& kind);
   prometheus::Counter& entity_restarts(const std::string& kind);
@@ -132,6 +134,8 @@ class metrics {
   prometheus::Family<prometheus::Counter>& http_requests_;
   prometheus::Family<prometheus::Histogram>& http_duration_;
   prometheus::Family<prometheus::Gauge>& entities_active_;
+  prometheus::Family<prometheus::Gauge>& entities_parked_;
+  prometheus::Family<prometheus::Gauge>& entities_parked_bytes_;
   prometheus::Family<prometheus::Counter>& entity_activations_;
   prometheus::Family<prometheus::Counter>& entity_passivations_;
   prometheus::Family<prometheus::Counter>& entity_restarts_;

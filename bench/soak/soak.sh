@@ -22,9 +22,11 @@
 #      the entities a mix creates stay resident until idle for 60 s, so the working set fills for ~90 s);
 #   5. while 3 and 4 run, every --interval-s (10 s): the node's VmRSS, open fds (/proc/PID/fd), threads, the
 #      database's connections (pg_stat_activity), the outbox's size (estimate) and undispatched/expired rows, the
-#      idempotency keys inserted;
-#   6. checks (each can fail the run): RSS after warm-up flat within --rss-tolerance (10%): the level at the end
-#      (mean of the last samples covering 30 s) against the level just after warm-up (first samples, 30 s); no 5xx
+#      idempotency keys inserted, the parked entities' memory (mercato_entities_parked_bytes);
+#   6. checks (each can fail the run): RSS less the parked entities' memory after warm-up flat within
+#      --rss-tolerance (10%): the level at the end (mean of the last samples covering 30 s) against the level just
+#      after warm-up (first samples, 30 s) (parked entities are a cache that fills for entities.keep_parked_ms, 30
+#      min, or up to entities.max_parked_mb, by design); the parked entities of each kind within that budget; no 5xx
 #      (driver and the node's own /metrics); no reply the mix did not ask for (the deliberate 404s, 409s and 402s
 #      are counted apart); no WebSocket subscriber closed by the node or refused; p99 of each route over the
 #      last --window-s (default: 5 minutes, or a fifth of the measured time when that is shorter, at least 30 s) at most
@@ -284,7 +286,8 @@ log "prepared: $(cat "$TMP_DIR/setup.facts")"
 # lines the latency up with the machine and the database: PostgreSQL's CPU time so far (every process of the server:
 # its live processes' utime + stime, and the postmaster's cutime + cstime for the exited ones), the machine's CPU
 # time so far (busy, iowait, all; /proc/stat), WAL bytes written (pg_stat_wal), checkpoints (timed + requested),
-# pages written by checkpoints and by backends themselves (pg_stat_bgwriter), autovacuum + autoanalyze runs
+# pages written by checkpoints and by backends themselves (pg_stat_bgwriter), autovacuum + autoanalyze runs, and the
+# parked entities' memory (kB, all kinds and the largest kind; from the node's /metrics)
 SAMPLES="$TMP_DIR/samples.tsv"
 # The sample must stay cheap as the tables grow (a count(*) over a million outbox rows every 10 s was itself a
 # growing load): the outbox's size is the statistics' live-row estimate, the idempotency keys are counted as rows
@@ -313,7 +316,7 @@ past_retention_sql="(SELECT count(*) FROM outbox o WHERE o.occurred_at < now() -
      AND (o.tx, o.seq) <= (SELECT c.tx, c.seq FROM outbox_cursor c))"
 sample_count=0
 sample_once() {  # [full]: count the outbox rows past retention in this sample
-  local rss fds threads db cpu backend pg_cpu machine sql
+  local rss fds threads db cpu backend pg_cpu machine parked sql
   sample_count=$(( sample_count + 1 ))
   if [[ "${1:-}" == full ]] || (( sample_count % 6 == 1 )); then
     sql="${sample_sql/@PAST_RETENTION@/$past_retention_sql}"
@@ -341,8 +344,13 @@ sample_once() {  # [full]: count the outbox rows past retention in this sample
     END { print t + 0 }')"
   machine="$(awk '$1 == "cpu" { all = 0; for (i = 2; i <= NF; i++) all += $i
     print $2 + $3 + $4 + $7 + $8 + $9 "\t" $6 "\t" all; exit }' /proc/stat)"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date +%s.%N | cut -c1-14)" "$rss" "$fds" "$threads" "$db" \
-    "$(cut -d' ' -f1 /proc/loadavg)" "$cpu" "$pg_cpu" "$machine" >>"$SAMPLES"
+  # The parked entities' memory as the node counts it (mercato_entities_parked_bytes): all kinds, and the largest
+  # kind (the budget entities.max_parked_mb is per kind).
+  parked="$(curl -fsS --max-time 5 "$URL/metrics" 2>/dev/null | awk '/^mercato_entities_parked_bytes[{]/ {
+      t += $2; if ($2 > m) m = $2 } END { printf "%d\t%d", t / 1024, m / 1024 }')"
+  [[ "$parked" =~ ^[0-9]+$'\t'[0-9]+$ ]] || return 0
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date +%s.%N | cut -c1-14)" "$rss" "$fds" "$threads" "$db" \
+    "$(cut -d' ' -f1 /proc/loadavg)" "$cpu" "$pg_cpu" "$machine" "$parked" >>"$SAMPLES"
 }
 : >"$SAMPLES"
 ( set +e  # a failed read skips one sample; it must not end the sampler
@@ -445,7 +453,7 @@ export SOAK_TMP="$TMP_DIR" SOAK_STARTED="$started_at" SOAK_REV="$git_rev" SOAK_N
   SOAK_APPEND="$append" SOAK_MINUTES="$minutes" SOAK_WARMUP="$warmup_s" SOAK_MEASURED="$measured_s" \
   SOAK_WINDOW="$window_s" SOAK_START_EPOCH="$soak_start" SOAK_MAX_RATE="$max_rate" SOAK_RATE="$rate" \
   SOAK_FRACTION="$rate_fraction" SOAK_P99_RATIO="$p99_ratio" SOAK_P99_SLACK="$p99_slack_ms" \
-  SOAK_RSS_TOL="$rss_tolerance" SOAK_INTERVAL="$interval_s" SOAK_BUDGET="$BUDGET" SOAK_WS="$ws_clients" SOAK_WS_LIFETIME="$ws_lifetime_s" \
+  SOAK_RSS_TOL="$rss_tolerance" SOAK_PARKED_BUDGET_MB="${MERCATO_ENTITIES_MAX_PARKED_MB:-64}" SOAK_INTERVAL="$interval_s" SOAK_BUDGET="$BUDGET" SOAK_WS="$ws_clients" SOAK_WS_LIFETIME="$ws_lifetime_s" \
   SOAK_CONNECTIONS="$connections" SOAK_OUTBOX_RETENTION="$outbox_retention_s" \
   SOAK_OUTBOX_BATCH="$outbox_batch_size" SOAK_NODE_LOG="$NODE_LOG" SOAK_CLK_TCK="$(getconf CLK_TCK)"
 export -p | grep '^declare -x SOAK_' >"$TMP_DIR/report.env" || true

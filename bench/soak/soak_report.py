@@ -32,7 +32,7 @@ if soak is None:
 # --- samples ---------------------------------------------------------------------------------------------------
 COLS = ("epoch", "rss_kb", "fds", "threads", "db_conns", "outbox", "outbox_pending", "outbox_past_retention",
         "idem", "idem_expired", "wal_bytes", "checkpoints", "buf_checkpoint", "buf_backend", "autovacuums", "load1",
-        "cpu_ticks", "pg_ticks", "machine_busy", "machine_iowait", "machine_all")
+        "cpu_ticks", "pg_ticks", "machine_busy", "machine_iowait", "machine_all", "parked_kb", "parked_kind_kb")
 FLOATS = ("epoch", "load1")
 samples = []
 for line in open(path("samples.tsv")):
@@ -45,6 +45,10 @@ for prev, cur in zip(samples, samples[1:]):
     dt = cur["epoch"] - prev["epoch"]
     cur["cpu_pct"] = 100 * (cur["cpu_ticks"] - prev["cpu_ticks"]) / tck / dt if dt > 0 else 0.0
 samples[0]["cpu_pct"] = 0.0
+# The node's memory outside its cache of parked entities: that cache fills for entities.keep_parked_ms (30 min) or
+# up to its budget (entities.max_parked_mb per kind) by design, so RSS alone grows through a soak without a leak.
+for s in samples:
+    s["net_kb"] = s["rss_kb"] - s["parked_kb"]
 start = float(e["SOAK_START_EPOCH"])
 warm_end = start + float(e["SOAK_WARMUP"])
 soak_end = warm_end + float(e["SOAK_MEASURED"])
@@ -144,8 +148,19 @@ check("WebSocket subscribers: none closed by the node, refused or answered an er
 tol = float(e["SOAK_RSS_TOL"])
 rss_base, rss_end = level("rss_kb", False) / 1024, level("rss_kb", True) / 1024
 rss_min, rss_max = min(s["rss_kb"] for s in post) / 1024, max(s["rss_kb"] for s in post) / 1024
-check(f"RSS flat after warm-up (end within ±{tol:.0%} of the after-warm-up level)", abs(rss_end / rss_base - 1) <= tol,
-      f"{rss_base:.1f} → {rss_end:.1f} MB ({rss_end / rss_base - 1:+.1%}); min {rss_min:.1f}, max {rss_max:.1f} MB")
+net_base, net_end = level("net_kb", False) / 1024, level("net_kb", True) / 1024
+parked_base, parked_end = level("parked_kb", False) / 1024, level("parked_kb", True) / 1024
+check(f"RSS less the parked entities flat after warm-up (end within ±{tol:.0%} of the after-warm-up level)",
+      abs(net_end / net_base - 1) <= tol,
+      f"{net_base:.1f} → {net_end:.1f} MB ({net_end / net_base - 1:+.1%}); RSS {rss_base:.1f} → {rss_end:.1f} MB "
+      f"(min {rss_min:.1f}, max {rss_max:.1f}), of which parked entities {parked_base:.1f} → {parked_end:.1f} MB")
+parked_budget = float(e["SOAK_PARKED_BUDGET_MB"])
+parked_kind_max = max(s["parked_kind_kb"] for s in samples) / 1024
+# Trimmed at each park scan (1 s): the parks of one second may go past the budget until the next one.
+check("parked entities within their budget (largest kind at most entities.max_parked_mb, + max(5%, 1 MB))",
+      parked_kind_max <= parked_budget + max(0.05 * parked_budget, 1.0),
+      f"largest kind at most {parked_kind_max:.1f} MB of {parked_budget:.0f} MB; all kinds at most "
+      f"{max(s['parked_kb'] for s in samples) / 1024:.1f} MB")
 fd_base, fd_end = level("fds", False), level("fds", True)
 fd_allow = max(0.1 * fd_base, 20)
 check("open fds flat (end within max(10%, 20) of the after-warm-up level)", abs(fd_end - fd_base) <= fd_allow,
@@ -214,6 +229,11 @@ route_header = ("route", "requests", "expected", "unexpected", "p50 ms", "p99 ms
 res_header = ("resource (after warm-up)", "at warm-up end", "at the end", "min", "max", "change")
 res_rows = [
     ("node RSS MB", f"{rss_base:.1f}", f"{rss_end:.1f}", f"{rss_min:.1f}", f"{rss_max:.1f}", f"{rss_end / rss_base - 1:+.1%}"),
+    ("parked entities MB (node's count)", f"{parked_base:.1f}", f"{parked_end:.1f}",
+     f"{min(s['parked_kb'] for s in post) / 1024:.1f}", f"{max(s['parked_kb'] for s in post) / 1024:.1f}",
+     f"{parked_end - parked_base:+.1f} MB"),
+    ("RSS less parked MB", f"{net_base:.1f}", f"{net_end:.1f}", f"{min(s['net_kb'] for s in post) / 1024:.1f}",
+     f"{max(s['net_kb'] for s in post) / 1024:.1f}", f"{net_end / net_base - 1:+.1%}"),
     ("node open fds", f"{fd_base:.0f}", f"{fd_end:.0f}", str(min(s["fds"] for s in post)),
      str(max(s["fds"] for s in post)), f"{fd_end - fd_base:+.0f}"),
     ("node threads", str(post[0]["threads"]), str(post[-1]["threads"]), str(min(s["threads"] for s in post)),
@@ -233,9 +253,10 @@ res_rows = [
 ]
 # Over time: a handful of evenly spaced samples of the whole run (measurement and warm-up included).
 pick = sorted(set([0, len(samples) - 1] + [round(i * (len(samples) - 1) / 7) for i in range(8)]))
-time_header = ("t (s from soak start)", "RSS MB", "fds", "threads", "PG conns", "outbox (est.)", "undispatched",
+time_header = ("t (s from soak start)", "RSS MB", "parked MB", "fds", "threads", "PG conns", "outbox (est.)", "undispatched",
                "idempotency_keys inserted", "node CPU %", "load 1m")
-time_rows = [(f"{samples[i]['epoch'] - start:+.0f}", f"{samples[i]['rss_kb'] / 1024:.1f}", str(samples[i]["fds"]),
+time_rows = [(f"{samples[i]['epoch'] - start:+.0f}", f"{samples[i]['rss_kb'] / 1024:.1f}",
+              f"{samples[i]['parked_kb'] / 1024:.1f}", str(samples[i]["fds"]),
               str(samples[i]["threads"]), str(samples[i]["db_conns"]), str(samples[i]["outbox"]),
               str(samples[i]["outbox_pending"]), str(samples[i]["idem"]), f"{samples[i]['cpu_pct']:.0f}",
               f"{samples[i]['load1']:.2f}") for i in pick]

@@ -228,3 +228,61 @@ TEST_CASE_FIXTURE(fixture, "beyond max_parked the least recently used parked sta
   CHECK(c1->version == 2);
   CHECK(rt.counter("mercato_entity_activations_total") == 4);
 }
+
+TEST_CASE_FIXTURE(fixture, "the parked gauges follow every park, unpark and drop, to zero") {
+  cart_runtime rt{{db.dsn(), "test-node", fast_parking(), 1}};
+  REQUIRE(rt.ask("g1", open_cmd()));
+  wait_parked(rt, 1);
+  CHECK(rt.counter("mercato_entities_parked") == 1);
+  const double one = rt.counter("mercato_entities_parked_bytes");
+  // At least the table node and the encoded state; an open cart's state is a few hundred bytes.
+  CHECK(one > 100);
+  CHECK(one < 2000);
+  REQUIRE(rt.ask("g2", open_cmd()));
+  wait_parked(rt, 2);
+  CHECK(rt.counter("mercato_entities_parked") == 2);
+  CHECK(rt.counter("mercato_entities_parked_bytes") == doctest::Approx(2 * one).epsilon(0.05));
+  // Unparked by a command: it leaves the gauges while live, and comes back larger (one more line).
+  REQUIRE(rt.ask("g1", add_cmd(1, 1)));
+  wait_parked(rt, 2);
+  CHECK(rt.counter("mercato_entities_parked") == 2);
+  CHECK(rt.counter("mercato_entities_parked_bytes") > 2 * one);
+  CHECK(rt.passivate_idle(0ms) == 2);
+  CHECK(rt.counter("mercato_entities_parked") == 0);
+  CHECK(rt.counter("mercato_entities_parked_bytes") == 0);
+}
+
+TEST_CASE_FIXTURE(fixture, "beyond max_parked_bytes the least recently used parked states are dropped") {
+  // What one open cart's parked state counts for, measured on a runtime without caps.
+  double one = 0;
+  {
+    cart_runtime probe{{db.dsn(), "test-node", fast_parking(), 1}};
+    REQUIRE(probe.ask("m1", open_cmd()));
+    wait_parked(probe, 1);
+    one = probe.counter("mercato_entities_parked_bytes");
+  }
+  REQUIRE(one > 0);
+  auto limits = fast_parking();
+  limits.max_parked_bytes = static_cast<std::size_t>(2.5 * one);  // room for two, not three
+  cart_runtime rt{{db.dsn(), "test-node", limits, 1}};             // one host: its share is the whole budget
+  for (const char* id : {"c1", "c2", "c3"}) {  // parked one after another: c1 is the least recently used
+    REQUIRE(rt.ask(id, open_cmd()));
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (rt.stats().first != park_stats(rt)[1] && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(2ms);
+    }
+  }
+  wait_parked(rt, 2);
+  CHECK(park_stats(rt)[1] == 2);
+  CHECK(rt.counter("mercato_entities_parked") == 2);
+  CHECK(rt.counter("mercato_entities_parked_bytes") <= 2.5 * one);
+  CHECK(rt.counter("mercato_entity_passivations_total") == 1);
+  CHECK(rt.counter("mercato_entity_activations_total") == 3);
+  // c3 was kept: back from memory. c1 was dropped: back from its snapshot, with its state.
+  REQUIRE(rt.ask("c3", add_cmd(1, 1)));
+  CHECK(rt.counter("mercato_entity_activations_total") == 3);
+  auto c1 = rt.ask("c1", get_cmd());
+  REQUIRE(c1);
+  CHECK(c1->version == 1);
+  CHECK(rt.counter("mercato_entity_activations_total") == 4);
+}

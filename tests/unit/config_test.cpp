@@ -76,7 +76,7 @@ bool same(const cfg::settings& a, const cfg::settings& b) {
          a.cart.abandoned_after == b.cart.abandoned_after && a.housekeeping.interval == b.housekeeping.interval &&
          a.housekeeping.batch_size == b.housekeeping.batch_size &&
          a.entities.park_after == b.entities.park_after && a.entities.keep_parked == b.entities.keep_parked &&
-         a.entities.max_parked == b.entities.max_parked &&
+         a.entities.max_parked == b.entities.max_parked && a.entities.max_parked_mb == b.entities.max_parked_mb &&
          a.checkout.reservation_ttl == b.checkout.reservation_ttl &&
          a.checkout.provider_timeout == b.checkout.provider_timeout &&
          a.checkout.fault_crash_after == b.checkout.fault_crash_after &&
@@ -183,6 +183,7 @@ batch_size = 50
 park_after_ms = 0
 keep_parked_ms = 60000
 max_parked = 77
+max_parked_mb = 78
 [websocket]
 max_connections = 31
 max_subscriptions = 32
@@ -226,6 +227,7 @@ max_initial_orders = 39
   CHECK(s.entities.park_after == std::chrono::milliseconds{0});
   CHECK(s.entities.keep_parked == std::chrono::milliseconds{60000});
   CHECK(s.entities.max_parked == 77);
+  CHECK(s.entities.max_parked_mb == 78);
   CHECK(s.websocket.max_connections == 31);
   CHECK(s.websocket.max_subscriptions == 32);
   CHECK(s.websocket.max_message_bytes == 333);
@@ -283,6 +285,7 @@ TEST_CASE("every MERCATO_* variable is read from the environment") {
                                   {"MERCATO_ENTITIES_PARK_AFTER_MS", "7"},
                                   {"MERCATO_ENTITIES_KEEP_PARKED_MS", "8000"},
                                   {"MERCATO_ENTITIES_MAX_PARKED", "9"},
+                                  {"MERCATO_ENTITIES_MAX_PARKED_MB", "10"},
                                   {"MERCATO_WS_MAX_CONNECTIONS", "41"},
                                   {"MERCATO_WS_MAX_SUBSCRIPTIONS", "42"},
                                   {"MERCATO_WS_MAX_MESSAGE_BYTES", "430"},
@@ -322,6 +325,7 @@ TEST_CASE("every MERCATO_* variable is read from the environment") {
   CHECK(s.entities.park_after == std::chrono::milliseconds{7});
   CHECK(s.entities.keep_parked == std::chrono::milliseconds{8000});
   CHECK(s.entities.max_parked == 9);
+  CHECK(s.entities.max_parked_mb == 10);
   CHECK(s.websocket.max_connections == 41);
   CHECK(s.websocket.max_subscriptions == 42);
   CHECK(s.websocket.max_message_bytes == 430);
@@ -544,6 +548,7 @@ TEST_CASE("thread counts, pool size, sizes and timeouts are range-checked") {
   CHECK(keep.key == "entities.keep_parked_ms");
   CHECK(contains(keep.message, "between 1000 and"));
   CHECK(only_error(run({}, {{"MERCATO_ENTITIES_MAX_PARKED", "0"}})).key == "entities.max_parked");
+  CHECK(only_error(run({}, {{"MERCATO_ENTITIES_MAX_PARKED_MB", "0"}})).key == "entities.max_parked_mb");
   const auto sleep = only_error(run({}, {{"MERCATO_SCHEDULER_POLL_SLEEP_US", "100001"}}));
   CHECK(sleep.key == "scheduler_poll_sleep_us");
   CHECK(contains(sleep.message, "between 0 and 100000"));
