@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <initializer_list>
 #include <random>
 #include <thread>
 
@@ -36,6 +37,17 @@ supervisors::runtime_limits fast_parking() {
 void wait_parked(cart_runtime& rt, std::uint64_t n) {
   const auto deadline = std::chrono::steady_clock::now() + 10s;
   while (park_stats(rt)[1] != n && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(2ms);
+}
+// Opens the carts one after another, each parked before the next opens (so the first is the least
+// recently used parked state).
+void open_and_park_in_turn(cart_runtime& rt, std::initializer_list<const char*> ids) {
+  for (const char* id : ids) {
+    REQUIRE(rt.ask(id, open_cmd()));
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (rt.stats().first != park_stats(rt)[1] && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(2ms);
+    }
+  }
 }
 }  // namespace
 
@@ -206,14 +218,7 @@ TEST_CASE_FIXTURE(fixture, "beyond max_parked the least recently used parked sta
   auto limits = fast_parking();
   limits.max_parked = 2;
   cart_runtime rt{{db.dsn(), "test-node", limits, 1}};  // one host: its share is the whole cap
-  // Parked one after another, so c1 is the least recently used.
-  for (const char* id : {"c1", "c2", "c3"}) {
-    REQUIRE(rt.ask(id, open_cmd()));
-    const auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (rt.stats().first != park_stats(rt)[1] && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(2ms);
-    }
-  }
+  open_and_park_in_turn(rt, {"c1", "c2", "c3"});  // c1 is the least recently used
   wait_parked(rt, 2);
   CHECK(park_stats(rt)[1] == 2);
   CHECK(rt.stats().first == 2);
@@ -265,13 +270,7 @@ TEST_CASE_FIXTURE(fixture, "beyond max_parked_bytes the least recently used park
   auto limits = fast_parking();
   limits.max_parked_bytes = static_cast<std::size_t>(2.5 * one);  // room for two, not three
   cart_runtime rt{{db.dsn(), "test-node", limits, 1}};             // one host: its share is the whole budget
-  for (const char* id : {"c1", "c2", "c3"}) {  // parked one after another: c1 is the least recently used
-    REQUIRE(rt.ask(id, open_cmd()));
-    const auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (rt.stats().first != park_stats(rt)[1] && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(2ms);
-    }
-  }
+  open_and_park_in_turn(rt, {"c1", "c2", "c3"});  // c1 is the least recently used
   wait_parked(rt, 2);
   CHECK(park_stats(rt)[1] == 2);
   CHECK(rt.counter("mercato_entities_parked") == 2);
