@@ -382,7 +382,6 @@ bool outbox_dispatcher::round(session& s) {
         held_back = true;
         break;
       }
-      last_tx = r[10].c_str();
       outbox_event e;
       e.seq = r[0].as<std::int64_t>();
       e.id = r[1].c_str();
@@ -395,6 +394,9 @@ bool outbox_dispatcher::round(session& s) {
       e.metadata_json = r[8].c_str();
       lag.push_back(r[9].as<double>());
       batch.push_back(std::move(e));
+    }
+    if (!batch.empty()) {  // the batch is a prefix of the rows: the cursor goes to its last one's tx
+      last_tx = rows[static_cast<pqxx::result::size_type>(batch.size() - 1)][10].c_str();
     }
   }
   if (batch.empty()) {
