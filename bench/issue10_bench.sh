@@ -19,6 +19,8 @@
 #   --rate-fraction F     open-model rate as a fraction of the add-to-cart maximum (default 0.7)
 #   --cart-rate R         open-model rate in adds/s instead (skips the fraction)
 #   --open-connections N  connections of the open-model run (default 2 x the largest --cart-connections)
+#   --timeline-ms MS      the open run's timeline in buckets of MS ms instead of seconds (a stall that recurs
+#                         within each second shows as one slow bucket in every 1000/MS)
 #   --catalog N           products in the generated search catalog (default 100000)
 #   --cold-queries N      distinct search queries of the cold run (default 200000; more than a run sends)
 #   --cached-queries N    queries of the cached run (default 20)
@@ -57,6 +59,7 @@ cart_connections=64
 rate_fraction=0.7
 cart_rate=""
 open_connections=""
+timeline_ms=1000
 catalog=100000
 cold_queries=200000
 cached_queries=20
@@ -78,6 +81,7 @@ while (( $# )); do
     --rate-fraction) rate_fraction="${2:?}"; shift 2 ;;
     --cart-rate) cart_rate="${2:?}"; shift 2 ;;
     --open-connections) open_connections="${2:?}"; shift 2 ;;
+    --timeline-ms) timeline_ms="${2:?}"; shift 2 ;;
     --catalog) catalog="${2:?}"; shift 2 ;;
     --cold-queries) cold_queries="${2:?}"; shift 2 ;;
     --cached-queries) cached_queries="${2:?}"; shift 2 ;;
@@ -101,6 +105,7 @@ for v in carts catalog cold_queries cached_queries search_connections threads; d
 done
 [[ -z "$cart_rate" ]] || is_uint "$cart_rate" || die "--cart-rate needs a positive whole number"
 [[ -z "$open_connections" ]] || is_uint "$open_connections" || die "--open-connections needs a positive whole number"
+is_uint "$timeline_ms" || die "--timeline-ms needs a positive whole number"
 [[ "$cart_connections" =~ ^[0-9]+(,[0-9]+)*$ ]] || die "--cart-connections needs a list like 32,128"
 [[ "$duration" =~ ^[0-9]+(\.[0-9]+)?$ && "$warmup" =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "--duration/--warmup need seconds"
 [[ "$rate_limits" == on || "$rate_limits" == off ]] || die "--rate-limits needs on or off, got '$rate_limits'"
@@ -304,7 +309,7 @@ if want carts; then
       log "no $probe_dir: the disk is not probed beside the open run (set BENCH_FSYNC_DIR)"
     fi
     run add_open "$MERCATO_URL" --requests-file "$TMP_DIR/adds.jsonl" --connections "$open_conns" --rate "$open_rate" \
-      --timeline
+      --timeline-ms "$timeline_ms"
     if [[ -n "$probe_pid" ]] && wait "$probe_pid"; then
       python3 - "$TMP_DIR/open_fsync.json" "$open_start" "$warmup" >"$TMP_DIR/open_fsync.txt" <<'PY' \
         || log "WARNING: could not read the fsync probe"

@@ -74,6 +74,7 @@ struct options {
   int timeout_ms = 5000;
   bool json = false;
   bool timeline = false;
+  int timeline_ms = 1000;  // --timeline bucket width
   std::string label;
 };
 
@@ -107,6 +108,8 @@ options:
   --label NAME         name echoed in the output
   --timeline           also report each measured second on its own (by scheduled or send time): ok, errors,
                        p50, p99 and max, to tell a steady tail from stalls (a "timeline" array in --json)
+  --timeline-ms MS     the same in buckets of MS milliseconds (10-60000; implies --timeline), to see a stall
+                       that recurs within each second
   --json               print one JSON line on stdout (the human summary then goes to stderr)
   --help
 
@@ -182,6 +185,9 @@ options parse_options(int argc, char** argv) {
       o.json = true;
     } else if (arg == "--timeline") {
       o.timeline = true;
+    } else if (arg == "--timeline-ms") {
+      o.timeline = true;
+      o.timeline_ms = parse_int(arg, value(), 10, 60'000);
     } else {
       usage_error("unknown argument '" + arg + "'");
     }
@@ -366,7 +372,8 @@ request_plan plan_requests(const options& o) {
 
 // ---------------------------------------------------------------------------------------------- results
 
-// One measured second of --timeline: the requests scheduled (open model) or sent (closed loop) in it.
+// One bucket of --timeline (a second, or --timeline-ms): the requests scheduled (open model) or sent (closed
+// loop) in it.
 struct second_bucket {
   latency_histogram latency;  // successful requests only, as in results
   std::uint64_t errors = 0;
@@ -382,7 +389,7 @@ struct results {
   std::uint64_t ok = 0;
   std::uint64_t unsent = 0;  // open model: scheduled in the window but never sent (no free connection in time)
   std::map<std::string, std::uint64_t> errors;
-  std::vector<second_bucket> seconds;  // --timeline only; index = whole seconds since the end of the warm-up
+  std::vector<second_bucket> seconds;  // --timeline only; index = whole buckets since the end of the warm-up
 
   [[nodiscard]] std::uint64_t error_total() const {
     std::uint64_t n = 0;
@@ -522,7 +529,8 @@ class worker {
   second_bucket* bucket_of(time_point intended) {
     if (!options_.timeline) return nullptr;
     const auto index = static_cast<std::size_t>(
-        std::chrono::duration_cast<std::chrono::seconds>(intended - timeline_.measure_from).count());
+        std::chrono::duration_cast<std::chrono::milliseconds>(intended - timeline_.measure_from).count() /
+        options_.timeline_ms);
     if (results_.seconds.size() <= index) results_.seconds.resize(index + 1);
     return &results_.seconds[index];
   }
@@ -752,10 +760,11 @@ void report(const options& o, const request_plan& plan, const results& r, double
     human << "\n";
   }
   if (o.timeline) {
-    human << "  second        ok  errors    p50 ms    p99 ms    max ms\n";
+    human << (o.timeline_ms == 1000 ? "  second" : "  from s") << "        ok  errors    p50 ms    p99 ms    max ms\n";
     for (std::size_t i = 0; i < r.seconds.size(); ++i) {
       const auto& b = r.seconds[i];
-      std::snprintf(line, sizeof line, "  %6zu  %8llu  %6llu  %8.3f  %8.3f  %8.3f\n", i,
+      std::snprintf(line, sizeof line, "  %6g  %8llu  %6llu  %8.3f  %8.3f  %8.3f\n",
+                    static_cast<double>(i) * o.timeline_ms / 1000.0,
                     static_cast<unsigned long long>(b.latency.count()), static_cast<unsigned long long>(b.errors),
                     ms(b.latency.percentile(50)), ms(b.latency.percentile(99)), ms(b.latency.max()));
       human << line;
@@ -793,7 +802,8 @@ void report(const options& o, const request_plan& plan, const results& r, double
       j << ",\"timeline\":[";
       for (std::size_t i = 0; i < r.seconds.size(); ++i) {
         const auto& b = r.seconds[i];
-        j << (i == 0 ? "" : ",") << "{\"second\":" << i << ",\"ok\":" << b.latency.count()
+        j << (i == 0 ? "" : ",") << "{\"second\":" << static_cast<double>(i) * o.timeline_ms / 1000.0
+          << ",\"ok\":" << b.latency.count()
           << ",\"errors\":" << b.errors << ",\"p50_ms\":" << ms(b.latency.percentile(50))
           << ",\"p99_ms\":" << ms(b.latency.percentile(99)) << ",\"max_ms\":" << ms(b.latency.max()) << "}";
       }

@@ -29,7 +29,7 @@ struct runtime_limits {
   // committed state stays in the host's table, and the next message re-creates the actor from it
   // without a database read. 0 turns parking off (an actor per entity until passivation).
   std::chrono::milliseconds park_after{5'000};
-  std::chrono::milliseconds park_scan_interval{1'000}; // how often a host looks for entities to park
+  std::chrono::milliseconds park_scan_interval{100};   // how often a host looks for entities to park
   // A parked entity's state (a few hundred bytes) is dropped once it has been idle this long, or
   // earlier, oldest first, while a host holds more than max_parked of them (0: no cap; the entity
   // runtime takes max_parked per node and kind and gives each host its share). Until then the entity
