@@ -119,11 +119,12 @@ struct checkout_settings {
 // Entities in memory (supervisors/entity_host). An entity quiet for park_after stops its actor and
 // keeps only its committed state (a few hundred bytes, no database read to come back); a parked state
 // is dropped after keep_parked, or earlier, least recently used first, while the node holds more than
-// max_parked of one kind or more than max_parked_mb of their memory. 0 for park_after: no parking (an actor per entity until it passivates).
+// max_parked of one kind or more than max_parked_mb of their memory. 0 for park_after: no parking (an
+// actor per entity until it passivates).
 struct entity_settings {
   std::chrono::milliseconds park_after{5'000};
   std::chrono::milliseconds keep_parked{30 * 60'000};
-  std::size_t max_parked = 1'000'000;  // per kind and node; ~270 MB of carts at the cap
+  std::size_t max_parked = 1'000'000;  // per kind and node; max_parked_mb is usually reached first
   std::size_t max_parked_mb = 64;      // per kind and node: the memory parked states may take (MiB)
 };
 
