@@ -29,7 +29,10 @@ struct runtime_limits {
   // committed state stays in the host's table, and the next message re-creates the actor from it
   // without a database read. 0 turns parking off (an actor per entity until passivation).
   std::chrono::milliseconds park_after{5'000};
-  std::chrono::milliseconds park_scan_interval{100};   // how often a host looks for entities to park
+  // How often a host looks for entities to park. Each scan parks everything that went quiet since the
+  // last one: once a second, that was ~7,000 carts at 7,000 adds/s, and the host's mailbox held the
+  // hand-offs in front of the next requests (a 100-200 ms stall every second; bench/results.md).
+  std::chrono::milliseconds park_scan_interval{100};
   // A parked entity's state (a few hundred bytes) is dropped once it has been idle this long, or
   // earlier, oldest first, while a host holds more than max_parked of them (0: no cap; the entity
   // runtime takes max_parked per node and kind and gives each host its share). Until then the entity
