@@ -163,9 +163,11 @@ check(f"RSS less the parked entities flat after warm-up (end within ±{tol:.0%} 
 # with the cache; once the cache is full (every kind at its budget, or nothing more parked), RSS must stop too.
 # Measured only when that happens early enough to leave a third of the run and 3 minutes (with the default
 # budget it does not in 30 minutes: soak with a small MERCATO_ENTITIES_MAX_PARKED_MB for this one).
-parked_full_band_kb = max(0.03 * level("parked_kb", True), 1024)
-full_at = next((i for i in range(len(post))
-                if all(abs(t["parked_kb"] - level("parked_kb", True)) <= parked_full_band_kb for t in post[i:])), None)
+parked_full_band_kb = max(0.03 * parked_end * 1024, 1024)
+full_at = len(post)  # the start of the trailing samples within the band of the end level
+while full_at > 0 and abs(post[full_at - 1]["parked_kb"] - parked_end * 1024) <= parked_full_band_kb:
+    full_at -= 1
+full_at = full_at if full_at < len(post) else None
 measured_s = post[-1]["epoch"] - post[0]["epoch"]
 full_name = (f"RSS flat once the parked cache stopped growing (end within ±{tol:.0%} of the level in the first "
              f"{LEVEL_S} s after it)")
