@@ -114,6 +114,7 @@ struct node::parts {
     };
     o.scheduler_threads = s.scheduler_threads > 0 ? static_cast<std::size_t>(s.scheduler_threads) : 0;
     o.scheduler_poll_sleep = s.scheduler_poll_sleep;
+    o.writer.linger = s.postgres.writer_linger;
     o.limits.park_after = s.entities.park_after;
     o.limits.keep_parked = s.entities.keep_parked;
     o.limits.max_parked = s.entities.max_parked;

@@ -596,7 +596,7 @@ struct writer_run {
 };
 
 writer_run writer_throughput(const std::string& dsn, const writer_shape& shape, std::int64_t epoch) {
-  persistence::snapshot_writer_options o;  // defaults: 2 lanes, 1000 per batch, 2 ms linger
+  persistence::snapshot_writer_options o;  // defaults: 2 lanes, 1000 per batch, 0.5 ms linger
   o.dsn = dsn;
   o.node_id = node_id;
   o.queue_limit = std::max(o.queue_limit, shape.writes);

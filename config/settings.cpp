@@ -83,7 +83,7 @@ std::chrono::milliseconds as_ms(const typed_value& v) {
 
 // One table drives the TOML walk, the environment, the command line and the --help text, so a setting
 // cannot be reachable from one source and silently missing from another.
-const std::array<field_spec, 81> fields = {{
+const std::array<field_spec, 82> fields = {{
     {"node_id", "MERCATO_NODE_ID", "--node-id", "Node name, unique in the cluster", value_kind::identifier, 0, 0,
      [](settings& s, const typed_value& v) { s.node_id = as_text(v); }},
     {"scheduler_threads", "MERCATO_SCHEDULER_THREADS", "--scheduler-threads", "CAF worker threads (0 = one per core, at least 4)",
@@ -171,6 +171,10 @@ const std::array<field_spec, 81> fields = {{
      max_timeout_ms, [](settings& s, const typed_value& v) { s.postgres.statement_timeout = as_ms(v); }},
     {"postgres.queue_limit", "MERCATO_PG_QUEUE_LIMIT", "", "", value_kind::count, 1, max_size,
      [](settings& s, const typed_value& v) { s.postgres.queue_limit = static_cast<std::size_t>(as_number(v)); }},
+    {"postgres.writer_linger_us", "MERCATO_PG_WRITER_LINGER_US", "", "", value_kind::count, 0, 100'000,
+     [](settings& s, const typed_value& v) {
+       s.postgres.writer_linger = std::chrono::microseconds{static_cast<std::int64_t>(as_number(v))};
+     }},
     {"outbox.poll_interval_ms", "MERCATO_OUTBOX_POLL_INTERVAL_MS", "", "", value_kind::milliseconds, 1, 60'000,
      [](settings& s, const typed_value& v) { s.outbox.poll_interval = as_ms(v); }},
     {"outbox.min_round_interval_ms", "MERCATO_OUTBOX_MIN_ROUND_INTERVAL_MS", "", "", value_kind::milliseconds, 0, 1000,

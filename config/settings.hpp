@@ -18,6 +18,15 @@ namespace mercato::config {
 // for the node's settings and for app::entity_runtime_options, so tests and benchmarks run what nodes run.
 inline constexpr std::chrono::microseconds default_scheduler_poll_sleep{500};
 
+// How long a snapshot writer lane waits, after its first queued write, for more writes to share the
+// transaction (and its WAL flush). The writer starts at once when its last transaction had a single
+// write, so a quiet node does not wait. Under load a lane's batch is mostly what queued during its
+// previous commit. 500 µs against the former 2 ms (bench/results.md, 2026-12-02 16:10-17:03): durable
+// add-to-cart's closed-loop maximum rose (~11,000-13,700/s against 8,400-11,500), and at 70 % of it on
+// the disk p99 was 8-11 ms in 3 runs of 4 against 55-80 ms in 4 of 4. One constant for the node's
+// settings and for persistence::snapshot_writer_options' users.
+inline constexpr std::chrono::microseconds default_writer_linger{500};
+
 enum class log_format { text, json };
 
 struct http_settings {
@@ -44,6 +53,7 @@ struct postgres_settings {
   unsigned pool_size = 4;                       // dedicated blocking-I/O threads, one connection each
   std::chrono::milliseconds statement_timeout{5'000};
   std::size_t queue_limit = 10'000;             // jobs waiting for a connection before 503
+  std::chrono::microseconds writer_linger = default_writer_linger;  // snapshot writer: wait for a batch
 };
 
 struct redis_settings {

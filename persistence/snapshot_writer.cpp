@@ -1050,7 +1050,7 @@ void snapshot_writer::run_lane(lane& l) {
       }
       // A barrier at the front (an activation waiting for earlier writes) does not wait out the linger,
       // nor does a write after a transaction that found no company: at 50 writes/s a write waited the
-      // whole linger (2 ms of a 7 ms add) for a batch of one. Under load the queue's front is older than
+      // whole linger (then 2 ms, of a 7 ms add) for a batch of one. Under load the queue's front is older than
       // the linger when the previous commit ends, so the linger only acts in between.
       if (!l.stopping && !l.last_alone && l.queue.size() < opts_.max_batch && opts_.linger.count() > 0 &&
           !l.queue.front().barrier) {

@@ -20,6 +20,7 @@
 #include <pqxx/connection>
 
 #include "actors/protocol/entity_records.hpp"
+#include "config/settings.hpp"
 
 namespace mercato::telemetry {
 class metrics;
@@ -80,8 +81,9 @@ struct snapshot_writer_options {
   std::size_t max_batch = 1000;                     // writes per transaction
   std::size_t statement_cache = 64;                 // batch statements (and, apart, projection statements)
                                                     // kept prepared per connection; past it they start over
-  std::chrono::microseconds linger{2000};           // wait this long for a batch to fill, unless the
-                                                    // lane's last transaction had a single write
+  // Wait this long for a batch to fill, unless the lane's last transaction had a single write
+  // (postgres.writer_linger_us).
+  std::chrono::microseconds linger = config::default_writer_linger;
   std::size_t queue_limit = 100'000;                // pending writes (all threads) before overloaded
   std::chrono::milliseconds commit_deadline{5000};  // keep retrying an outage this long, then unavailable
   // Called on a writer thread after each committed transaction that appended events (the outbox

@@ -62,7 +62,8 @@ bool same(const cfg::settings& a, const cfg::settings& b) {
          a.http.static_dir == b.http.static_dir && a.http.trusted_proxies == b.http.trusted_proxies &&
          a.postgres.dsn == b.postgres.dsn && a.postgres.pool_size == b.postgres.pool_size &&
          a.postgres.statement_timeout == b.postgres.statement_timeout &&
-         a.postgres.queue_limit == b.postgres.queue_limit && a.redis.url == b.redis.url &&
+         a.postgres.queue_limit == b.postgres.queue_limit && a.postgres.writer_linger == b.postgres.writer_linger &&
+         a.redis.url == b.redis.url &&
          a.log.level == b.log.level && a.log.format == b.log.format && a.metrics.token == b.metrics.token &&
          a.rate_limits.enabled == b.rate_limits.enabled && a.rate_limits.login == b.rate_limits.login &&
          a.rate_limits.node_credit == b.rate_limits.node_credit &&
@@ -127,6 +128,7 @@ TEST_CASE("no file, environment or flags gives the documented defaults") {
   CHECK(s.http.max_body_bytes == 1024 * 1024);
   CHECK(s.http.static_dir.empty());
   CHECK(s.postgres.pool_size == 4);
+  CHECK(s.postgres.writer_linger == std::chrono::microseconds{500});
   CHECK_FALSE(s.redis.url.has_value());
   CHECK(s.log.level == "info");
   CHECK(s.log.format == cfg::log_format::text);
@@ -165,6 +167,7 @@ dsn = "postgresql://x@db/y"
 pool_size = 8
 statement_timeout_ms = 14
 queue_limit = 15
+writer_linger_us = 16
 [redis]
 url = "redis://cache:6379"
 [log]
@@ -214,6 +217,7 @@ max_initial_orders = 39
   CHECK(s.postgres.pool_size == 8);
   CHECK(s.postgres.statement_timeout == std::chrono::milliseconds{14});
   CHECK(s.postgres.queue_limit == 15);
+  CHECK(s.postgres.writer_linger == std::chrono::microseconds{16});
   CHECK(s.redis.url == std::optional<std::string>{"redis://cache:6379"});
   CHECK(s.log.level == "debug");
   CHECK(s.log.format == cfg::log_format::json);
@@ -272,6 +276,7 @@ TEST_CASE("every MERCATO_* variable is read from the environment") {
                                   {"MERCATO_PG_POOL_SIZE", "3"},
                                   {"MERCATO_PG_STATEMENT_TIMEOUT_MS", "24"},
                                   {"MERCATO_PG_QUEUE_LIMIT", "25"},
+                                  {"MERCATO_PG_WRITER_LINGER_US", "0"},
                                   {"MERCATO_REDIS_URL", "redis://r"},
                                   {"MERCATO_LOG_LEVEL", "warn"},
                                   {"MERCATO_LOG_FORMAT", "json"},
@@ -312,6 +317,7 @@ TEST_CASE("every MERCATO_* variable is read from the environment") {
   CHECK(s.postgres.pool_size == 3);
   CHECK(s.postgres.statement_timeout == std::chrono::milliseconds{24});
   CHECK(s.postgres.queue_limit == 25);
+  CHECK(s.postgres.writer_linger == std::chrono::microseconds{0});
   CHECK(s.redis.url == std::optional<std::string>{"redis://r"});
   CHECK(s.log.level == "warn");
   CHECK(s.log.format == cfg::log_format::json);
@@ -552,6 +558,9 @@ TEST_CASE("thread counts, pool size, sizes and timeouts are range-checked") {
   const auto sleep = only_error(run({}, {{"MERCATO_SCHEDULER_POLL_SLEEP_US", "100001"}}));
   CHECK(sleep.key == "scheduler_poll_sleep_us");
   CHECK(contains(sleep.message, "between 0 and 100000"));
+  const auto linger = only_error(run({}, {{"MERCATO_PG_WRITER_LINGER_US", "100001"}}));
+  CHECK(linger.key == "postgres.writer_linger_us");
+  CHECK(contains(linger.message, "between 0 and 100000"));
 }
 
 TEST_CASE("text settings must not be empty and the node id must be a plain name") {
