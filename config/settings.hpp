@@ -21,10 +21,10 @@ inline constexpr std::chrono::microseconds default_scheduler_poll_sleep{500};
 // How long a snapshot writer lane waits, after its first queued write, for more writes to share the
 // transaction (and its WAL flush). The writer starts at once when its last transaction had a single
 // write, so a quiet node does not wait. Under load a lane's batch is mostly what queued during its
-// previous commit. 500 µs against the former 2 ms (bench/results.md, 2026-12-02 16:10-17:03): durable
-// add-to-cart's closed-loop maximum rose (~11,000-13,700/s against 8,400-11,500), and at 70 % of it on
-// the disk p99 was 8-11 ms in 3 runs of 4 against 55-80 ms in 4 of 4. One constant for the node's
-// settings and for persistence::snapshot_writer_options' users.
+// previous commit. 500 µs against the former 2 ms (bench/results.md, 2026-12-02 15:46-16:40): durable
+// add-to-cart's closed-loop maximum rose on tmpfs (12,500-13,700/s against 8,400-11,500) and held on the
+// disk (10,200-11,400), and at 70 % of it on the disk p99 was 8-11 ms in 3 runs of 4 against 55-81 ms in
+// 4 of 4. One constant for the node's settings and for persistence::snapshot_writer_options' users.
 inline constexpr std::chrono::microseconds default_writer_linger{500};
 
 enum class log_format { text, json };
