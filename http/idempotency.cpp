@@ -88,6 +88,20 @@ void idempotency_gate::run(std::shared_ptr<request_context> ctx, responder respo
   with_db(pool, respond, [this, &pool, ctx, respond, handle, key, scope, request_hash, ttl_hours, node, boot,
                           stale](pqxx::connection& conn) {
     pay_releases(conn);
+    // Whether a request of this process is running this key now; if not, a running claim of this
+    // process is an abandoned one (see the header) and this request takes it over.
+    const std::string running_id = scope + '\n' + key;
+    const bool idle_here = begin_running(running_id);
+    struct mark_guard {
+      const idempotency_gate* gate;
+      const std::string& id;
+      bool active;
+      ~mark_guard() {
+        if (active) {
+          gate->end_running(id);
+        }
+      }
+    } guard{this, running_id, idle_here};
     std::string created_at;
     {
       pqxx::work tx{conn};
@@ -103,10 +117,10 @@ void idempotency_gate::run(std::shared_ptr<request_context> ctx, responder respo
           "WHERE idempotency_keys.expires_at <= now() "
           "   OR (idempotency_keys.state = 'running' AND idempotency_keys.request_hash = EXCLUDED.request_hash "
           "       AND ((idempotency_keys.owner_node = EXCLUDED.owner_node "
-          "             AND idempotency_keys.owner_boot IS DISTINCT FROM EXCLUDED.owner_boot) "
+          "             AND (idempotency_keys.owner_boot IS DISTINCT FROM EXCLUDED.owner_boot OR $8)) "
           "            OR idempotency_keys.created_at < now() - ($7 || ' seconds')::interval)) "
           "RETURNING created_at::text",
-          scope, key, request_hash, ttl_hours, node, boot, stale);
+          scope, key, request_hash, ttl_hours, node, boot, stale, idle_here);
       if (claimed.empty()) {
         const auto row = tx.exec_params1(
             "SELECT encode(request_hash, 'hex') AS request_hash, state, status_code, response_headers::text "
@@ -141,7 +155,10 @@ void idempotency_gate::run(std::shared_ptr<request_context> ctx, responder respo
       }
     }
     // Ours: run the request; its answer is stored before the client sees it (5xx: the claim is dropped).
-    responder keep{[this, &pool, respond, key, scope, created_at](response r) {
+    // The mark ends when that is done (or given up), no longer with this scope.
+    guard.active = false;
+    const bool marked = idle_here || begin_running(running_id);
+    responder keep{[this, &pool, respond, key, scope, created_at, running_id, marked](response r) {
       const bool keep_it = r.status < 500;
       boost::json::object headers{{"Content-Type", r.content_type}};
       for (const auto& [name, value] : r.headers) {
@@ -151,7 +168,8 @@ void idempotency_gate::run(std::shared_ptr<request_context> ctx, responder respo
       }
       auto shared = std::make_shared<response>(std::move(r));
       const bool queued = pool.submit(
-          [shared, respond, key, scope, keep_it, headers_json = boost::json::serialize(headers)](pqxx::connection& c) {
+          [this, shared, respond, key, scope, keep_it, running_id, marked,
+           headers_json = boost::json::serialize(headers)](pqxx::connection& c) {
             pqxx::work tx{c};
             if (keep_it) {
               tx.exec_params(
@@ -163,17 +181,26 @@ void idempotency_gate::run(std::shared_ptr<request_context> ctx, responder respo
               tx.exec_params("DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2", scope, key);
             }
             tx.commit();
+            if (marked) {
+              end_running(running_id);
+            }
             respond(std::move(*shared));
           },
-          [this, shared, respond, key, scope, created_at](const persistence::db_error& err) {
+          [this, shared, respond, key, scope, created_at, running_id, marked](const persistence::db_error& err) {
             // Neither kept nor dropped: drop it as soon as the database answers again. A retry then
             // runs the request once more, and the entities apply its command once.
             telemetry::log_warn("idempotency record not stored", {{"error", err.message}});
             owe_release({scope, key, created_at});
+            if (marked) {
+              end_running(running_id);
+            }
             respond(std::move(*shared));
           });
       if (!queued) {
         owe_release({scope, key, created_at});
+        if (marked) {
+          end_running(running_id);
+        }
         respond(std::move(*shared));
       }
     }};
@@ -183,6 +210,16 @@ void idempotency_gate::run(std::shared_ptr<request_context> ctx, responder respo
       telemetry::log_error("handler threw", {{"request_id", ctx->request_id}, {"error", e.what()}});
     }
   });
+}
+
+bool idempotency_gate::begin_running(const std::string& id) const {
+  std::lock_guard<std::mutex> lock{running_m_};
+  return running_.insert(id).second;
+}
+
+void idempotency_gate::end_running(const std::string& id) const {
+  std::lock_guard<std::mutex> lock{running_m_};
+  running_.erase(id);
 }
 
 std::size_t idempotency_gate::owed_releases() const {

@@ -19,12 +19,19 @@
 // then: the 503 the client gets is the same outage) is remembered and dropped by this gate's next
 // database round trip, so the client's retry after the outage runs instead of getting 409 until
 // `stale_after`.
+//
+// That drop can come too early: a claim whose COMMIT was held up in the network (the connection cut
+// by the io watchdog, the bytes still on their way) commits after the gate has given it up and dropped
+// whatever it found. The gate therefore also knows which keys this process is running right now; a
+// running claim of this very process that is not among them was abandoned, and the same request takes
+// it over at once, as it would one of an earlier life of the node.
 
 #include <chrono>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "http/request.hpp"
@@ -56,6 +63,10 @@ class idempotency_gate {
   void owe_release(claim c) const;
   // Drops the owed claims on `conn`; on failure they stay owed and the error propagates.
   void pay_releases(pqxx::connection& conn) const;
+  // Marks (scope, key) as run by this process from its claim until its answer is stored or dropped.
+  // False when it already is (another request with this key is in progress here).
+  bool begin_running(const std::string& id) const;
+  void end_running(const std::string& id) const;
 
 
   persistence::pg_pool& pool_;
@@ -65,6 +76,8 @@ class idempotency_gate {
   std::chrono::hours ttl_;
   mutable std::mutex owed_m_;
   mutable std::vector<claim> owed_;  // bounded: the oldest go first (they expire after stale_after anyway)
+  mutable std::mutex running_m_;
+  mutable std::unordered_set<std::string> running_;  // scope + '\n' + key
 };
 
 }  // namespace mercato::http

@@ -557,6 +557,42 @@ TEST_CASE("add-to-cart reads product lines from memory; this node's price, stock
   CHECK(code_of(late) == "not_found");
 }
 
+// A claim of this very node process that no request of it is running any more: what a claim whose COMMIT
+// was held up in the network leaves behind when it lands after the node gave up on it (answered 503)
+// and had already dropped whatever it found (the PostgreSQL stall drill met it). The same request takes
+// it over at once instead of getting 409 until `stale_after`; another request with the key still gets 422.
+TEST_CASE("Idempotency-Key: a running claim this node process abandoned is taken over by the same request") {
+  http_client c{node().port()};
+  const std::string tag = std::to_string(std::random_device{}());
+  // A first request tells which node and process (boot) this node is in the claims it writes.
+  auto first = c.request("POST", "/api/v1/carts", {}, {{"Idempotency-Key", "boot-of-" + tag}});
+  REQUIRE_MESSAGE(first.status == 201, first.body);
+  const std::string key = "late-claim-" + tag;
+  const std::string body = R"({"currency": "USD"})";
+  {
+    // The claim a late COMMIT leaves: running, this node, this process, and no request of it running.
+    pqxx::connection conn{database().dsn()};
+    pqxx::work tx{conn};
+    const auto r = tx.exec_params(
+        "INSERT INTO idempotency_keys (scope, key, request_hash, state, owner_node, owner_boot) "
+        "SELECT scope, $2, decode($3, 'hex'), 'running', owner_node, owner_boot FROM idempotency_keys "
+        "WHERE key = $1 AND owner_boot IS NOT NULL",
+        "boot-of-" + tag, key, mercato::security::sha256_hex("POST /api/v1/carts\n" + body));
+    REQUIRE(r.affected_rows() == 1);
+    tx.commit();
+  }
+  auto other = c.request("POST", "/api/v1/carts", R"({"currency": "EUR"})", {{"Idempotency-Key", key}});
+  CHECK(other.status == 422);
+  CHECK(code_of(other) == "idempotency_key_reused");
+  auto again = c.request("POST", "/api/v1/carts", body, {{"Idempotency-Key", key}});
+  CHECK_MESSAGE(again.status == 201, again.body);  // run, not 409 until stale_after
+  CHECK(again.header("idempotent-replayed").empty());
+  auto replay = c.request("POST", "/api/v1/carts", body, {{"Idempotency-Key", key}});
+  CHECK(replay.status == 201);
+  CHECK(replay.header("idempotent-replayed") == "true");
+  CHECK(replay.body == again.body);
+}
+
 // Last: it starts a second node on the same database, which takes the shard leases of the first (the
 // cluster issue makes leases shared); tests after it would find the first node fenced.
 TEST_CASE("Idempotency-Key: a repeat replays the first answer, another body is 422, a running one 409, across a restart") {
