@@ -1,5 +1,7 @@
 #include "http/idempotency.hpp"
 
+#include <algorithm>
+
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/parse.hpp>
@@ -90,7 +92,7 @@ void idempotency_gate::run(std::shared_ptr<request_context> ctx, responder respo
     pay_releases(conn);
     // Whether a request of this process is running this key now; if not, a running claim of this
     // process is an abandoned one (see the header) and this request takes it over.
-    const std::string running_id = scope + '\n' + key;
+    const std::string running_id = running_key(scope, key);
     const bool idle_here = begin_running(running_id);
     struct mark_guard {
       const idempotency_gate* gate;
@@ -157,6 +159,7 @@ void idempotency_gate::run(std::shared_ptr<request_context> ctx, responder respo
     // Ours: run the request; its answer is stored before the client sees it (5xx: the claim is dropped).
     // The mark ends when that is done (or given up), no longer with this scope.
     guard.active = false;
+    // Not idle here yet the claim is ours: the other request of this key gave up its claim meanwhile.
     const bool marked = idle_here || begin_running(running_id);
     responder keep{[this, &pool, respond, key, scope, created_at, running_id, marked](response r) {
       const bool keep_it = r.status < 500;
@@ -212,6 +215,10 @@ void idempotency_gate::run(std::shared_ptr<request_context> ctx, responder respo
   });
 }
 
+std::string idempotency_gate::running_key(const std::string& scope, const std::string& key) {
+  return scope + '\n' + key;
+}
+
 bool idempotency_gate::begin_running(const std::string& id) const {
   std::lock_guard<std::mutex> lock{running_m_};
   return running_.insert(id).second;
@@ -241,6 +248,14 @@ void idempotency_gate::pay_releases(pqxx::connection& conn) const {
   {
     std::lock_guard<std::mutex> lock{owed_m_};
     owed.swap(owed_);
+  }
+  {
+    // A key a request of this process runs now has a live claim (one that took over the owed one):
+    // that request stores or drops it, and dropping it here would let a retry run beside it.
+    std::lock_guard<std::mutex> lock{running_m_};
+    owed.erase(std::remove_if(owed.begin(), owed.end(),
+                              [this](const claim& c) { return running_.count(running_key(c.scope, c.key)) > 0; }),
+               owed.end());
   }
   if (owed.empty()) {
     return;

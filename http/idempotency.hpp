@@ -24,7 +24,8 @@
 // by the io watchdog, the bytes still on their way) commits after the gate has given it up and dropped
 // whatever it found. The gate therefore also knows which keys this process is running right now; a
 // running claim of this very process that is not among them was abandoned, and the same request takes
-// it over at once, as it would one of an earlier life of the node.
+// it over at once, as it would one of an earlier life of the node. The same set keeps an owed drop
+// away from a key that a request of this process has taken over and is running.
 
 #include <chrono>
 #include <functional>
@@ -67,6 +68,7 @@ class idempotency_gate {
   // False when it already is (another request with this key is in progress here).
   bool begin_running(const std::string& id) const;
   void end_running(const std::string& id) const;
+  static std::string running_key(const std::string& scope, const std::string& key);
 
 
   persistence::pg_pool& pool_;
@@ -77,7 +79,7 @@ class idempotency_gate {
   mutable std::mutex owed_m_;
   mutable std::vector<claim> owed_;  // bounded: the oldest go first (they expire after stale_after anyway)
   mutable std::mutex running_m_;
-  mutable std::unordered_set<std::string> running_;  // scope + '\n' + key
+  mutable std::unordered_set<std::string> running_;  // running_key(scope, key)
 };
 
 }  // namespace mercato::http
