@@ -13,6 +13,7 @@
 #include "cluster/cluster_metrics.hpp"
 #include "cluster/messages.hpp"
 #include "cluster/placement.hpp"
+#include "persistence/pg_pool.hpp"
 #include "telemetry/logging.hpp"
 
 namespace mercato::cluster {
@@ -367,7 +368,11 @@ void coordinator::renew_held(pqxx::connection& conn) {
 
 void coordinator::tick() {
   if (!conn_) {
-    conn_ = std::make_unique<pqxx::connection>(opts_.dsn);
+    // Bounded by the margin: a statement of a round that waits longer (on row locks held by a frozen
+    // peer, say) is abandoned and the round retried, so this node's own renewals keep going; and a
+    // transaction of this node left idle that long (the node frozen mid-round) is ended by the server,
+    // so its lease rows are not locked past their expiry for the node taking them over.
+    conn_ = persistence::open_connection(opts_.dsn, margin_, margin_);
   }
   auto& conn = *conn_;
   if (!joined_) {

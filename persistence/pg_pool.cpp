@@ -25,6 +25,11 @@ std::unique_ptr<pqxx::connection> open_connection(const std::string& dsn, std::c
   auto conn = std::make_unique<pqxx::connection>(with_connect_timeout(dsn, connect_timeout));
   pqxx::nontransaction tx{*conn};
   tx.exec("SET statement_timeout = " + std::to_string(statement_timeout.count()));
+  // A transaction left open by a process that stopped between two statements (frozen, or stuck) keeps
+  // its row locks: another node's takeover of those rows would wait for it indefinitely. Our
+  // transactions send their statements back to back, so one idle for as long as a statement may run
+  // is abandoned, and the server ends its session.
+  tx.exec("SET idle_in_transaction_session_timeout = " + std::to_string(statement_timeout.count()));
   tx.exec("SET TIME ZONE 'UTC'");
   return conn;
 }

@@ -84,7 +84,8 @@ class pg_pool {
   std::vector<std::thread> threads_;
 };
 
-// Opens a connection with the pool's session settings (statement timeout, connect timeout, UTC).
+// Opens a connection with the pool's session settings (statement timeout, the same bound on a transaction
+// left idle, connect timeout, UTC).
 std::unique_ptr<pqxx::connection> open_connection(const std::string& dsn, std::chrono::milliseconds connect_timeout,
                                                   std::chrono::milliseconds statement_timeout);
 

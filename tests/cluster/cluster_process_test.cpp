@@ -1,7 +1,8 @@
 // Fault drills with real mercatod processes on one PostgreSQL: a node killed with SIGKILL while carts
 // are being filled through another node (its entities are served again once its leases expire, with
-// every acknowledged change), and a node frozen with SIGSTOP that wakes up after the others took its
-// shards (it neither serves its stale copies nor stores anything over the newer state).
+// every acknowledged change), a node frozen with SIGSTOP that wakes up after the others took its
+// shards (it neither serves its stale copies nor stores anything over the newer state), and a node frozen
+// inside its lease renewal's transaction (its lease rows must not stay locked against the takeover).
 
 #include <doctest/doctest.h>
 
@@ -194,4 +195,91 @@ TEST_CASE("a node frozen past its leases wakes up: it serves nothing stale and o
   CHECK(scalar(db.dsn(), "SELECT version FROM entity_snapshots WHERE kind = 'cart' AND id = $1", cart) ==
         four.json().at("version").to_number<std::int64_t>());
   CHECK(quantity_in(ca.get("/api/v1/carts/" + cart, bearer(who.token)).json()) == 4);
+}
+
+namespace {
+
+// Sends SIGCONT on the way out, so a failed check does not leave a node stopped for its destructor.
+struct thaw_on_exit {
+  int pid;
+  ~thaw_on_exit() { ::kill(pid, SIGCONT); }
+};
+
+// The server process of the node's lease renewal while it waits for a row lock (0: none yet).
+int renewal_waiting_on_lock(const std::string& dsn) {
+  pqxx::connection conn{dsn};
+  pqxx::nontransaction tx{conn};
+  auto r = tx.exec(
+      "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' "
+      "AND query LIKE 'UPDATE shard_leases AS l SET expires_at%'");
+  return r.empty() ? 0 : r[0][0].as<int>();
+}
+
+std::string backend_state(const std::string& dsn, int pid) {
+  pqxx::connection conn{dsn};
+  pqxx::nontransaction tx{conn};
+  auto r = tx.exec_params("SELECT state FROM pg_stat_activity WHERE pid = $1", pid);
+  return r.empty() ? std::string{"gone"} : std::string(r[0][0].c_str());
+}
+
+}  // namespace
+
+TEST_CASE("a node frozen inside a lease transaction does not hold up the takeover of its shards") {
+  scratch_database db;
+  node_process a{{"--demo"}, node_env(db, "txf-a")};
+  REQUIRE(a.wait_ready(60s));
+  node_process b{{"--demo"}, node_env(db, "txf-b")};
+  REQUIRE(b.wait_ready(60s));
+  await_two_owners(db.dsn());
+  thaw_on_exit thaw{b.pid()};
+
+  // Hold node b's lease rows, so that its next renewal waits inside its transaction; freeze b there,
+  // then let the renewal through: b's server process is left idle in a transaction that holds every
+  // lease row of b, with nobody to commit it.
+  int renewal = 0;
+  {
+    pqxx::connection holder{db.dsn()};
+    pqxx::work tx{holder};
+    tx.exec("SELECT 1 FROM shard_leases WHERE owner_node = 'txf-b' FOR UPDATE");
+    const auto until = std::chrono::steady_clock::now() + 30s;
+    while ((renewal = renewal_waiting_on_lock(db.dsn())) == 0 && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(5ms);
+    }
+    REQUIRE_MESSAGE(renewal != 0, "node b's renewal never waited for the held rows");
+    REQUIRE(::kill(b.pid(), SIGSTOP) == 0);
+    tx.commit();
+  }
+  std::string state = backend_state(db.dsn(), renewal);
+  for (int i = 0; i < 200 && state == "active"; ++i) {
+    std::this_thread::sleep_for(1ms);
+    state = backend_state(db.dsn(), renewal);
+  }
+  REQUIRE_MESSAGE(state == "idle in transaction", "node b's renewal is " << state);
+  const auto frozen_at = std::chrono::steady_clock::now();
+
+  // Node a takes all of b's shards once b's leases expire: the abandoned transaction must not keep
+  // their rows locked (a's takeover would wait on them, and its own renewals with it).
+  auto held_by_a = [&] {
+    return scalar(db.dsn(), "SELECT count(*) FROM shard_leases WHERE owner_node = 'txf-a' AND expires_at > now()");
+  };
+  while (held_by_a() != 256 && std::chrono::steady_clock::now() - frozen_at < lease_ttl + 20s) {
+    std::this_thread::sleep_for(50ms);
+  }
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - frozen_at);
+  MESSAGE("node a held all 256 shards " << took.count() << " ms after b froze (lease ttl " << lease_ttl.count()
+                                        << " ms); b's transaction is now " << backend_state(db.dsn(), renewal));
+  REQUIRE(held_by_a() == 256);
+
+  // Node a serves b's carts meanwhile.
+  http_client ca{a.port()};
+  customer who;
+  auto cart = new_cart(ca, who);
+  const auto product = product_with_stock(ca, db.dsn(), 9, 100);
+  auto added = add_one(ca, who, cart, product, "after-freeze");
+  REQUIRE_MESSAGE(added.status == 200, added.body);
+
+  // Woken up, b finds its transaction gone and takes its share back through the normal hand-off.
+  REQUIRE(::kill(b.pid(), SIGCONT) == 0);
+  await_two_owners(db.dsn());
+  CHECK(quantity_in(ca.get("/api/v1/carts/" + cart, bearer(who.token)).json()) == 1);
 }
