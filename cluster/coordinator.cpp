@@ -174,11 +174,19 @@ void coordinator::run() {
       } else {
         drop_lapsed();
       }
+    } catch (const pqxx::sql_error& e) {
+      // A statement failed (a lock wait or statement timed out): the server answered, so the connection
+      // is kept; the next round retries.
+      telemetry::log_warn("cluster round failed", {{"node_id", opts_.node_id}, {"error", e.what()}});
+      handing_off_ = false;
+      ready_.store(false);
+      drop_lapsed();
     } catch (const std::exception& e) {
-      // PostgreSQL unreachable (or a statement failed): the leases will lapse locally if this lasts, and
-      // the shards are dropped before the node takes them again.
+      // PostgreSQL unreachable: the leases will lapse locally if this lasts, and the shards are dropped
+      // before the node takes them again.
       telemetry::log_warn("cluster round failed", {{"node_id", opts_.node_id}, {"error", e.what()}});
       conn_.reset();
+      handing_off_ = false;
       ready_.store(false);
       drop_lapsed();
     }
@@ -186,6 +194,9 @@ void coordinator::run() {
       metrics_->tick_seconds.Observe(std::chrono::duration<double>(clock::now() - started).count());
     }
     lock.lock();
+    if (handing_off_) {
+      continue;  // more shards to hand off: the next round starts at once
+    }
     wake_.wait_for(lock, opts_.heartbeat, [this] { return stopping_; });
   }
 }
@@ -366,13 +377,21 @@ void coordinator::renew_held(pqxx::connection& conn) {
   }
 }
 
+// The round's connection. A transaction of this node left idle for the lease's time less the margin
+// (the node frozen between two statements) is ended by the server: by then the node has stopped serving
+// anyway, and its lease rows must not stay locked past their expiry against the node taking them over.
+// The same bounds a statement. Waiting for a lock is bounded by a heartbeat: rounds are short and take
+// their locks briefly, so a longer wait means a peer frozen in its transaction, and this round gives up
+// (the next one retries) instead of holding back this node's own renewals until the peer's session ends.
+// Deliberately not tighter: on a starved 2-core box a live node's round can pause for hundreds of ms, and
+// ending its transactions (or its connection attempts) then only made every round fail.
+std::unique_ptr<pqxx::connection> coordinator::open_round_connection() const {
+  return persistence::open_connection(opts_.dsn, opts_.lease_ttl, opts_.lease_ttl - margin_, opts_.heartbeat);
+}
+
 void coordinator::tick() {
   if (!conn_) {
-    // Bounded by the margin: a statement of a round that waits longer (on row locks held by a frozen
-    // peer, say) is abandoned and the round retried, so this node's own renewals keep going; and a
-    // transaction of this node left idle that long (the node frozen mid-round) is ended by the server,
-    // so its lease rows are not locked past their expiry for the node taking them over.
-    conn_ = persistence::open_connection(opts_.dsn, margin_, margin_);
+    conn_ = open_round_connection();
   }
   auto& conn = *conn_;
   if (!joined_) {
@@ -405,6 +424,13 @@ void coordinator::tick() {
 
   // Hand off what now hashes elsewhere (or everything, when leaving). A hand-off waits for the shard's
   // entities to flush; the leases still held are renewed in between when a heartbeat has passed.
+  // At most a heartbeat of hand-offs per round (at least one): a shard handed off waits, with the
+  // messages its front door holds, for the end of the round to be placed at its new owner, so a round
+  // that handed off a whole share (85 shards under load on a slow box: 8 s) held the first ones' messages
+  // past the edge's deadline. The next round starts at once while shards are left to give.
+  handing_off_ = false;
+  const auto give_until = clock::now() + opts_.heartbeat;
+  std::size_t given = 0;
   std::vector<shard_key> give;
   for (const auto& [key, epoch] : held_) {
     if (leaving || owner_of(key.kind, key.shard, live) != opts_.node_id) {
@@ -412,6 +438,10 @@ void coordinator::tick() {
     }
   }
   for (const auto& key : give) {
+    if (given > 0 && clock::now() >= give_until) {
+      handing_off_ = true;
+      break;
+    }
     if (clock::now() - last_renewal_ >= opts_.heartbeat) {
       renew_held(conn);
     }
@@ -425,6 +455,7 @@ void coordinator::tick() {
     }
     release(conn, opts_.node_id, {key, epoch});
     held_.erase(key);
+    ++given;
     if (metrics_) {
       metrics_->shard_moves.Add({{"direction", "out"}}).Increment();
       metrics_->handoff_seconds.Observe(std::chrono::duration<double>(clock::now() - t0).count());
@@ -586,7 +617,7 @@ void coordinator::finish() {
   }
   try {
     if (!conn_) {
-      conn_ = std::make_unique<pqxx::connection>(opts_.dsn);
+      conn_ = open_round_connection();
     }
     cluster::leave(*conn_, opts_.node_id, incarnation_);
   } catch (const std::exception& e) {

@@ -121,6 +121,7 @@ class coordinator {
                                               caf::error err)>;
   void run();
   void tick();
+  std::unique_ptr<pqxx::connection> open_round_connection() const;
   void drop_lapsed();
   bool drop(const shard_key& key, const char* why);
   void renew_held(pqxx::connection& conn);
@@ -149,6 +150,7 @@ class coordinator {
   bool joined_ = false;
   std::map<std::string, peer> peers_;       // by node id; guarded by mutex_ for readers
   cluster_view view_;                       // guarded by mutex_
+  bool handing_off_ = false;                // the round stopped handing off at its budget: more to give
   bool held_empty_and_alone_ = false;       // leaving, nothing held, and no other live node: stop waiting
 
   mutable std::mutex mutex_;

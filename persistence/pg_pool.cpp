@@ -21,7 +21,8 @@ std::string with_connect_timeout(const std::string& dsn, std::chrono::millisecon
 }  // namespace
 
 std::unique_ptr<pqxx::connection> open_connection(const std::string& dsn, std::chrono::milliseconds connect_timeout,
-                                                  std::chrono::milliseconds statement_timeout) {
+                                                  std::chrono::milliseconds statement_timeout,
+                                                  std::chrono::milliseconds lock_timeout) {
   auto conn = std::make_unique<pqxx::connection>(with_connect_timeout(dsn, connect_timeout));
   pqxx::nontransaction tx{*conn};
   tx.exec("SET statement_timeout = " + std::to_string(statement_timeout.count()));
@@ -30,6 +31,9 @@ std::unique_ptr<pqxx::connection> open_connection(const std::string& dsn, std::c
   // transactions send their statements back to back, so one idle for as long as a statement may run
   // is abandoned, and the server ends its session.
   tx.exec("SET idle_in_transaction_session_timeout = " + std::to_string(statement_timeout.count()));
+  if (lock_timeout.count() > 0) {
+    tx.exec("SET lock_timeout = " + std::to_string(lock_timeout.count()));
+  }
   tx.exec("SET TIME ZONE 'UTC'");
   return conn;
 }

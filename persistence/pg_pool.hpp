@@ -85,8 +85,9 @@ class pg_pool {
 };
 
 // Opens a connection with the pool's session settings (statement timeout, the same bound on a transaction
-// left idle, connect timeout, UTC).
+// left idle, connect timeout, UTC), and a bound on any one wait for a lock when lock_timeout is given.
 std::unique_ptr<pqxx::connection> open_connection(const std::string& dsn, std::chrono::milliseconds connect_timeout,
-                                                  std::chrono::milliseconds statement_timeout);
+                                                  std::chrono::milliseconds statement_timeout,
+                                                  std::chrono::milliseconds lock_timeout = {});
 
 }  // namespace mercato::persistence

@@ -232,6 +232,16 @@ TEST_CASE("a node added under add-to-cart and checkout load takes about 1/3 of t
   std::atomic<bool> run{true};
   std::mutex m;
   std::vector<std::string> failed;
+  std::atomic<long> slowest{0};  // ms, the slowest add or checkout (a message held while its shard moves)
+  auto timed = [&slowest](auto&& send) {
+    const auto sent = std::chrono::steady_clock::now();
+    auto r = send();
+    const auto took =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - sent).count();
+    for (long seen = slowest.load(); took > seen && !slowest.compare_exchange_weak(seen, took);) {
+    }
+    return r;
+  };
   std::vector<std::thread> load;
   for (int t = 0; t < 4; ++t) {
     load.emplace_back([&, t] {
@@ -239,8 +249,10 @@ TEST_CASE("a node added under add-to-cart and checkout load takes about 1/3 of t
       for (int n = 0; run.load(); ++n) {
         const int i = (n * 4 + t) % shoppers;
         auto& via = n % 2 ? via0 : via1;
-        auto r = add_one(via, people[static_cast<std::size_t>(i)], carts[static_cast<std::size_t>(i)], product,
-                          "load-" + std::to_string(t) + "-" + std::to_string(n));
+        auto r = timed([&] {
+          return add_one(via, people[static_cast<std::size_t>(i)], carts[static_cast<std::size_t>(i)], product,
+                         "load-" + std::to_string(t) + "-" + std::to_string(n));
+        });
         if (r.status == 200) {
           ++acknowledged[static_cast<std::size_t>(i)];
         } else {
@@ -261,7 +273,9 @@ TEST_CASE("a node added under add-to-cart and checkout load takes about 1/3 of t
       auto cart = via.request("POST", "/api/v1/carts", {}, bearer(buyer.token));
       auto line = cart.status == 201 ? add_one(via, buyer, str(cart.json(), "id"), product, "buy-" + std::to_string(n))
                                      : cart;
-      auto order = line.status == 200 ? checkout(via, buyer, str(cart.json(), "id"), "tok_ok", "order-" + std::to_string(n))
+      auto order = line.status == 200 ? timed([&] {
+        return checkout(via, buyer, str(cart.json(), "id"), "tok_ok", "order-" + std::to_string(n));
+      })
                                       : line;
       if (order.status == 201) {
         ++paid;
@@ -276,8 +290,11 @@ TEST_CASE("a node added under add-to-cart and checkout load takes about 1/3 of t
   });
   std::this_thread::sleep_for(500ms);  // load is running (the loops above never wait for this)
   const auto before = cluster.shards_by_node();
+  const auto added_at = std::chrono::steady_clock::now();
   const auto added = cluster.add();
   REQUIRE(cluster.await_settled());
+  MESSAGE("settled " << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - added_at).count()
+                     << " ms after the node was added; the slowest add or checkout took " << slowest.load() << " ms");
   std::this_thread::sleep_for(500ms);  // and keeps running on the new layout
   run = false;
   for (auto& t : load) {
