@@ -12,6 +12,7 @@
 #include "actors/protocol/inventory_messages.hpp"
 #include "actors/protocol/type_ids.hpp"
 #include "app/entity_runtime.hpp"
+#include "persistence/pg_pool.hpp"
 #include "telemetry/logging.hpp"
 #include "telemetry/metrics.hpp"
 
@@ -51,7 +52,7 @@ void housekeeping::loop() {
       lock.unlock();
       try {
         if (!conn || !conn->is_open()) {
-          conn = std::make_unique<pqxx::connection>(opts_.dsn);
+          conn = persistence::open_connection(opts_.dsn, opts_.connect_timeout, opts_.statement_timeout);
         }
         const auto older_than = !opts_.alone || opts_.alone() ? std::chrono::milliseconds(0) : opts_.stale_checkout;
         resume_checkouts(*conn, older_than);
@@ -71,7 +72,7 @@ void housekeeping::loop() {
     lock.unlock();
     try {
       if (!conn || !conn->is_open()) {
-        conn = std::make_unique<pqxx::connection>(opts_.dsn);
+        conn = persistence::open_connection(opts_.dsn, opts_.connect_timeout, opts_.statement_timeout);
       }
       run_once(*conn);
     } catch (const std::exception& e) {

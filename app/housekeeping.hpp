@@ -35,6 +35,8 @@ class entity_runtime;
 
 struct housekeeping_options {
   std::string dsn;
+  std::chrono::milliseconds connect_timeout{2'000};
+  std::chrono::milliseconds statement_timeout{5'000};  // also bounds a transaction left idle
   std::chrono::milliseconds interval{30'000};
   std::size_t batch_size = 1000;
   std::chrono::seconds abandoned_after{3600};

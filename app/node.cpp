@@ -352,6 +352,7 @@ void node::start() {
                     std::make_shared<actors::sandbox_carrier>()}));
   housekeeping_options chores;
   chores.dsn = settings_.postgres.dsn;
+  chores.statement_timeout = settings_.postgres.statement_timeout;
   chores.interval = settings_.housekeeping.interval;
   chores.batch_size = settings_.housekeeping.batch_size;
   chores.abandoned_after = settings_.cart.abandoned_after;
