@@ -1,5 +1,6 @@
 #include "cluster/shard_front.hpp"
 
+#include <map>
 #include <vector>
 
 #include "actors/protocol/atoms.hpp"
@@ -26,12 +27,22 @@ struct shard_route {
   std::vector<held_message> held;    // pending (or local past its lease): waiting for an owner
 };
 
+// A command forwarded to another node's gateway, until its answer passes back through here.
+struct forwarded_command {
+  caf::response_promise promise;
+};
+
 struct front_state {
   std::shared_ptr<const supervisors::entity_env> env;
   caf::actor local;
   front_options opts;
   std::vector<shard_route> routes;
   std::size_t held = 0;
+  // Commands in flight at each peer's gateway: answered here if that node goes down, since CAF answers
+  // nothing for a request whose remote receiver died with the connection (the edge would wait out its
+  // deadline, 8 s, for every command in flight when a node was killed).
+  std::map<caf::actor_addr, std::map<std::uint64_t, forwarded_command>> in_flight;
+  std::uint64_t next_forward = 0;
   prometheus::Counter* forwarded = nullptr;
   prometheus::Counter* expired = nullptr;
 };
@@ -50,9 +61,39 @@ caf::behavior shard_front(caf::event_based_actor* self, std::shared_ptr<const su
     st->expired = &metrics->held_expired.Add({{"kind", env->kind}});
   }
 
+  // Forwards a command to a peer's gateway. The answer comes back through here: a reply of any type
+  // reaches a handler that takes only errors as CAF's unexpected_response, with the reply as its context.
+  auto forward = [self, st](const caf::actor& gateway, std::string& id, caf::message& command,
+                            caf::response_promise& rp, std::uint32_t hops) {
+    const auto n = ++st->next_forward;
+    const auto to = gateway.address();
+    st->in_flight[to].emplace(n, forwarded_command{rp});
+    self->request(gateway, caf::infinite, forward_atom::value, st->env->kind, std::move(id), std::move(command), hops)
+        .then([st, to, n](caf::error& answer) {
+          auto peer = st->in_flight.find(to);
+          if (peer == st->in_flight.end()) {
+            return;  // answered already: the node went down
+          }
+          auto it = peer->second.find(n);
+          if (it == peer->second.end()) {
+            return;
+          }
+          auto promise = std::move(it->second.promise);
+          peer->second.erase(it);
+          if (peer->second.empty()) {
+            st->in_flight.erase(peer);
+          }
+          if (answer == caf::sec::unexpected_response) {
+            promise.deliver(std::move(answer.context()));
+          } else {
+            promise.deliver(std::move(answer));
+          }
+        });
+  };
+
   // Sends one message where its shard is served now; false when it has to wait.
-  auto dispatch = [st](int shard, std::string& id, caf::message& command, caf::response_promise& rp,
-                       std::uint32_t hops) {
+  auto dispatch = [st, forward](int shard, std::string& id, caf::message& command, caf::response_promise& rp,
+                                std::uint32_t hops) {
     auto& r = st->routes[static_cast<std::size_t>(shard)];
     if (r.where == placement::local && st->env->serving(shard)) {
       rp.delegate(st->local, protocol::to_entity_atom::value, std::move(id), std::move(command));
@@ -62,7 +103,7 @@ caf::behavior shard_front(caf::event_based_actor* self, std::shared_ptr<const su
       if (st->forwarded) {
         st->forwarded->Increment();
       }
-      rp.delegate(r.gateway, forward_atom::value, st->env->kind, std::move(id), std::move(command), hops + 1);
+      forward(r.gateway, id, command, rp, hops + 1);
       return true;
     }
     return false;
@@ -109,6 +150,16 @@ caf::behavior shard_front(caf::event_based_actor* self, std::shared_ptr<const su
         r.gateway = caf::actor{};
       }
     }
+    // What was in flight there gets no answer: say so now. The node may have applied a command before
+    // it went down, so the outcome is unknown; a retry with the same command id applies it once.
+    if (auto peer = st->in_flight.find(dm.source); peer != st->in_flight.end()) {
+      auto lost = std::move(peer->second);
+      st->in_flight.erase(peer);
+      for (auto& [n, f] : lost) {
+        f.promise.deliver(caf::make_error(protocol::errc::outcome_unknown,
+                                          "the node serving this entity went down; retry with the same command id"));
+      }
+    }
   });
 
   // Shutdown: whatever is held is answered now.
@@ -121,6 +172,12 @@ caf::behavior shard_front(caf::event_based_actor* self, std::shared_ptr<const su
       r.held.clear();
     }
     st->held = 0;
+    for (auto& [to, commands] : st->in_flight) {
+      for (auto& [n, f] : commands) {
+        f.promise.deliver(err);
+      }
+    }
+    st->in_flight.clear();
     self->quit(em.reason);
   });
 
