@@ -66,7 +66,8 @@ start_node() {  # NAME
   local name="$1" port
   port="$(free_port)"
   ports[$name]="$port"
-  env MERCATO_PG_DSN="$dsn" MERCATO_REDIS_URL="$MERCATO_REDIS_URL" MERCATO_REDIS_KEY_PREFIX="clbench:" \
+  # The node refuses MERCATO_* variables it does not know: the bench's own settings are not passed on.
+  env -u MERCATO_LOADGEN -u MERCATO_PG_PORT -u MERCATO_REDIS_PORT MERCATO_PG_DSN="$dsn" MERCATO_REDIS_URL="$MERCATO_REDIS_URL" MERCATO_REDIS_KEY_PREFIX="clbench:" \
     MERCATO_NODE_ID="bench-$name" MERCATO_HTTP_PORT="$port" MERCATO_RATE_LIMITS=off MERCATO_JWT_SECRET="$JWT_SECRET" \
     MERCATO_LOG_LEVEL=warn MERCATO_CLUSTER_LEASE_TTL_MS="$lease_ttl" MERCATO_CLUSTER_NODE_TIMEOUT_MS="$node_timeout" \
     "$MERCATOD" --demo >"$TMP_DIR/$name.log" 2>&1 &
