@@ -59,6 +59,21 @@ void await_two_owners(const std::string& dsn) {
   FAIL("the two nodes did not split the shards");
 }
 
+// Two nodes, PREFIX-a then PREFIX-b, on one scratch database, both ready and holding all leases between them.
+struct two_nodes {
+  scratch_database db;
+  node_process a;
+  bool a_ready;  // b starts once a is ready (or gave up), so a has taken every shard first
+  node_process b;
+  explicit two_nodes(const std::string& prefix)
+      : a{{"--demo"}, node_env(db, prefix + "-a")},
+        a_ready{a.wait_ready(60s)},
+        b{{"--demo"}, node_env(db, prefix + "-b")} {
+    REQUIRE(a_ready);
+    REQUIRE(b.wait_ready(60s));
+    await_two_owners(db.dsn());
+  }
+};
 
 // A cart whose shard `node` holds.
 std::pair<customer, std::string> cart_on(http_client& c, const std::string& dsn, const std::string& node) {
@@ -162,12 +177,10 @@ TEST_CASE("a node killed with SIGKILL under load: its carts are served again wit
 }
 
 TEST_CASE("a node frozen past its leases wakes up: it serves nothing stale and overwrites nothing") {
-  scratch_database db;
-  node_process a{{"--demo"}, node_env(db, "frz-a")};
-  REQUIRE(a.wait_ready(60s));
-  node_process b{{"--demo"}, node_env(db, "frz-b")};
-  REQUIRE(b.wait_ready(60s));
-  await_two_owners(db.dsn());
+  two_nodes nodes{"frz"};
+  auto& db = nodes.db;
+  auto& a = nodes.a;
+  auto& b = nodes.b;
   http_client ca{a.port()}, cb{b.port()};
   const auto product = product_with_stock(ca, db.dsn(), 8, 1000);
   auto [who, cart] = cart_on(ca, db.dsn(), "frz-b");
@@ -233,12 +246,10 @@ std::string backend_state(const std::string& dsn, int pid) {
 }  // namespace
 
 TEST_CASE("a node frozen inside a lease transaction does not hold up the takeover of its shards") {
-  scratch_database db;
-  node_process a{{"--demo"}, node_env(db, "txf-a")};
-  REQUIRE(a.wait_ready(60s));
-  node_process b{{"--demo"}, node_env(db, "txf-b")};
-  REQUIRE(b.wait_ready(60s));
-  await_two_owners(db.dsn());
+  two_nodes nodes{"txf"};
+  auto& db = nodes.db;
+  auto& a = nodes.a;
+  auto& b = nodes.b;
   thaw_on_exit thaw{b.pid()};
 
   // Hold node b's lease rows, so that its next renewal waits inside its transaction; freeze b there,

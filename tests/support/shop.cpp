@@ -92,7 +92,7 @@ std::string admin_token(http_client& c, const std::string& dsn) {
 
 std::string product_with_stock(http_client& c, const std::string& dsn, int index, std::int64_t available) {
   auto r = c.get("/api/v1/products?limit=100&sort=name");
-  REQUIRE(r.status == 200);
+  REQUIRE_MESSAGE(r.status == 200, r.body);
   const auto page = r.json();
   const auto& data = page.at("data").as_array();
   REQUIRE(index < static_cast<int>(data.size()));
@@ -109,13 +109,13 @@ std::string product_with_stock(http_client& c, const std::string& dsn, int index
 
 std::int64_t available_of(http_client& c, const std::string& product) {
   auto r = c.get("/api/v1/inventory/" + product);
-  REQUIRE(r.status == 200);
+  REQUIRE_MESSAGE(r.status == 200, r.body);
   return r.json().at("available").to_number<std::int64_t>();
 }
 
 std::int64_t reserved_of(http_client& c, const std::string& product) {
   auto r = c.get("/api/v1/inventory/" + product);
-  REQUIRE(r.status == 200);
+  REQUIRE_MESSAGE(r.status == 200, r.body);
   return r.json().at("reserved").to_number<std::int64_t>();
 }
 
