@@ -174,18 +174,14 @@ void coordinator::run() {
       } else {
         drop_lapsed();
       }
-    } catch (const pqxx::sql_error& e) {
-      // A statement failed (a lock wait or statement timed out): the server answered, so the connection
-      // is kept; the next round retries.
-      telemetry::log_warn("cluster round failed", {{"node_id", opts_.node_id}, {"error", e.what()}});
-      handing_off_ = false;
-      ready_.store(false);
-      drop_lapsed();
     } catch (const std::exception& e) {
-      // PostgreSQL unreachable: the leases will lapse locally if this lasts, and the shards are dropped
-      // before the node takes them again.
+      // PostgreSQL unreachable (or a statement failed: a lock wait or statement timed out): the leases
+      // will lapse locally if this lasts, and the shards are dropped before the node takes them again.
+      // After a failed statement the server answered, so the connection is kept.
       telemetry::log_warn("cluster round failed", {{"node_id", opts_.node_id}, {"error", e.what()}});
-      conn_.reset();
+      if (!dynamic_cast<const pqxx::sql_error*>(&e)) {
+        conn_.reset();
+      }
       handing_off_ = false;
       ready_.store(false);
       drop_lapsed();

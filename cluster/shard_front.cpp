@@ -27,11 +27,6 @@ struct shard_route {
   std::vector<held_message> held;    // pending (or local past its lease): waiting for an owner
 };
 
-// A command forwarded to another node's gateway, until its answer passes back through here.
-struct forwarded_command {
-  caf::response_promise promise;
-};
-
 struct front_state {
   std::shared_ptr<const supervisors::entity_env> env;
   caf::actor local;
@@ -41,7 +36,7 @@ struct front_state {
   // Commands in flight at each peer's gateway: answered here if that node goes down, since CAF answers
   // nothing for a request whose remote receiver died with the connection (the edge would wait out its
   // deadline, 8 s, for every command in flight when a node was killed).
-  std::map<caf::actor_addr, std::map<std::uint64_t, forwarded_command>> in_flight;
+  std::map<caf::actor_addr, std::map<std::uint64_t, caf::response_promise>> in_flight;  // by forward number
   std::uint64_t next_forward = 0;
   prometheus::Counter* forwarded = nullptr;
   prometheus::Counter* expired = nullptr;
@@ -67,7 +62,7 @@ caf::behavior shard_front(caf::event_based_actor* self, std::shared_ptr<const su
                             caf::response_promise& rp, std::uint32_t hops) {
     const auto n = ++st->next_forward;
     const auto to = gateway.address();
-    st->in_flight[to].emplace(n, forwarded_command{rp});
+    st->in_flight[to].emplace(n, rp);
     self->request(gateway, caf::infinite, forward_atom::value, st->env->kind, std::move(id), std::move(command), hops)
         .then([st, to, n](caf::error& answer) {
           auto peer = st->in_flight.find(to);
@@ -78,7 +73,7 @@ caf::behavior shard_front(caf::event_based_actor* self, std::shared_ptr<const su
           if (it == peer->second.end()) {
             return;
           }
-          auto promise = std::move(it->second.promise);
+          auto promise = std::move(it->second);
           peer->second.erase(it);
           if (peer->second.empty()) {
             st->in_flight.erase(peer);
@@ -155,9 +150,9 @@ caf::behavior shard_front(caf::event_based_actor* self, std::shared_ptr<const su
     if (auto peer = st->in_flight.find(dm.source); peer != st->in_flight.end()) {
       auto lost = std::move(peer->second);
       st->in_flight.erase(peer);
-      for (auto& [n, f] : lost) {
-        f.promise.deliver(caf::make_error(protocol::errc::outcome_unknown,
-                                          "the node serving this entity went down; retry with the same command id"));
+      for (auto& [n, promise] : lost) {
+        promise.deliver(caf::make_error(protocol::errc::outcome_unknown,
+                                        "the node serving this entity went down; retry with the same command id"));
       }
     }
   });
@@ -173,8 +168,8 @@ caf::behavior shard_front(caf::event_based_actor* self, std::shared_ptr<const su
     }
     st->held = 0;
     for (auto& [to, commands] : st->in_flight) {
-      for (auto& [n, f] : commands) {
-        f.promise.deliver(err);
+      for (auto& [n, promise] : commands) {
+        promise.deliver(err);
       }
     }
     st->in_flight.clear();

@@ -24,17 +24,18 @@ std::unique_ptr<pqxx::connection> open_connection(const std::string& dsn, std::c
                                                   std::chrono::milliseconds statement_timeout,
                                                   std::chrono::milliseconds lock_timeout) {
   auto conn = std::make_unique<pqxx::connection>(with_connect_timeout(dsn, connect_timeout));
-  pqxx::nontransaction tx{*conn};
-  tx.exec("SET statement_timeout = " + std::to_string(statement_timeout.count()));
+  // One round trip for all of the session's settings.
   // A transaction left open by a process that stopped between two statements (frozen, or stuck) keeps
   // its row locks: another node's takeover of those rows would wait for it indefinitely. Our
   // transactions send their statements back to back, so one idle for as long as a statement may run
   // is abandoned, and the server ends its session.
-  tx.exec("SET idle_in_transaction_session_timeout = " + std::to_string(statement_timeout.count()));
+  std::string settings = "SET statement_timeout = " + std::to_string(statement_timeout.count()) +
+                         "; SET idle_in_transaction_session_timeout = " + std::to_string(statement_timeout.count()) +
+                         "; SET TIME ZONE 'UTC'";
   if (lock_timeout.count() > 0) {
-    tx.exec("SET lock_timeout = " + std::to_string(lock_timeout.count()));
+    settings += "; SET lock_timeout = " + std::to_string(lock_timeout.count());
   }
-  tx.exec("SET TIME ZONE 'UTC'");
+  pqxx::nontransaction{*conn}.exec(settings);
   return conn;
 }
 
